@@ -1,0 +1,79 @@
+//! `cargo xtask …`: the project's own set-up and entry points.
+//!
+//! - `cargo xtask demo`  — set up, then run the main job on the embedded default.
+//! - `cargo xtask test`  — set up, then run every test.
+//! - `cargo xtask setup` — only the set-up (idempotent; each step runs only when missing).
+//! - `cargo xtask bench-trainer` — karpa-train against PyTorch eager, same model and tokens.
+
+mod bench;
+mod demo;
+mod setup;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing: torch in .venv, PostgreSQL, bubblewrap, the demo corpus.
+    Setup,
+    /// Set up, prepare the demo corpus and train the canonical recipe on `tiny`.
+    Demo,
+    /// Set up and run the whole test suite.
+    Test {
+        /// Extra arguments for cargo nextest (e.g. a test name filter).
+        args: Vec<String>,
+    },
+    /// Tokens/s of karpa-train against an equivalent PyTorch-eager script.
+    BenchTrainer {
+        /// Optimizer steps to time (after warm-up).
+        #[arg(long, default_value_t = 60)]
+        steps: u32,
+    },
+}
+
+fn main() -> Result<()> {
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match Cli::parse().command {
+        Cmd::Setup => setup::ensure_all(&root).map(|_| ()),
+        Cmd::Demo => demo::run(&root),
+        Cmd::Test { args } => test(&root, &args),
+        Cmd::BenchTrainer { steps } => bench::run(&root, steps),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn test(root: &Path, args: &[String]) -> Result<()> {
+    let env = setup::ensure_all(root)?;
+    cargo(&["build", "--workspace", "--bins"], &env)?;
+    let mut nextest = vec!["nextest", "run", "--workspace", "--no-fail-fast"];
+    nextest.extend(args.iter().map(String::as_str));
+    cargo(&nextest, &env)?;
+    // nextest does not run doctests; they are examples users copy, so run them too.
+    cargo(&["test", "--workspace", "--doc"], &env)
+}
+
+/// Runs cargo with the set-up's environment; fails if cargo fails.
+fn cargo(args: &[&str], env: &setup::Env) -> Result<()> {
+    run(Command::new(env!("CARGO")).args(args).envs(env.vars()))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
