@@ -214,3 +214,23 @@ impl Drop for LogWriter {
         let _ = self.file.sync_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_step_is_cut_to_the_exact_budget() {
+        let mut cfg = ProtocolConfig::load("micro").unwrap();
+        cfg.token_budget = 64 * 21; // 21 rows; a recipe taking 8 rows per step
+        let mut seen = 0;
+        let mut rows = Vec::new();
+        while seen < cfg.token_budget {
+            let r = rows_for_step(&cfg, 8, seen);
+            rows.push(r);
+            seen += r as u64 * 64;
+        }
+        assert_eq!(rows, vec![8, 8, 5]);
+        assert_eq!(seen, cfg.token_budget);
+    }
+}

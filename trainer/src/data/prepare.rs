@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use proof::{fsio, sha256_bytes, sha256_file, Sha256Hex};
 use std::path::{Path, PathBuf};
 
+#[derive(Debug)]
 pub struct Prepared {
     pub manifest_sha256: Sha256Hex,
     pub tokenizer_sha256: Sha256Hex,
