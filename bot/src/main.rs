@@ -4,6 +4,7 @@
 //! The judge, the forges, the corpus and the chain mirror grow here; today it can
 //! check a finished training run offline.
 
+mod bundle_cmd;
 mod run_check;
 
 use anyhow::Result;
@@ -25,6 +26,23 @@ enum Command {
         /// The run folder (log.jsonl, final_state.json, checkpoints/).
         dir: PathBuf,
     },
+    /// Proof bundles.
+    Bundle {
+        #[command(subcommand)]
+        command: BundleCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BundleCommand {
+    /// Offline check of a bundle folder: manifest, file digests, DSSE attestation.
+    /// Prints a table of findings; exit 0 when all hold, 1 otherwise.
+    Verify {
+        dir: PathBuf,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -33,6 +51,7 @@ fn main() -> ExitCode {
             run_check::print(&findings);
             findings.is_empty()
         }),
+        Command::Bundle { command: BundleCommand::Verify { dir, json } } => bundle_cmd::verify(&dir, json),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,13 +1,19 @@
 //! The bundle contract shared by the trainer (which writes it) and the bot (which
 //! judges it). No libtorch here: the validator links this crate, never a model.
 //!
-//! This crate starts with the parts the trainer already emits: the JSONL training
-//! log, `final_state.json`, `calibration.json`, sha256 digests and crash-safe file
-//! writes. Manifest, attestation and hotkey binding build on these.
+//! - [`log`], [`state`], [`calibration`]: what `karpa-train` writes;
+//! - [`bundle`]: the bundle manifest, its digest and offline verification;
+//! - [`dsse`], [`intoto`]: the attestation (an in-toto Statement in a DSSE envelope, ed25519);
+//! - [`canonical`]: RFC 8785 JSON for everything that is hashed or signed;
+//! - [`digest`], [`fsio`]: sha256 and crash-safe writes.
 
+pub mod bundle;
 pub mod calibration;
+pub mod canonical;
 pub mod digest;
+pub mod dsse;
 pub mod fsio;
+pub mod intoto;
 pub mod log;
 pub mod state;
 

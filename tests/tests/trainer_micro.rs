@@ -254,3 +254,17 @@ fn truncated_checkpoint_is_named() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("cut.safetensors"), "{}", r.stderr);
 }
+
+#[test]
+fn calibrate_writes_a_plausible_calibration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("calibration.json");
+    run(&karpa_train(), &[&"calibrate", &"--device", &"cpu", &"--out", &out]).ok();
+    let c: proof::calibration::Calibration = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(c.device.kind, "cpu");
+    assert!(c.matmul_2048_fp32_ms > 0.0 && c.sdpa_ms > 0.0 && c.memory_gbps > 0.0 && c.matmul_peak_tflops > 0.0);
+    // A 2-core CPU is far slower than an H100 at a 2048² fp32 matmul.
+    assert!(c.h100_equivalence < 0.5, "{c:?}");
+    assert!((c.h100_equivalence - 0.51 / c.matmul_2048_fp32_ms).abs() < 1e-12);
+    assert!((c.h100_hours(3600.0) - c.h100_equivalence).abs() < 1e-12);
+}

@@ -143,3 +143,47 @@ pub fn load(path: &Path, config: &str, device: Device) -> Result<(CheckpointMeta
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((meta, tensors))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(config: &str) -> CheckpointMeta {
+        CheckpointMeta { config: config.into(), step: 7, tokens_seen: 448, data_manifest: "ab".repeat(32) }
+    }
+
+    fn state() -> Vec<(String, Tensor)> {
+        vec![
+            ("model.w".into(), Tensor::from_slice(&[1.5f32, -2.0, 3.25, 0.0]).view([2, 2])),
+            ("optim.steps".into(), Tensor::from_slice(&[7i64]).view([])),
+        ]
+    }
+
+    #[test]
+    fn round_trip_is_exact_and_bytes_are_reproducible() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+        let da = save(&a, &state(), &meta("micro")).unwrap();
+        let db = save(&b, &state(), &meta("micro")).unwrap();
+        assert_eq!(da, db, "the same state must give the same bytes");
+        let (m, loaded) = load(&a, "micro", Device::Cpu).unwrap();
+        assert_eq!(m, meta("micro"));
+        for ((n1, t1), (n2, t2)) in state().iter().zip(&loaded) {
+            assert_eq!(n1, n2);
+            assert!(t1.equal(t2), "{n1} differs after a round trip");
+        }
+    }
+
+    #[test]
+    fn another_configs_checkpoint_and_a_truncated_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.safetensors");
+        save(&p, &state(), &meta("tiny")).unwrap();
+        let err = format!("{:#}", load(&p, "micro", Device::Cpu).unwrap_err());
+        assert!(err.contains("c.safetensors") && err.contains("config tiny, not micro"), "{err}");
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
+        let err = format!("{:#}", load(&p, "tiny", Device::Cpu).unwrap_err());
+        assert!(err.contains("c.safetensors"), "{err}");
+    }
+}

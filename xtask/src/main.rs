@@ -60,9 +60,7 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
     cargo(&["build", "--workspace", "--bins"], &env)?;
     let mut nextest = vec!["nextest", "run", "--workspace", "--no-fail-fast"];
     nextest.extend(args.iter().map(String::as_str));
-    cargo(&nextest, &env)?;
-    // nextest does not run doctests; they are examples users copy, so run them too.
-    cargo(&["test", "--workspace", "--doc"], &env)
+    cargo(&nextest, &env)
 }
 
 /// Runs cargo with the set-up's environment; fails if cargo fails.

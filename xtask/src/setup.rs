@@ -95,11 +95,17 @@ fn have_command(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd).args(args).output().is_ok_and(|o| o.status.success())
 }
 
-/// PostgreSQL's server binaries live outside PATH on Debian; pg_config knows where.
+/// PostgreSQL's server binaries (initdb, pg_ctl) live outside PATH on Debian, in
+/// /usr/lib/postgresql/<major>/bin; the newest installed major wins.
 pub fn postgres_bindir() -> Option<PathBuf> {
-    let out = Command::new("pg_config").arg("--bindir").output().ok().filter(|o| o.status.success())?;
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    dir.join("initdb").exists().then_some(dir)
+    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, bin): &(u32, PathBuf)| bin.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().map(|(_, bin)| bin)
 }
 
 /// bubblewrap (the sandbox for miner code) and a PostgreSQL server, from Debian.

@@ -1,0 +1,37 @@
+//! `karpa bundle …`: the miner's and the validator's view of a proof bundle.
+
+use anyhow::{bail, Result};
+use proof::bundle::{verify_dir, Finding};
+use std::path::Path;
+
+/// Verifies a bundle folder offline; Ok(true) when every check holds.
+pub fn verify(dir: &Path, json: bool) -> Result<bool> {
+    if !dir.is_dir() {
+        bail!("{} is not a bundle folder", dir.display());
+    }
+    let (manifest, findings) = verify_dir(dir);
+    if json {
+        let digest = manifest.as_ref().map(|m| m.digest().to_string());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"bundle_digest": digest, "findings": findings}))?
+        );
+    } else {
+        if let Some(m) = &manifest {
+            println!("bundle {}  config {}  king {}  miner {}", m.digest(), m.config, m.king_tag, m.github_login);
+        }
+        print_table(&findings);
+    }
+    Ok(findings.is_empty())
+}
+
+fn print_table(findings: &[Finding]) {
+    if findings.is_empty() {
+        println!("ok: manifest, file digests and attestation all hold");
+        return;
+    }
+    println!("{:<22} {:<36} message", "code", "file");
+    for f in findings {
+        println!("{:<22} {:<36} {}", f.code, f.file.as_deref().unwrap_or("-"), f.message);
+    }
+}

@@ -1,0 +1,61 @@
+//! `karpa bundle verify` through the real binary: a sealed bundle passes, a
+//! tampered one fails with the finding named.
+
+use karpa_tests::{binary, run};
+use proof::bundle::{assemble, RunClaims};
+use proof::intoto::CalibrationSummary;
+
+fn make_bundle(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
+    for f in [
+        "patch.diff",
+        "rationale.md",
+        "log.jsonl",
+        "final_state.json",
+        "calibration.json",
+        "checkpoints/step-4.safetensors",
+    ] {
+        std::fs::write(dir.join(f), format!("{f}\n")).unwrap();
+    }
+    let claims = RunClaims {
+        king_tag: "recipe-v0.1.0".into(),
+        king_commit: "c".repeat(40),
+        patched_tree: "d".repeat(40),
+        config: "micro".into(),
+        seed: 1337,
+        harness_digest: proof::sha256_bytes(b"harness"),
+        miner_hotkey: "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY".into(),
+        github_login: "octo".into(),
+        calibration: CalibrationSummary { device: "cpu".into(), matmul_2048_fp32_ms: 50.0, h100_equivalence: 0.0102 },
+        started_at: "2026-11-26T06:00:00Z".into(),
+        finished_at: "2026-11-26T06:00:01Z".into(),
+        log_chain: proof::intoto::log_chain("log.jsonl\n", 64),
+        tier: "software".into(),
+    };
+    let key = proof::dsse::generate_key().unwrap();
+    assemble(dir, &claims, &key, [1u8; 32]).unwrap();
+}
+
+#[test]
+fn verify_passes_then_names_the_tampered_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    make_bundle(tmp.path());
+    let ok = run(&binary("karpa"), &[&"bundle", &"verify", &tmp.path()]).ok();
+    assert!(ok.stdout.contains("ok: manifest"), "{}", ok.stdout);
+
+    // Same size, other bytes: only the digest can tell.
+    std::fs::write(tmp.path().join("checkpoints/step-4.safetensors"), "checkpoints/step-4.safetensorX\n").unwrap();
+    let bad = run(&binary("karpa"), &[&"bundle", &"verify", &"--json", &tmp.path()]);
+    assert_eq!(bad.code, 1, "{}", bad.stdout);
+    let findings = bad.json()["findings"].as_array().unwrap().clone();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0]["code"], "file.digest");
+    assert_eq!(findings[0]["file"], "checkpoints/step-4.safetensors");
+}
+
+#[test]
+fn verify_of_a_missing_folder_is_an_error() {
+    let r = run(&binary("karpa"), &[&"bundle", &"verify", &"/nonexistent/bundle"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("is not a bundle folder"), "{}", r.stderr);
+}
