@@ -27,7 +27,7 @@ pub fn verify(dir: &Path, json: bool) -> Result<bool> {
 
 fn print_table(findings: &[Finding]) {
     if findings.is_empty() {
-        println!("ok: manifest, file digests and attestation all hold");
+        println!("ok: manifest, file digests, attestation and hotkey signature all hold");
         return;
     }
     println!("{:<22} {:<36} message", "code", "file");

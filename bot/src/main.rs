@@ -35,7 +35,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BundleCommand {
-    /// Offline check of a bundle folder: manifest, file digests, DSSE attestation.
+    /// Offline check of a bundle folder: manifest, file digests, DSSE attestation, hotkey signature.
     /// Prints a table of findings; exit 0 when all hold, 1 otherwise.
     Verify {
         dir: PathBuf,

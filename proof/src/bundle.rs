@@ -212,7 +212,35 @@ pub fn verify_dir(dir: &Path) -> (Option<BundleManifest>, Vec<Finding>) {
     }
     out.extend(unlisted_files(dir, &manifest));
     out.extend(check_attestation(dir, &manifest));
+    out.extend(check_miner_signature(dir, &manifest));
     (Some(manifest), out)
+}
+
+/// Signs the bundle's digest with the miner's hotkey into `miner.sig.json`.
+pub fn sign_as_miner(
+    dir: &Path,
+    manifest: &BundleManifest,
+    hotkey: &subxt_signer::sr25519::Keypair,
+) -> std::io::Result<()> {
+    let sig = crate::hotkey::sign(hotkey, &manifest.digest(), &manifest.github_login);
+    crate::fsio::write_json_atomic(&dir.join(MINER_SIG), &sig)
+}
+
+fn check_miner_signature(dir: &Path, m: &BundleManifest) -> Option<Finding> {
+    let file = Some(MINER_SIG);
+    let sig: crate::hotkey::MinerSignature =
+        match std::fs::read(dir.join(MINER_SIG)).map(|b| serde_json::from_slice(&b)) {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Some(finding("hotkey.schema", file, format!("not a miner signature: {e}"))),
+            Err(_) => return Some(finding("hotkey.missing", file, "the bundle is not signed by a hotkey")),
+        };
+    crate::hotkey::verify(&sig, &m.digest(), &m.miner_hotkey, &m.github_login).err().map(|e| {
+        finding(
+            "hotkey.signature",
+            file,
+            format!("{e}: {} must sign this bundle's digest for {}", m.miner_hotkey, m.github_login),
+        )
+    })
 }
 
 fn check_file(dir: &Path, f: &BundleFile) -> Option<Finding> {
@@ -355,6 +383,7 @@ mod tests {
         }
         let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
         let m = assemble(dir.path(), &claims(), &key, [9u8; 32]).unwrap();
+        sign_as_miner(dir.path(), &m, &crate::hotkey::keypair_from_uri("//Alice").unwrap()).unwrap();
         (dir, m)
     }
 
@@ -388,7 +417,8 @@ mod tests {
         f.size = 12;
         f.sha256 = sha256_bytes(b"a better log");
         crate::fsio::write_json_atomic(&dir.path().join(MANIFEST), &m).unwrap();
-        assert_eq!(codes(dir.path()), vec!["attestation.subjects"]);
+        // (The hotkey signed the old manifest, so that breaks too.)
+        assert_eq!(codes(dir.path()), vec!["attestation.subjects", "hotkey.signature"]);
     }
 
     #[test]
@@ -397,7 +427,7 @@ mod tests {
         let other = ed25519_dalek::SigningKey::from_bytes(&[4u8; 32]);
         m.attestation_key = hex::encode(other.verifying_key().as_bytes());
         crate::fsio::write_json_atomic(&dir.path().join(MANIFEST), &m).unwrap();
-        assert_eq!(codes(dir.path()), vec!["attestation.signature"]);
+        assert_eq!(codes(dir.path()), vec!["attestation.signature", "hotkey.signature"]);
     }
 
     #[test]
@@ -406,8 +436,9 @@ mod tests {
         m.king_tag = "recipe-v0.1.7".into();
         crate::fsio::write_json_atomic(&dir.path().join(MANIFEST), &m).unwrap();
         let (_, findings) = verify_dir(dir.path());
-        assert_eq!(findings.len(), 1);
+        assert_eq!(findings.len(), 2);
         assert!(findings[0].message.contains("king_tag"), "{findings:?}");
+        assert_eq!(findings[1].code, "hotkey.signature");
     }
 
     #[test]
@@ -427,6 +458,15 @@ mod tests {
                 && !safe_relative("/etc/passwd")
                 && safe_relative("checkpoints/step-1.safetensors")
         );
+    }
+
+    #[test]
+    fn a_bundle_signed_by_another_hotkey_or_unsigned_is_refused() {
+        let (dir, m) = bundle();
+        sign_as_miner(dir.path(), &m, &crate::hotkey::keypair_from_uri("//Bob").unwrap()).unwrap();
+        assert_eq!(codes(dir.path()), vec!["hotkey.signature"]);
+        std::fs::remove_file(dir.path().join(MINER_SIG)).unwrap();
+        assert_eq!(codes(dir.path()), vec!["hotkey.missing"]);
     }
 
     #[test]

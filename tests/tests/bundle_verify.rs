@@ -33,7 +33,8 @@ fn make_bundle(dir: &std::path::Path) {
         tier: "software".into(),
     };
     let key = proof::dsse::generate_key().unwrap();
-    assemble(dir, &claims, &key, [1u8; 32]).unwrap();
+    let manifest = assemble(dir, &claims, &key, [1u8; 32]).unwrap();
+    proof::bundle::sign_as_miner(dir, &manifest, &proof::hotkey::keypair_from_uri("//Alice").unwrap()).unwrap();
 }
 
 #[test]
@@ -48,7 +49,7 @@ fn verify_passes_then_names_the_tampered_file() {
     let bad = run(&binary("karpa"), &[&"bundle", &"verify", &"--json", &tmp.path()]);
     assert_eq!(bad.code, 1, "{}", bad.stdout);
     let findings = bad.json()["findings"].as_array().unwrap().clone();
-    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings.len(), 1, "{findings:?}"); // the manifest (and so the hotkey's signature) still holds
     assert_eq!(findings[0]["code"], "file.digest");
     assert_eq!(findings[0]["file"], "checkpoints/step-4.safetensors");
 }

@@ -11,7 +11,8 @@ const CONFIG: &str = "tiny";
 
 pub fn run(root: &Path) -> Result<()> {
     let env = setup::ensure_all(root)?;
-    crate::cargo(&["build", "--bin", "karpa-train"], &env)?;
+    // The same build as `cargo xtask test`, so the two share every artifact.
+    crate::cargo(&["build", "--workspace", "--bins"], &env)?;
     let bin = root.join("target/debug/karpa-train");
     let data = root.join(".karpa/data").join(CONFIG);
     if !data.join("public/manifest.json").exists() {
@@ -59,7 +60,11 @@ pub fn run(root: &Path) -> Result<()> {
         let v: serde_json::Value = serde_json::from_str(&out)?;
         let bpb = v["val_bpb"].as_f64().context("val_bpb")?;
         first_last.push(bpb);
-        println!("  step {:<7} {:<10} {bpb:.4}", ck["step"], ck["tokens_seen"]);
+        println!(
+            "  step {:<7} {:<10} {bpb:.4}",
+            ck["step"].as_u64().unwrap_or(0),
+            ck["tokens_seen"].as_u64().unwrap_or(0)
+        );
     }
     let probe = karpa_train(
         &bin,

@@ -1,0 +1,154 @@
+//! Hotkey binding: the miner's sr25519 hotkey (Bittensor's, SS58) signs
+//! `karpa-submission:v1:{bundle_digest}:{github_login}`, which ties the bundle, and
+//! through its manifest the attestation key, to the account that gets rewarded.
+//! Signatures are Substrate's: schnorrkel with the "substrate" signing context.
+
+use crate::Sha256Hex;
+use serde::{Deserialize, Serialize};
+use subxt_signer::sr25519::{self, Keypair, PublicKey, Signature};
+use subxt_signer::SecretUri;
+
+pub const MINER_SIG_FORMAT: &str = "karpa-miner-sig/v1";
+
+/// The exact bytes the hotkey signs.
+pub fn submission_message(bundle_digest: &Sha256Hex, github_login: &str) -> Vec<u8> {
+    format!("karpa-submission:v1:{bundle_digest}:{github_login}").into_bytes()
+}
+
+/// `miner.sig.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinerSignature {
+    pub format: String,
+    /// SS58 address of the hotkey.
+    pub hotkey: String,
+    pub github_login: String,
+    pub bundle_digest: Sha256Hex,
+    /// 64-byte sr25519 signature, hex.
+    pub signature: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum HotkeyError {
+    #[error("not a secret URI or seed phrase: {0}")]
+    BadSecret(String),
+    #[error("{0:?} is not an SS58 sr25519 address")]
+    BadAddress(String),
+    #[error("the signature is not 64 hex bytes")]
+    BadSignatureEncoding,
+    #[error("the hotkey signature does not verify")]
+    BadSignature,
+}
+
+/// A hotkey from a secret URI: a seed phrase, `//Alice`-style dev keys, or a
+/// phrase with derivation junctions (`phrase//hard/soft`).
+pub fn keypair_from_uri(uri: &str) -> Result<Keypair, HotkeyError> {
+    let secret: SecretUri = uri.parse().map_err(|_| HotkeyError::BadSecret("unparsable".into()))?;
+    Keypair::from_uri(&secret).map_err(|e| HotkeyError::BadSecret(e.to_string()))
+}
+
+/// A hotkey from a Bittensor keyfile (the unencrypted JSON that `btcli` writes for
+/// hotkeys, with `secretPhrase` or `secretSeed`).
+pub fn keypair_from_bittensor_keyfile(json: &str) -> Result<Keypair, HotkeyError> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| HotkeyError::BadSecret(format!("keyfile: {e}")))?;
+    if let Some(phrase) = v.get("secretPhrase").and_then(|p| p.as_str()) {
+        return keypair_from_uri(phrase);
+    }
+    let seed = v
+        .get("secretSeed")
+        .and_then(|s| s.as_str())
+        .ok_or_else(|| HotkeyError::BadSecret("keyfile has neither secretPhrase nor secretSeed (encrypted?)".into()))?;
+    let bytes: [u8; 32] = hex::decode(seed.trim_start_matches("0x"))
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| HotkeyError::BadSecret("secretSeed is not 32 hex bytes".into()))?;
+    Keypair::from_secret_key(bytes).map_err(|e| HotkeyError::BadSecret(e.to_string()))
+}
+
+pub fn ss58(key: &Keypair) -> String {
+    subxt_utils_accountid32::AccountId32(key.public_key().0).to_string()
+}
+
+pub fn sign(key: &Keypair, bundle_digest: &Sha256Hex, github_login: &str) -> MinerSignature {
+    let sig = key.sign(&submission_message(bundle_digest, github_login));
+    MinerSignature {
+        format: MINER_SIG_FORMAT.into(),
+        hotkey: ss58(key),
+        github_login: github_login.into(),
+        bundle_digest: bundle_digest.clone(),
+        signature: hex::encode(sig.0),
+    }
+}
+
+fn public_key_of(address: &str) -> Result<PublicKey, HotkeyError> {
+    let id: subxt_utils_accountid32::AccountId32 =
+        address.parse().map_err(|_| HotkeyError::BadAddress(address.into()))?;
+    Ok(PublicKey(id.0))
+}
+
+/// Checks a miner signature over `bundle_digest` by `hotkey` for `github_login`.
+pub fn verify(
+    sig: &MinerSignature,
+    bundle_digest: &Sha256Hex,
+    hotkey: &str,
+    github_login: &str,
+) -> Result<(), HotkeyError> {
+    if sig.hotkey != hotkey || sig.github_login != github_login || &sig.bundle_digest != bundle_digest {
+        return Err(HotkeyError::BadSignature);
+    }
+    let raw: [u8; 64] =
+        hex::decode(&sig.signature).ok().and_then(|b| b.try_into().ok()).ok_or(HotkeyError::BadSignatureEncoding)?;
+    let public = public_key_of(hotkey)?;
+    if sr25519::verify(&Signature(raw), submission_message(bundle_digest, github_login), &public) {
+        Ok(())
+    } else {
+        Err(HotkeyError::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALICE: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+
+    #[test]
+    fn dev_key_alice_has_her_well_known_address() {
+        let alice = keypair_from_uri("//Alice").unwrap();
+        assert_eq!(ss58(&alice), ALICE);
+        assert_eq!(
+            hex::encode(alice.public_key().0),
+            "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d"
+        );
+    }
+
+    #[test]
+    fn bittensor_keyfile_with_a_seed_gives_the_same_key() {
+        // `subkey inspect //Alice` prints this secret seed.
+        let keyfile = r#"{"accountId":"0xd435…","secretSeed":"0xe5be9a5092b81bca64be81d212e7f2f9eba183bb7a90954f7b76361f6edb5c0a","ss58Address":"5Grw…"}"#;
+        assert_eq!(ss58(&keypair_from_bittensor_keyfile(keyfile).unwrap()), ALICE);
+        let encrypted = r#"{"ciphertext":"…"}"#;
+        assert!(matches!(keypair_from_bittensor_keyfile(encrypted), Err(HotkeyError::BadSecret(_))));
+    }
+
+    #[test]
+    fn signature_binds_digest_login_and_key() {
+        let alice = keypair_from_uri("//Alice").unwrap();
+        let digest = crate::sha256_bytes(b"bundle");
+        let sig = sign(&alice, &digest, "octo");
+        verify(&sig, &digest, ALICE, "octo").unwrap();
+        let other_digest = crate::sha256_bytes(b"other bundle");
+        assert_eq!(verify(&sig, &other_digest, ALICE, "octo"), Err(HotkeyError::BadSignature));
+        assert_eq!(verify(&sig, &digest, ALICE, "someone-else"), Err(HotkeyError::BadSignature));
+        // Bob cannot claim Alice's bundle: her signature does not verify under his key.
+        let bob = ss58(&keypair_from_uri("//Bob").unwrap());
+        let mut stolen = sig.clone();
+        stolen.hotkey = bob.clone();
+        assert_eq!(verify(&stolen, &digest, &bob, "octo"), Err(HotkeyError::BadSignature));
+        let mut flipped = sig.clone();
+        flipped.signature.replace_range(0..2, if &sig.signature[0..2] == "00" { "01" } else { "00" });
+        assert_eq!(verify(&flipped, &digest, ALICE, "octo"), Err(HotkeyError::BadSignature));
+        assert_eq!(verify(&sig, &digest, "not-an-address", "octo").unwrap_err(), HotkeyError::BadSignature);
+    }
+}
