@@ -4,7 +4,10 @@
 //! The judge, the forges, the corpus and the chain mirror grow here; today it can
 //! check a finished training run offline.
 
+mod allowlist;
 mod bundle_cmd;
+mod prove;
+mod repo;
 mod run_check;
 
 use anyhow::Result;
@@ -25,6 +28,43 @@ enum Command {
     CheckRun {
         /// The run folder (log.jsonl, final_state.json, checkpoints/).
         dir: PathBuf,
+    },
+    /// Train a patch of the recipe with the official harness and seal a signed proof bundle.
+    Prove {
+        /// The patch (a git diff against the king), touching only recipe/src/**.rs,
+        /// recipe/recipe.toml or recipe/RATIONALE.md.
+        #[arg(long)]
+        patch: PathBuf,
+        /// The release to patch (default: the highest recipe-vX.Y.Z tag).
+        #[arg(long)]
+        king: Option<String>,
+        #[arg(long)]
+        config: String,
+        /// The config's prepared public data (`karpa-train prepare`'s public/ folder).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        allow_unpinned_data: bool,
+        /// Secret URI or seed phrase of the hotkey, or a Bittensor hotkey file.
+        #[arg(long)]
+        hotkey: String,
+        #[arg(long)]
+        github_login: String,
+        /// Why the patch should help (markdown).
+        #[arg(long)]
+        rationale: PathBuf,
+        /// Bundle folder to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// The recipe repository.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Shared cargo target folder for recipe builds.
+        #[arg(long, default_value = "target/recipes")]
+        target_dir: PathBuf,
+        /// libtorch folder (default: $LIBTORCH, then <repo>/.karpa/libtorch).
+        #[arg(long)]
+        libtorch: Option<PathBuf>,
     },
     /// Proof bundles.
     Bundle {
@@ -52,6 +92,38 @@ fn main() -> ExitCode {
             findings.is_empty()
         }),
         Command::Bundle { command: BundleCommand::Verify { dir, json } } => bundle_cmd::verify(&dir, json),
+        Command::Prove {
+            patch,
+            king,
+            config,
+            data,
+            allow_unpinned_data,
+            hotkey,
+            github_login,
+            rationale,
+            out,
+            repo,
+            target_dir,
+            libtorch,
+        } => std::path::absolute(&target_dir).map_err(Into::into).and_then(|target_dir| {
+            let args = prove::ProveArgs {
+                repo,
+                patch,
+                king,
+                config,
+                data,
+                allow_unpinned_data,
+                hotkey,
+                github_login,
+                rationale,
+                out,
+                target_dir,
+                libtorch,
+            };
+            let m = prove::prove(&args)?;
+            println!("bundle {}  ({} files) in {}", m.digest(), m.files.len(), args.out.display());
+            Ok(true)
+        }),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ pub mod canonical;
 pub mod digest;
 pub mod dsse;
 pub mod fsio;
+pub mod harness;
 pub mod hotkey;
 pub mod intoto;
 pub mod log;

@@ -1,0 +1,119 @@
+//! The recipe repository through git2: kings (release tags), patches applied to
+//! trees (compared by tree id, never by text), checkouts and harness digests.
+
+use anyhow::{anyhow, bail, Context, Result};
+use git2::{Oid, Repository};
+use std::path::Path;
+
+pub const TAG_PREFIX: &str = "recipe-v";
+
+/// A release of the recipe: the tag and the commit it points at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct King {
+    pub tag: String,
+    pub commit: Oid,
+    pub tree: Oid,
+}
+
+/// `recipe-vX.Y.Z` → (X, Y, Z).
+pub fn tag_version(tag: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = tag.strip_prefix(TAG_PREFIX)?.split('.').map(|p| p.parse::<u64>().ok());
+    let v = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(v)
+}
+
+pub struct RecipeRepo {
+    repo: Repository,
+}
+
+impl RecipeRepo {
+    pub fn open(path: &Path) -> Result<Self> {
+        let repo = Repository::open(path).with_context(|| format!("{} is not a git repository", path.display()))?;
+        Ok(RecipeRepo { repo })
+    }
+
+    /// The named release, or the highest `recipe-vX.Y.Z` tag.
+    pub fn king(&self, tag: Option<&str>) -> Result<King> {
+        let tag = match tag {
+            Some(t) => {
+                if tag_version(t).is_none() {
+                    bail!("{t:?} is not a release tag ({TAG_PREFIX}X.Y.Z)");
+                }
+                t.to_string()
+            }
+            None => {
+                let names = self.repo.tag_names(Some(&format!("{TAG_PREFIX}*")))?;
+                let best = names.iter().flatten().flatten().filter_map(|n| Some((tag_version(n)?, n))).max();
+                best.map(|(_, n)| n.to_string())
+                    .ok_or_else(|| anyhow!("the repository has no {TAG_PREFIX}X.Y.Z tag"))?
+            }
+        };
+        let obj = self.repo.revparse_single(&format!("refs/tags/{tag}")).with_context(|| format!("no tag {tag}"))?;
+        let commit = obj.peel_to_commit().with_context(|| format!("tag {tag} does not point at a commit"))?;
+        Ok(King { tag, commit: commit.id(), tree: commit.tree_id() })
+    }
+
+    /// Applies a unified git diff to `base` and returns the resulting tree id.
+    pub fn apply_patch(&self, base: Oid, diff: &git2::Diff<'_>) -> Result<Oid> {
+        let tree = self.repo.find_tree(base)?;
+        let mut index = self.repo.apply_to_tree(&tree, diff, None).context("the patch does not apply to the king")?;
+        Ok(index.write_tree_to(&self.repo)?)
+    }
+
+    /// Writes the files of `tree` into `dir` (which must be empty or absent).
+    pub fn checkout(&self, tree: Oid, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let obj = self.repo.find_object(tree, Some(git2::ObjectType::Tree))?;
+        let mut opts = git2::build::CheckoutBuilder::new();
+        // Never touch the repository's own index or work tree.
+        opts.target_dir(dir).force().recreate_missing(true).update_index(false);
+        self.repo
+            .checkout_tree(&obj, Some(&mut opts))
+            .with_context(|| format!("cannot check out into {}", dir.display()))?;
+        Ok(())
+    }
+
+    /// Every blob of `tree` as (path, bytes).
+    pub fn files(&self, tree: Oid) -> Result<Vec<(String, Vec<u8>)>> {
+        let tree = self.repo.find_tree(tree)?;
+        let mut out = Vec::new();
+        let mut err = None;
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            if entry.kind() == Some(git2::ObjectType::Blob) {
+                match entry.to_object(&self.repo).and_then(|o| o.peel_to_blob()) {
+                    Ok(blob) => {
+                        out.push((format!("{dir}{}", entry.name().unwrap_or_default()), blob.content().to_vec()))
+                    }
+                    Err(e) => {
+                        err = Some(e);
+                        return git2::TreeWalkResult::Abort;
+                    }
+                }
+            }
+            git2::TreeWalkResult::Ok
+        })?;
+        match err {
+            Some(e) => Err(e.into()),
+            None => Ok(out),
+        }
+    }
+
+    /// The harness digest of a tree (see `proof::harness`).
+    pub fn harness_digest(&self, tree: Oid) -> Result<proof::Sha256Hex> {
+        Ok(proof::harness::harness_digest(self.files(tree)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_versions() {
+        assert_eq!(tag_version("recipe-v0.1.10"), Some((0, 1, 10)));
+        assert_eq!(tag_version("recipe-v1.2"), None);
+        assert_eq!(tag_version("recipe-v1.2.3.4"), None);
+        assert_eq!(tag_version("v1.2.3"), None);
+        assert!(tag_version("recipe-v0.1.10") > tag_version("recipe-v0.1.9"));
+    }
+}
