@@ -9,6 +9,7 @@ mod bundle_cmd;
 mod prove;
 mod repo;
 mod run_check;
+mod seal;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -83,6 +84,26 @@ enum BundleCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Encrypt a bundle to the validator's age X25519 recipient (manifest stays plain).
+    Seal {
+        dir: PathBuf,
+        /// The validator's recipient, `age1…`.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Decrypt a sealed bundle with the validator's identity file into a bundle folder.
+    Open {
+        sealed: PathBuf,
+        /// age identity file (`AGE-SECRET-KEY-1…`).
+        #[arg(long)]
+        identity: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a new age identity for a validator (its recipient in a comment).
+    Keygen,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +113,18 @@ fn main() -> ExitCode {
             findings.is_empty()
         }),
         Command::Bundle { command: BundleCommand::Verify { dir, json } } => bundle_cmd::verify(&dir, json),
+        Command::Bundle { command: BundleCommand::Seal { dir, to, out } } => {
+            seal::parse_recipient(&to).and_then(|r| seal::seal(&dir, &r, &out)).map(|_| true)
+        }
+        Command::Bundle { command: BundleCommand::Open { sealed, identity, out } } => {
+            seal::read_identity(&identity).and_then(|id| seal::open(&sealed, &id, &out)).map(|_| true)
+        }
+        Command::Bundle { command: BundleCommand::Keygen } => {
+            use age::secrecy::ExposeSecret;
+            let id = age::x25519::Identity::generate();
+            println!("# recipient: {}\n{}", id.to_public(), id.to_string().expose_secret());
+            Ok(true)
+        }
         Command::Prove {
             patch,
             king,

@@ -132,6 +132,24 @@ mod tests {
         assert!(matches!(keypair_from_bittensor_keyfile(encrypted), Err(HotkeyError::BadSecret(_))));
     }
 
+    /// Made by another implementation: Python `substrate-interface` 1.x (PyPI), with
+    /// `Keypair.create_from_uri('//Alice').sign(b'karpa-submission:v1:' + b'0'*64 + b':octo')`.
+    #[test]
+    fn verifies_a_signature_made_by_python_substrate_interface() {
+        let digest = Sha256Hex::try_from("0".repeat(64)).unwrap();
+        let sig = MinerSignature {
+            format: MINER_SIG_FORMAT.into(),
+            hotkey: ALICE.into(),
+            github_login: "octo".into(),
+            bundle_digest: digest.clone(),
+            signature: "30ce8af8f75925075eaf6a76b67884e5133f9c0209ac6ff380ebe8ea3577123df11fad9a65a55c3022387fb469930a7a8838a2866a5ebd02dc742235b5242e8a".into(),
+        };
+        verify(&sig, &digest, ALICE, "octo").unwrap();
+        // Same library, from the dev seed phrase: the address Python derives.
+        let root = keypair_from_uri("bottom drive obey lake curtain smoke basket hold race lonely fit walk").unwrap();
+        assert_eq!(ss58(&root), "5DfhGyQdFobKM8NsWvEeAKk5EQQgYe9AydgJ7rMB6E1EqRzV");
+    }
+
     #[test]
     fn signature_binds_digest_login_and_key() {
         let alice = keypair_from_uri("//Alice").unwrap();
