@@ -175,9 +175,15 @@ pub fn safe_relative(path: &str) -> bool {
         && path.split('/').all(|p| !p.is_empty() && p != "." && p != ".." && !p.contains('\\') && !p.contains('\0'))
 }
 
-/// Offline checks of a bundle folder: manifest, files, attestation. Returns the
-/// manifest when it could be read, and every finding (empty = all hold).
+/// Offline checks of a bundle folder: manifest, files, attestation, hotkey. Returns
+/// the manifest when it could be read, and every finding (empty = all hold).
+/// Trusts no TEE verifier: a `tee` bundle needs [`verify_dir_with`].
 pub fn verify_dir(dir: &Path) -> (Option<BundleManifest>, Vec<Finding>) {
+    verify_dir_with(dir, &[])
+}
+
+/// [`verify_dir`] with the hardware-evidence verifiers this validator trusts.
+pub fn verify_dir_with(dir: &Path, tee: &[&dyn crate::tee::TeeVerifier]) -> (Option<BundleManifest>, Vec<Finding>) {
     let mut out = Vec::new();
     let manifest: BundleManifest = match std::fs::read(dir.join(MANIFEST)) {
         Err(e) => return (None, vec![finding("manifest.missing", Some(MANIFEST), e.to_string())]),
@@ -211,7 +217,7 @@ pub fn verify_dir(dir: &Path) -> (Option<BundleManifest>, Vec<Finding>) {
         out.push(finding("bundle.required", None, "the bundle has no checkpoint"));
     }
     out.extend(unlisted_files(dir, &manifest));
-    out.extend(check_attestation(dir, &manifest));
+    out.extend(check_attestation(dir, &manifest, tee));
     out.extend(check_miner_signature(dir, &manifest));
     (Some(manifest), out)
 }
@@ -275,7 +281,7 @@ fn unlisted_files(dir: &Path, manifest: &BundleManifest) -> Vec<Finding> {
         .collect()
 }
 
-fn check_attestation(dir: &Path, m: &BundleManifest) -> Vec<Finding> {
+fn check_attestation(dir: &Path, m: &BundleManifest, tee: &[&dyn crate::tee::TeeVerifier]) -> Vec<Finding> {
     let at = Some(ATTESTATION);
     let fail = |code, msg: String| vec![finding(code, at, msg)];
     let envelope: Envelope = match std::fs::read(dir.join(ATTESTATION)).map(|b| serde_json::from_slice(&b)) {
@@ -337,6 +343,9 @@ fn check_attestation(dir: &Path, m: &BundleManifest) -> Vec<Finding> {
     }
     if p.seed != m.seed || p.harness_digest != m.harness_digest {
         out.push(finding("attestation.predicate", at, "seed or harness digest differs from the manifest"));
+    }
+    if let Err(e) = crate::tee::check_tier(p, &key.to_bytes(), tee) {
+        out.push(finding("attestation.tier", at, e.to_string()));
     }
     out
 }

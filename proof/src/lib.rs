@@ -18,5 +18,6 @@ pub mod hotkey;
 pub mod intoto;
 pub mod log;
 pub mod state;
+pub mod tee;
 
 pub use digest::{sha256_bytes, sha256_file, Sha256Hex};
