@@ -1,13 +1,26 @@
 //! `karpa bundle …`: the miner's and the validator's view of a proof bundle.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use proof::bundle::{verify_dir, Finding};
 use std::path::Path;
 
-/// Verifies a bundle folder offline; Ok(true) when every check holds.
-pub fn verify(dir: &Path, json: bool) -> Result<bool> {
-    if !dir.is_dir() {
-        bail!("{} is not a bundle folder", dir.display());
+/// Verifies a bundle folder, or a bundle file made by `karpa bundle pack`, offline;
+/// Ok(true) when every check holds.
+pub fn verify(path: &Path, json: bool) -> Result<bool> {
+    let unpacked;
+    let dir = if path.is_dir() {
+        path
+    } else if path.is_file() {
+        unpacked = tempfile::tempdir()?;
+        let file = std::fs::File::open(path)?;
+        crate::archive::unpack(std::io::BufReader::new(file), unpacked.path(), &[])
+            .with_context(|| format!("{} is not a bundle file", path.display()))?;
+        unpacked.path()
+    } else {
+        bail!("{} is not a bundle folder or file", path.display());
+    };
+    if dir.join(crate::seal::SEALED_PAYLOAD).exists() {
+        bail!("{} is sealed: open it with `karpa bundle open` and the validator's identity first", path.display());
     }
     let (manifest, findings) = verify_dir(dir);
     if json {

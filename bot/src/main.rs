@@ -5,11 +5,13 @@
 //! check a finished training run offline.
 
 mod allowlist;
+mod archive;
 mod bundle_cmd;
 mod prove;
 mod repo;
 mod run_check;
 mod seal;
+mod submit;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -67,6 +69,28 @@ enum Command {
         #[arg(long)]
         libtorch: Option<PathBuf>,
     },
+    /// Open the pull request that carries a bundle (its locator goes in the body).
+    Submit {
+        /// The canonical recipe repository, owner/name.
+        #[arg(long)]
+        repo: String,
+        /// The branch holding the patch, fork-owner:branch.
+        #[arg(long)]
+        head: String,
+        #[arg(long, default_value = "main")]
+        base: String,
+        /// The bundle file made by `karpa bundle pack`.
+        #[arg(long)]
+        bundle_file: PathBuf,
+        /// Where the bundle file is hosted (https://…).
+        #[arg(long)]
+        bundle_url: String,
+        #[arg(long, default_value = "https://api.github.com")]
+        api_url: String,
+        /// GitHub token (or set GITHUB_TOKEN).
+        #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Proof bundles.
     Bundle {
         #[command(subcommand)]
@@ -76,7 +100,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BundleCommand {
-    /// Offline check of a bundle folder: manifest, file digests, DSSE attestation, hotkey signature.
+    /// Offline check of a bundle folder or packed file: manifest, file digests, DSSE attestation, hotkey signature.
     /// Prints a table of findings; exit 0 when all hold, 1 otherwise.
     Verify {
         dir: PathBuf,
@@ -104,6 +128,12 @@ enum BundleCommand {
     },
     /// Print a new age identity for a validator (its recipient in a comment).
     Keygen,
+    /// Pack a bundle folder (plain or sealed) into one file to upload.
+    Pack {
+        dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -119,11 +149,25 @@ fn main() -> ExitCode {
         Command::Bundle { command: BundleCommand::Open { sealed, identity, out } } => {
             seal::read_identity(&identity).and_then(|id| seal::open(&sealed, &id, &out)).map(|_| true)
         }
+        Command::Bundle { command: BundleCommand::Pack { dir, out } } => archive::pack(&dir, &out).map(|_| {
+            println!("{}", proof::sha256_file(&out).map(|d| d.to_string()).unwrap_or_default());
+            true
+        }),
         Command::Bundle { command: BundleCommand::Keygen } => {
             use age::secrecy::ExposeSecret;
             let id = age::x25519::Identity::generate();
             println!("# recipient: {}\n{}", id.to_public(), id.to_string().expose_secret());
             Ok(true)
+        }
+        Command::Submit { repo, head, base, bundle_file, bundle_url, api_url, token } => {
+            let args = submit::SubmitArgs { repo, head, base, bundle_file, bundle_url, api_url, token };
+            tokio::runtime::Runtime::new().map_err(Into::into).and_then(|rt| rt.block_on(submit::submit(&args))).map(
+                |s| {
+                    let verb = if s.existing { "already open" } else { "opened" };
+                    println!("pull request #{} {verb}: {}", s.number, s.url);
+                    true
+                },
+            )
         }
         Command::Prove {
             patch,

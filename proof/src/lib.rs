@@ -16,6 +16,7 @@ pub mod fsio;
 pub mod harness;
 pub mod hotkey;
 pub mod intoto;
+pub mod locator;
 pub mod log;
 pub mod state;
 pub mod tee;

@@ -1,6 +1,8 @@
 //! Shared helpers for Karpa's end-to-end tests: locate the built binaries and the
 //! demo corpus that `cargo xtask test` sets up, and run commands.
 
+pub mod fake_github;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -60,4 +62,46 @@ pub fn run(bin: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// A small but complete bundle signed by //Alice for GitHub login `octo`
+/// (placeholder payload files: for tests of the bundle machinery, not of training).
+pub fn make_bundle(dir: &Path) -> proof::bundle::BundleManifest {
+    use proof::bundle::{assemble, RunClaims};
+    std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
+    for f in [
+        "patch.diff",
+        "rationale.md",
+        "log.jsonl",
+        "final_state.json",
+        "calibration.json",
+        "checkpoints/step-4.safetensors",
+    ] {
+        std::fs::write(dir.join(f), format!("{f}\n")).unwrap();
+    }
+    std::fs::write(dir.join("rationale.md"), "Warm up for longer.\n\nA longer warmup keeps early steps stable.\n")
+        .unwrap();
+    let claims = RunClaims {
+        king_tag: "recipe-v0.1.0".into(),
+        king_commit: "c".repeat(40),
+        patched_tree: "d".repeat(40),
+        config: "micro".into(),
+        seed: 1337,
+        harness_digest: proof::sha256_bytes(b"harness"),
+        miner_hotkey: "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY".into(),
+        github_login: "octo".into(),
+        calibration: proof::intoto::CalibrationSummary {
+            device: "cpu".into(),
+            matmul_2048_fp32_ms: 50.0,
+            h100_equivalence: 0.0102,
+        },
+        started_at: "2026-11-26T06:00:00Z".into(),
+        finished_at: "2026-11-26T06:00:01Z".into(),
+        log_chain: proof::intoto::log_chain("log.jsonl\n", 64),
+        tier: "software".into(),
+    };
+    let key = proof::dsse::generate_key().unwrap();
+    let manifest = assemble(dir, &claims, &key, [1u8; 32]).unwrap();
+    proof::bundle::sign_as_miner(dir, &manifest, &proof::hotkey::keypair_from_uri("//Alice").unwrap()).unwrap();
+    manifest
 }

@@ -1,41 +1,7 @@
 //! `karpa bundle verify` through the real binary: a sealed bundle passes, a
 //! tampered one fails with the finding named.
 
-use karpa_tests::{binary, run};
-use proof::bundle::{assemble, RunClaims};
-use proof::intoto::CalibrationSummary;
-
-fn make_bundle(dir: &std::path::Path) {
-    std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
-    for f in [
-        "patch.diff",
-        "rationale.md",
-        "log.jsonl",
-        "final_state.json",
-        "calibration.json",
-        "checkpoints/step-4.safetensors",
-    ] {
-        std::fs::write(dir.join(f), format!("{f}\n")).unwrap();
-    }
-    let claims = RunClaims {
-        king_tag: "recipe-v0.1.0".into(),
-        king_commit: "c".repeat(40),
-        patched_tree: "d".repeat(40),
-        config: "micro".into(),
-        seed: 1337,
-        harness_digest: proof::sha256_bytes(b"harness"),
-        miner_hotkey: "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY".into(),
-        github_login: "octo".into(),
-        calibration: CalibrationSummary { device: "cpu".into(), matmul_2048_fp32_ms: 50.0, h100_equivalence: 0.0102 },
-        started_at: "2026-11-26T06:00:00Z".into(),
-        finished_at: "2026-11-26T06:00:01Z".into(),
-        log_chain: proof::intoto::log_chain("log.jsonl\n", 64),
-        tier: "software".into(),
-    };
-    let key = proof::dsse::generate_key().unwrap();
-    let manifest = assemble(dir, &claims, &key, [1u8; 32]).unwrap();
-    proof::bundle::sign_as_miner(dir, &manifest, &proof::hotkey::keypair_from_uri("//Alice").unwrap()).unwrap();
-}
+use karpa_tests::{binary, make_bundle, run};
 
 #[test]
 fn verify_passes_then_names_the_tampered_file() {
@@ -58,7 +24,7 @@ fn verify_passes_then_names_the_tampered_file() {
 fn verify_of_a_missing_folder_is_an_error() {
     let r = run(&binary("karpa"), &[&"bundle", &"verify", &"/nonexistent/bundle"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("is not a bundle folder"), "{}", r.stderr);
+    assert!(r.stderr.contains("is not a bundle folder or file"), "{}", r.stderr);
 }
 
 #[test]

@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn confident_correct_predictions_cost_almost_nothing() {
         // A peaked distribution on the right token: e^-20 mass elsewhere.
-        let mut logits = Tensor::zeros([1, 2, 3], (Kind::Float, Device::Cpu));
+        let logits = Tensor::zeros([1, 2, 3], (Kind::Float, Device::Cpu));
         let _ = logits.get(0).get(0).get(2).fill_(20.0);
         let _ = logits.get(0).get(1).get(1).fill_(20.0);
         let targets = Tensor::from_slice(&[2i64, 1]).view([1, 2]);
