@@ -7,9 +7,17 @@ use proof::bundle::safe_relative;
 use std::io::Read;
 use std::path::Path;
 
-/// Refuse to unpack more than this: a bundle archive is untrusted input.
-pub const MAX_UNPACKED_BYTES: u64 = 64 << 30;
-pub const MAX_ENTRIES: usize = 10_000;
+/// What an untrusted archive may unpack to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: u64,
+    pub max_entries: usize,
+}
+
+impl Limits {
+    /// For bundles: karpa-1 checkpoints with optimizer state are a few GB each.
+    pub const BUNDLE: Limits = Limits { max_bytes: 64 << 30, max_entries: 10_000 };
+}
 
 /// Packs every file of a bundle folder (plain or sealed) into one tar file.
 pub fn pack(dir: &Path, out: &Path) -> Result<()> {
@@ -53,25 +61,29 @@ fn collect(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// Unpacks only regular files at safe relative paths into `dir`, within size and
-/// count caps; names in `forbidden` may not appear inside.
+/// Unpacks only regular files at safe relative paths into `dir`, within the
+/// bundle limits; names in `forbidden` may not appear inside.
 pub fn unpack(reader: impl Read, dir: &Path, forbidden: &[&str]) -> Result<()> {
+    unpack_within(reader, dir, forbidden, Limits::BUNDLE)
+}
+
+pub fn unpack_within(reader: impl Read, dir: &Path, forbidden: &[&str], limits: Limits) -> Result<()> {
     let mut archive = tar::Archive::new(reader);
     let (mut total, mut count) = (0u64, 0usize);
     for entry in archive.entries()? {
         let mut entry = entry?;
         count += 1;
         let path = entry.path()?.to_string_lossy().into_owned();
-        if count > MAX_ENTRIES {
-            bail!("the archive holds more than {MAX_ENTRIES} entries");
+        if count > limits.max_entries {
+            bail!("the archive holds more than {} entries", limits.max_entries);
         }
         if !entry.header().entry_type().is_file() || !safe_relative(&path) || forbidden.contains(&path.as_str()) {
             bail!("the archive holds {path:?}, which is not a plain bundle file");
         }
         let size = entry.size();
         total += size;
-        if total > MAX_UNPACKED_BYTES {
-            bail!("the archive unpacks to more than {MAX_UNPACKED_BYTES} bytes");
+        if total > limits.max_bytes {
+            bail!("the archive unpacks to more than {} bytes", limits.max_bytes);
         }
         let dst = dir.join(&path);
         std::fs::create_dir_all(dst.parent().expect("inside dir"))?;
@@ -91,6 +103,29 @@ pub fn unpack(reader: impl Read, dir: &Path, forbidden: &[&str]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unpack_stops_at_the_size_and_count_caps() {
+        let many = {
+            let mut b = tar::Builder::new(Vec::new());
+            for i in 0..5 {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(4);
+                h.set_mode(0o644);
+                h.set_cksum();
+                b.append_data(&mut h, format!("f{i}"), &b"data"[..]).unwrap();
+            }
+            b.into_inner().unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let err = unpack_within(&many[..], dir.path(), &[], Limits { max_bytes: 1 << 20, max_entries: 4 }).unwrap_err();
+        assert!(err.to_string().contains("more than 4 entries"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let err = unpack_within(&many[..], dir.path(), &[], Limits { max_bytes: 10, max_entries: 100 }).unwrap_err();
+        assert!(err.to_string().contains("more than 10 bytes"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        unpack_within(&many[..], dir.path(), &[], Limits { max_bytes: 20, max_entries: 5 }).unwrap();
+    }
 
     /// A tar with one entry whose raw name and type we choose (bypassing the
     /// builder's own path checks, as an attacker would).
@@ -112,6 +147,9 @@ mod tests {
             (&b"../evil"[..], tar::EntryType::Regular),
             (b"/etc/evil", tar::EntryType::Regular),
             (b"checkpoints/link", tar::EntryType::Symlink),
+            (b"checkpoints/hard", tar::EntryType::Link),
+            (b"dev/null", tar::EntryType::Char),
+            (b"fifo", tar::EntryType::Fifo),
             (b"manifest.json", tar::EntryType::Regular),
         ] {
             let dir = tempfile::tempdir().unwrap();

