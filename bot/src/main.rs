@@ -7,6 +7,7 @@
 mod allowlist;
 mod archive;
 mod bundle_cmd;
+mod judge;
 mod prove;
 mod repo;
 mod run_check;

@@ -66,6 +66,16 @@ pub fn prove(args: &ProveArgs) -> Result<BundleManifest> {
     let repo = RecipeRepo::open(&args.repo)?;
     let king = repo.king(args.king.as_deref())?;
     let patched_tree = repo.apply_patch(king.tree, &diff)?;
+    let findings = crate::judge::scan::scan_tree(&repo.files(patched_tree)?);
+    if !findings.is_empty() {
+        let list: Vec<String> = findings
+            .iter()
+            .map(|f| {
+                format!("  {}:{}: {} ({})", f.path.as_deref().unwrap_or("?"), f.line.unwrap_or(0), f.message, f.code)
+            })
+            .collect();
+        bail!("the judge would reject this recipe:\n{}", list.join("\n"));
+    }
     let harness_digest = repo.harness_digest(patched_tree)?;
     if harness_digest != repo.harness_digest(king.tree)? {
         bail!("the patched tree's harness differs from the king's");

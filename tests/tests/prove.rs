@@ -151,3 +151,54 @@ fn prove_refuses_a_patch_to_the_harness_before_doing_any_work() {
     );
     assert!(!out.exists() && !tmp.path().join("bundle.partial").exists());
 }
+
+#[test]
+fn prove_refuses_recipe_code_the_judge_would_reject() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = recipe_repo(tmp.path());
+    let model = repo.join("recipe/src/model.rs");
+    let text = std::fs::read_to_string(&model).unwrap();
+    let cheat = text.replacen(
+        "    fn forward(&self, idx: &Tensor) -> Tensor {\n",
+        "    fn forward(&self, idx: &Tensor) -> Tensor {\n        let _peek = std::fs::read(\"/validator/hidden/hidden-00000.bin\");\n",
+        1,
+    );
+    assert_ne!(text, cheat);
+    std::fs::write(&model, cheat).unwrap();
+    let patch = tmp.path().join("peek.diff");
+    std::fs::write(&patch, git(&repo, &["diff"])).unwrap();
+    git(&repo, &["checkout", "--", "."]);
+    std::fs::write(tmp.path().join("why.md"), "better data").unwrap();
+    let out = tmp.path().join("bundle");
+    let r = run(
+        &binary("karpa"),
+        &[
+            &"prove",
+            &"--repo",
+            &repo,
+            &"--patch",
+            &patch,
+            &"--config",
+            &"micro",
+            &"--data",
+            &tmp.path(),
+            &"--hotkey",
+            &"//Alice",
+            &"--github-login",
+            &"octo",
+            &"--rationale",
+            &tmp.path().join("why.md"),
+            &"--out",
+            &out,
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("judge would reject")
+            && r.stderr.contains("recipe/src/model.rs:")
+            && r.stderr.contains("scan.io"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.exists());
+}
