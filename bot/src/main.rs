@@ -1,21 +1,9 @@
-//! karpa: the Karpa validator and miner CLI. It never links libtorch: anything
-//! that runs a model is a `karpa-train` subprocess built from the recipe under test.
-//!
-//! The judge, the forges, the corpus and the chain mirror grow here; today it can
-//! check a finished training run offline.
-
-mod allowlist;
-mod archive;
-mod bundle_cmd;
-mod judge;
-mod prove;
-mod repo;
-mod run_check;
-mod seal;
-mod submit;
+//! karpa: the Karpa validator and miner CLI (`prove`, `bundle`, `submit`,
+//! `check-run`). The logic lives in the library; this file is the command line.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use karpa_bot::{archive, bundle_cmd, prove, run_check, seal, submit};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -10,6 +10,7 @@
 pub mod bundle;
 pub mod calibration;
 pub mod canonical;
+pub mod config;
 pub mod digest;
 pub mod dsse;
 pub mod fsio;

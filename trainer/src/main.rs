@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tch::Device;
-use trainer::config::ProtocolConfig;
+use trainer::config::{self, ProtocolConfig};
 use trainer::data::dataset::{Dataset, Windows};
 use trainer::{calibrate, checkpoint, data, eval, probe, replay, train};
 
@@ -156,7 +156,7 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
 }
 
 fn open(common: &Common, args: &DataArgs) -> Result<(ProtocolConfig, Dataset, Device)> {
-    let cfg = ProtocolConfig::load(&common.config)?;
+    let cfg = config::load(&common.config)?;
     let data = Dataset::open(&args.data, &cfg, args.allow_unpinned_data)?;
     Ok((cfg, data, device(common.device)?))
 }
@@ -164,7 +164,7 @@ fn open(common: &Common, args: &DataArgs) -> Result<(ProtocolConfig, Dataset, De
 fn run(cli: Cli) -> Result<bool> {
     match cli.command {
         Command::Prepare { config, input, salt_file, out } => {
-            let cfg = ProtocolConfig::load(&config)?;
+            let cfg = config::load(&config)?;
             let salt =
                 std::fs::read(&salt_file).with_context(|| format!("cannot read salt file {}", salt_file.display()))?;
             let p = data::prepare::prepare(&cfg, &input, salt.trim_ascii(), &out)?;
@@ -243,8 +243,8 @@ fn run(cli: Cli) -> Result<bool> {
             Ok(true)
         }
         Command::Configs => {
-            for name in ProtocolConfig::names() {
-                let c = ProtocolConfig::load(name)?;
+            for name in config::names() {
+                let c = config::load(name)?;
                 println!("{:<8} {}", c.name, c.about);
             }
             Ok(true)

@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn the_canonical_gpt_passes() {
-        let cfg = crate::config::ProtocolConfig::load("micro").unwrap();
+        let cfg = crate::config::load("micro").unwrap();
         let recipe = crate::train::build_recipe(&cfg, Device::Cpu).unwrap();
         let x = Tensor::randint(cfg.data.vocab_size as i64, [2, cfg.seq_len], (Kind::Int64, Device::Cpu));
         let y = Tensor::randint(cfg.data.vocab_size as i64, [2, cfg.seq_len], (Kind::Int64, Device::Cpu));

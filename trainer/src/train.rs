@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn the_last_step_is_cut_to_the_exact_budget() {
-        let mut cfg = ProtocolConfig::load("micro").unwrap();
+        let mut cfg = crate::config::load("micro").unwrap();
         cfg.token_budget = 64 * 21; // 21 rows; a recipe taking 8 rows per step
         let mut seen = 0;
         let mut rows = Vec::new();

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use trainer::config::ProtocolConfig;
+use trainer::config;
 use trainer::data::prepare::prepare;
 
 /// Varied, English-like documents, enough for a small BPE to learn merges.
@@ -81,7 +81,7 @@ fn prepared_files(out: &Path) -> Vec<(String, Vec<u8>)> {
 fn text_jsonl_and_parquet_give_identical_datasets() {
     let tmp = tempfile::tempdir().unwrap();
     let docs = documents();
-    let cfg = ProtocolConfig::load("micro").unwrap();
+    let cfg = config::load("micro").unwrap();
     let inputs =
         [write_text_folder(tmp.path(), &docs), write_jsonl(tmp.path(), &docs), write_parquet(tmp.path(), &docs)];
     let outs: Vec<_> = inputs
@@ -103,7 +103,7 @@ fn text_jsonl_and_parquet_give_identical_datasets() {
 fn tokenizer_and_shards_are_deterministic_and_splits_disjoint() {
     let tmp = tempfile::tempdir().unwrap();
     let docs = documents();
-    let cfg = ProtocolConfig::load("micro").unwrap();
+    let cfg = config::load("micro").unwrap();
     let input = write_jsonl(tmp.path(), &docs);
     let a = prepare(&cfg, std::slice::from_ref(&input), b"salt", &tmp.path().join("a")).unwrap();
     let b = prepare(&cfg, std::slice::from_ref(&input), b"salt", &tmp.path().join("b")).unwrap();
@@ -124,7 +124,7 @@ fn jsonl_without_text_is_named_and_nothing_is_written() {
     let p = tmp.path().join("bad.jsonl");
     std::fs::write(&p, "{\"text\": \"fine\"}\n{\"body\": \"no text here\"}\n").unwrap();
     let out = tmp.path().join("out");
-    let err = prepare(&ProtocolConfig::load("micro").unwrap(), &[p], b"salt", &out).unwrap_err();
+    let err = prepare(&config::load("micro").unwrap(), &[p], b"salt", &out).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("bad.jsonl") && msg.contains("line 2") && msg.contains("\"text\""), "{msg}");
     assert!(!out.exists());
@@ -149,7 +149,7 @@ fn a_parquet_file_without_a_text_column_is_refused() {
     col.close().unwrap();
     rg.close().unwrap();
     w.close().unwrap();
-    let err = prepare(&ProtocolConfig::load("micro").unwrap(), &[p], b"salt", &tmp.path().join("out")).unwrap_err();
+    let err = prepare(&config::load("micro").unwrap(), &[p], b"salt", &tmp.path().join("out")).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("ids.parquet") && msg.contains("no column named \"text\""), "{msg}");
 }

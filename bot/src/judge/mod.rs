@@ -2,6 +2,7 @@
 //! Each stage returns typed findings; this module grows stage by stage.
 
 pub mod finding;
+pub mod plausibility;
 pub mod scan;
 
 pub use finding::Finding;

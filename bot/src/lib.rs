@@ -1,0 +1,13 @@
+//! The Karpa validator and miner tooling behind the `karpa` CLI. It never links
+//! libtorch: anything that runs a model is a `karpa-train` subprocess built from
+//! the recipe under test.
+
+pub mod allowlist;
+pub mod archive;
+pub mod bundle_cmd;
+pub mod judge;
+pub mod prove;
+pub mod repo;
+pub mod run_check;
+pub mod seal;
+pub mod submit;
