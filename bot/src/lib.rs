@@ -6,6 +6,7 @@ pub mod allowlist;
 pub mod archive;
 pub mod bundle_cmd;
 pub mod judge;
+pub mod judge_cmd;
 pub mod prove;
 pub mod repo;
 pub mod run_check;

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use karpa_bot::{archive, bundle_cmd, prove, run_check, seal, submit};
+use karpa_bot::{archive, bundle_cmd, judge_cmd, prove, run_check, seal, submit};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -80,6 +80,24 @@ enum Command {
         #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
         token: String,
     },
+    /// Judge a PR of a local recipe repository by its bundle; prints the verdict.
+    /// Exit 1 when rejected or stale.
+    Judge {
+        /// The recipe repository.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// The PR's head: a branch, ref or commit.
+        #[arg(long)]
+        pr: String,
+        /// The bundle folder or packed file.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// Nonces seen so far (default: <repo>/.karpa/judge/nonces.jsonl).
+        #[arg(long)]
+        nonces: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Proof bundles.
     Bundle {
         #[command(subcommand)]
@@ -147,6 +165,10 @@ fn main() -> ExitCode {
             let id = age::x25519::Identity::generate();
             println!("# recipient: {}\n{}", id.to_public(), id.to_string().expose_secret());
             Ok(true)
+        }
+        Command::Judge { repo, pr, bundle, nonces, json } => {
+            let nonces = nonces.unwrap_or_else(|| repo.join(".karpa/judge/nonces.jsonl"));
+            judge_cmd::run(repo, pr, bundle, nonces, json)
         }
         Command::Submit { repo, head, base, bundle_file, bundle_url, api_url, token } => {
             let args = submit::SubmitArgs { repo, head, base, bundle_file, bundle_url, api_url, token };

@@ -73,6 +73,24 @@ impl RecipeRepo {
         Ok(())
     }
 
+    /// A commit by revision (branch, ref, sha): (commit, tree).
+    pub fn commit(&self, rev: &str) -> Result<(Oid, Oid)> {
+        let obj = self.repo.revparse_single(rev).with_context(|| format!("no revision {rev:?}"))?;
+        let commit = obj.peel_to_commit().with_context(|| format!("{rev:?} is not a commit"))?;
+        Ok((commit.id(), commit.tree_id()))
+    }
+
+    /// Whether `ancestor` is `commit` or one of its ancestors.
+    pub fn descends_from(&self, commit: Oid, ancestor: Oid) -> Result<bool> {
+        Ok(commit == ancestor || self.repo.graph_descendant_of(commit, ancestor)?)
+    }
+
+    /// The changes from tree `a` to tree `b`.
+    pub fn tree_diff(&self, a: Oid, b: Oid) -> Result<git2::Diff<'_>> {
+        let (a, b) = (self.repo.find_tree(a)?, self.repo.find_tree(b)?);
+        Ok(self.repo.diff_tree_to_tree(Some(&a), Some(&b), None)?)
+    }
+
     /// Every blob of `tree` as (path, bytes).
     pub fn files(&self, tree: Oid) -> Result<Vec<(String, Vec<u8>)>> {
         let tree = self.repo.find_tree(tree)?;

@@ -105,6 +105,8 @@ pub fn assemble(
             log_chain: claims.log_chain.clone(),
             tier: claims.tier.clone(),
             nonce: nonce.clone(),
+            miner_hotkey: claims.miner_hotkey.clone(),
+            github_login: claims.github_login.clone(),
             tee_evidence: None,
         },
     };
@@ -331,6 +333,8 @@ fn check_attestation(dir: &Path, m: &BundleManifest, tee: &[&dyn crate::tee::Tee
         ("patched_tree", &p.patched_tree, &m.patched_tree),
         ("config", &p.config, &m.config),
         ("nonce", &p.nonce, &m.nonce),
+        ("miner_hotkey", &p.miner_hotkey, &m.miner_hotkey),
+        ("github_login", &p.github_login, &m.github_login),
     ];
     for (name, attested, claimed) in pairs {
         if attested != claimed {
@@ -466,6 +470,23 @@ mod tests {
             !safe_relative("a/../b")
                 && !safe_relative("/etc/passwd")
                 && safe_relative("checkpoints/step-1.safetensors")
+        );
+    }
+
+    #[test]
+    fn a_bundle_re_attributed_to_another_hotkey_is_refused() {
+        // Bob takes Alice's bundle, names himself in the manifest and signs it.
+        let (dir, mut m) = bundle();
+        let bob = crate::hotkey::keypair_from_uri("//Bob").unwrap();
+        m.miner_hotkey = crate::hotkey::ss58(&bob);
+        m.github_login = "bob".into();
+        crate::fsio::write_json_atomic(&dir.path().join(MANIFEST), &m).unwrap();
+        sign_as_miner(dir.path(), &m, &bob).unwrap();
+        let (_, findings) = verify_dir(dir.path());
+        assert_eq!(
+            findings.iter().map(|f| f.code).collect::<Vec<_>>(),
+            vec!["attestation.predicate"; 2],
+            "{findings:?}"
         );
     }
 

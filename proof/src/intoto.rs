@@ -54,6 +54,9 @@ pub struct TrainingRun {
     /// `software` (a key generated inside the official trainer) or `tee`.
     pub tier: String,
     pub nonce: String,
+    /// Who the run is for: a bundle cannot be re-attributed without a new attestation.
+    pub miner_hotkey: String,
+    pub github_login: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tee_evidence: Option<serde_json::Value>,
 }

@@ -97,6 +97,8 @@ mod tests {
             log_chain: vec![],
             tier: tier.into(),
             nonce: "n1".into(),
+            miner_hotkey: "5Grw".into(),
+            github_login: "octo".into(),
             tee_evidence: evidence,
         }
     }

@@ -109,6 +109,119 @@ fn prove_builds_the_patched_recipe_and_seals_a_verifiable_bundle() {
     assert!((peak - 5e-3).abs() < 1e-12, "peak lr {peak}");
     assert!(bundle.join("checkpoints/step-40.safetensors").exists());
     assert!(!tmp.path().join("bundle.partial").exists());
+
+    judge_the_bundle(&repo, &patch, &bundle, tmp.path());
+}
+
+/// `karpa judge` on the bundle `prove` made, then on the attacks of the catalog
+/// that need a real bundle and a real repository.
+fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, tmp: &Path) {
+    let nonces = tmp.join("nonces.jsonl");
+    let judge = |pr: &str, bundle: &Path| {
+        let r = run(
+            &binary("karpa"),
+            &[&"judge", &"--repo", &repo, &"--pr", &pr, &"--bundle", &bundle, &"--nonces", &nonces, &"--json"],
+        );
+        assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+        r.json()
+    };
+    let codes = |v: &serde_json::Value| {
+        v["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+
+    // The honest PR: the patch committed on a branch.
+    git(repo, &["checkout", "-q", "-b", "pr/1"]);
+    git(repo, &["apply", patch.to_str().unwrap()]);
+    git(repo, &["commit", "-q", "-am", "faster lr"]);
+    git(repo, &["checkout", "-q", "main"]);
+    let v = judge("pr/1", bundle);
+    assert_eq!(v["class"], "error", "{v:#}"); // every integrity stage passed; no hidden eval yet
+    assert_eq!(v["stages"].as_array().unwrap().iter().filter(|s| s["passed"] == true).count(), 4, "{v:#}");
+    // Judging the same bundle again is not a replay.
+    assert_eq!(judge("pr/1", bundle)["class"], "error");
+
+    // A packed bundle file judges the same.
+    let file = tmp.join("bundle.tar");
+    run(&binary("karpa"), &[&"bundle", &"pack", &bundle, &"--out", &file]).ok();
+    assert_eq!(judge("pr/1", &file)["class"], "error");
+
+    // A PR whose diff is not the bundle's patch.
+    git(repo, &["checkout", "-q", "-b", "pr/2", "recipe-v0.1.0"]);
+    let toml = repo.join("recipe/recipe.toml");
+    std::fs::write(&toml, std::fs::read_to_string(&toml).unwrap().replacen("lr = 3e-3", "lr = 9e-3", 1)).unwrap();
+    git(repo, &["commit", "-q", "-am", "another lr"]);
+    git(repo, &["checkout", "-q", "main"]);
+    let v = judge("pr/2", bundle);
+    assert_eq!((v["class"].as_str(), codes(&v)), (Some("rejected"), vec!["diff.mismatch".to_string()]), "{v:#}");
+
+    // A checkpoint swapped after signing.
+    let swapped = tmp.join("swapped");
+    copy_dir(bundle, &swapped);
+    let ck = swapped.join("checkpoints/step-40.safetensors");
+    let mut bytes = std::fs::read(&ck).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0x55;
+    std::fs::write(&ck, bytes).unwrap();
+    let v = judge("pr/1", &swapped);
+    assert_eq!((v["class"].as_str(), codes(&v)), (Some("rejected"), vec!["file.digest".to_string()]), "{v:#}");
+
+    // The same run's nonce in a second, re-attested bundle (a miner claiming one
+    // run twice): the second bundle is new, its nonce is not.
+    let twice = tmp.join("twice");
+    copy_dir(bundle, &twice);
+    for f in ["manifest.json", "attestation.json", "miner.sig.json"] {
+        std::fs::remove_file(twice.join(f)).unwrap();
+    }
+    std::fs::write(twice.join("rationale.md"), "The same run, claimed again.\n").unwrap();
+    let m: proof::bundle::BundleManifest =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    let nonce: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&m.nonce[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let claims = proof::bundle::RunClaims {
+        king_tag: m.king_tag.clone(),
+        king_commit: m.king_commit.clone(),
+        patched_tree: m.patched_tree.clone(),
+        config: m.config.clone(),
+        seed: m.seed,
+        harness_digest: m.harness_digest.clone(),
+        miner_hotkey: m.miner_hotkey.clone(),
+        github_login: m.github_login.clone(),
+        calibration: proof::intoto::CalibrationSummary {
+            device: "cpu".into(),
+            matmul_2048_fp32_ms: 80.0,
+            h100_equivalence: 0.006,
+        },
+        started_at: "2026-11-26T06:00:00Z".into(),
+        finished_at: "2026-11-26T06:01:00Z".into(),
+        log_chain: proof::intoto::log_chain(&std::fs::read_to_string(twice.join("log.jsonl")).unwrap(), 64),
+        tier: "software".into(),
+    };
+    let again =
+        proof::bundle::assemble(&twice, &claims, &proof::dsse::generate_key().unwrap(), nonce.try_into().unwrap())
+            .unwrap();
+    proof::bundle::sign_as_miner(&twice, &again, &proof::hotkey::keypair_from_uri("//Alice").unwrap()).unwrap();
+    assert_ne!(again.digest(), m.digest());
+    let v = judge("pr/1", &twice);
+    assert_eq!((v["class"].as_str(), codes(&v)), (Some("rejected"), vec!["attestation.nonce".to_string()]), "{v:#}");
+
+    // A stale base: the king moves on before the PR is judged.
+    std::fs::write(repo.join("NEWS.md"), "v0.1.1\n").unwrap();
+    git(repo, &["add", "NEWS.md"]);
+    git(repo, &["commit", "-q", "-m", "release"]);
+    git(repo, &["tag", "-a", "recipe-v0.1.1", "-m", "recipe v0.1.1"]);
+    let v = judge("pr/1", bundle);
+    assert_eq!((v["class"].as_str(), codes(&v)), (Some("stale"), vec!["base.stale".to_string()]), "{v:#}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
 }
 
 #[test]

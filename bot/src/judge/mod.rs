@@ -1,8 +1,10 @@
 //! The judge: the stages that turn a pull request and its bundle into a verdict.
-//! Each stage returns typed findings; this module grows stage by stage.
 
 pub mod finding;
+pub mod nonces;
+pub mod pipeline;
 pub mod plausibility;
 pub mod scan;
+pub mod verdict;
 
 pub use finding::Finding;

@@ -1,0 +1,192 @@
+//! `karpa judge`: the stages of DESIGN §7 over a local recipe repository, a PR
+//! head and a bundle. Each stage is pure or idempotent, so a restarted job simply
+//! runs again. Integrity stages run first; the first one with findings ends the
+//! judgment as `rejected` (or `stale`), so no miner code runs on a broken proof.
+
+use super::nonces::{NonceCheck, NonceLedger};
+use super::verdict::{StageReport, Verdict, VerdictClass};
+use super::{plausibility, scan, Finding};
+use crate::repo::RecipeRepo;
+use anyhow::{Context, Result};
+use proof::bundle::{verify_dir, BundleManifest};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub struct JudgeInput {
+    pub repo: PathBuf,
+    /// The PR's head: a branch, ref or commit of `repo`.
+    pub pr_head: String,
+    /// Bundle folder or packed file.
+    pub bundle: PathBuf,
+    pub nonces: NonceLedger,
+}
+
+/// The stages that ran, the findings so far, and the facts later stages need.
+struct Run {
+    stages: Vec<StageReport>,
+    findings: Vec<Finding>,
+    manifest: Option<BundleManifest>,
+    king: Option<String>,
+}
+
+impl Run {
+    /// Times a stage; returns whether it passed (no findings).
+    fn stage(&mut self, name: &'static str, f: impl FnOnce(&mut Run) -> Result<Vec<Finding>>) -> Result<bool> {
+        let t = Instant::now();
+        let found = f(self)?;
+        let passed = found.is_empty();
+        self.findings.extend(found);
+        self.stages.push(StageReport { stage: name, passed, seconds: t.elapsed().as_secs_f64() });
+        Ok(passed)
+    }
+
+    fn verdict(self, class: VerdictClass, summary: impl Into<String>) -> Verdict {
+        Verdict {
+            class,
+            summary: summary.into(),
+            bundle_digest: self.manifest.as_ref().map(|m| m.digest().to_string()),
+            king: self.king,
+            findings: self.findings,
+            stages: self.stages,
+            judge_version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
+fn bundle_finding(f: proof::bundle::Finding) -> Finding {
+    Finding::reject(f.code, f.file.as_deref().unwrap_or("bundle"), None, f.message)
+}
+
+pub fn judge(input: &JudgeInput) -> Result<Verdict> {
+    let repo = RecipeRepo::open(&input.repo)?;
+    let king = repo.king(None)?;
+    let mut run = Run { stages: Vec::new(), findings: Vec::new(), manifest: None, king: Some(king.tag.clone()) };
+
+    // 1. Intake: unpack safely, verify structure, digests, attestation, hotkey.
+    let unpacked = tempfile::tempdir()?;
+    let dir: &Path = if input.bundle.is_file() {
+        let file = std::fs::File::open(&input.bundle)?;
+        if let Err(e) = crate::archive::unpack(std::io::BufReader::new(file), unpacked.path(), &[]) {
+            run.findings.push(Finding::reject("intake.archive", "bundle", None, format!("{e:#}")));
+            return Ok(run.verdict(VerdictClass::Rejected, "the bundle file does not unpack"));
+        }
+        unpacked.path()
+    } else {
+        &input.bundle
+    };
+    let intake = run.stage("intake", |r| {
+        let (manifest, findings) = verify_dir(dir);
+        r.manifest = manifest;
+        Ok(findings.into_iter().map(bundle_finding).collect())
+    })?;
+    if !intake {
+        return Ok(run.verdict(VerdictClass::Rejected, "the bundle's proof does not hold"));
+    }
+    let manifest = run.manifest.clone().expect("intake passed");
+
+    // 2. Base: the bundle and the PR must build on the current king.
+    let (head, head_tree) = repo.commit(&input.pr_head)?;
+    if manifest.king_tag != king.tag
+        || manifest.king_commit != king.commit.to_string()
+        || !repo.descends_from(head, king.commit)?
+    {
+        run.findings.push(Finding::reject(
+            "base.stale",
+            "bundle",
+            None,
+            format!(
+                "trained on {} and based on a commit that is not {}; rebase and re-prove",
+                manifest.king_tag, king.tag
+            ),
+        ));
+        return Ok(run.verdict(VerdictClass::Stale, format!("the king is now {}", king.tag)));
+    }
+
+    // 3. Diff scan: PR tree = bundle patch applied to the king (compared as tree
+    //    ids); allowlisted paths; the recipe's code scanned.
+    let diff_ok = run.stage("diff-scan", |_| {
+        let mut out = Vec::new();
+        let patch = std::fs::read(dir.join("patch.diff"))?;
+        let bundle_tree = git2::Diff::from_buffer(&patch).ok().and_then(|d| repo.apply_patch(king.tree, &d).ok());
+        if bundle_tree.map(|t| t.to_string()) != Some(manifest.patched_tree.clone()) {
+            out.push(Finding::reject(
+                "diff.patch",
+                "patch.diff",
+                None,
+                "the bundle's patch does not produce its claimed tree",
+            ));
+        }
+        if head_tree.to_string() != manifest.patched_tree {
+            out.push(Finding::reject(
+                "diff.mismatch",
+                "patch.diff",
+                None,
+                "the PR's tree differs from the tree the bundle was trained on",
+            ));
+        }
+        let pr_diff = repo.tree_diff(king.tree, head_tree)?;
+        out.extend(
+            crate::allowlist::check_patch(&pr_diff)
+                .into_iter()
+                .map(|v| Finding::reject("diff.path", &v.path, None, v.reason)),
+        );
+        out.extend(scan::scan_tree(&repo.files(head_tree)?));
+        Ok(out)
+    })?;
+    if !diff_ok {
+        return Ok(run.verdict(VerdictClass::Rejected, "the patch breaks the rules"));
+    }
+
+    // 4. Attestation against what this validator expects for this king.
+    let attest_ok = run.stage("attestation", |_| {
+        let mut out = Vec::new();
+        let ours = repo.harness_digest(king.tree)?;
+        if manifest.harness_digest != ours {
+            out.push(Finding::reject(
+                "attestation.harness",
+                "manifest.json",
+                None,
+                format!("harness digest {} is not {}'s ({ours})", manifest.harness_digest, king.tag),
+            ));
+        }
+        if let NonceCheck::Reused(other) = input.nonces.check_and_record(&manifest.nonce, manifest.digest().as_str())? {
+            out.push(Finding::reject(
+                "attestation.nonce",
+                "manifest.json",
+                None,
+                format!("nonce already used by bundle {other}"),
+            ));
+        }
+        Ok(out)
+    })?;
+    if !attest_ok {
+        return Ok(run.verdict(VerdictClass::Rejected, "the attestation does not hold for this king"));
+    }
+
+    // 5. Log plausibility under the king's config.
+    let plausible = run.stage("log-plausibility", |_| {
+        let cfg_path = format!("trainer/configs/{}.toml", manifest.config);
+        let files = repo.files(king.tree)?;
+        let Some((_, text)) = files.iter().find(|(p, _)| *p == cfg_path) else {
+            return Ok(vec![Finding::reject(
+                "log.config",
+                "manifest.json",
+                None,
+                format!("{} has no config {}", king.tag, manifest.config),
+            )]);
+        };
+        let cfg = proof::config::ProtocolConfig::from_toml(&manifest.config, &String::from_utf8_lossy(text))?;
+        let calibration =
+            serde_json::from_slice(&std::fs::read(dir.join("calibration.json"))?).context("calibration.json")?;
+        Ok(plausibility::check_log(&std::fs::read_to_string(dir.join("log.jsonl"))?, &cfg, &calibration))
+    })?;
+    if !plausible {
+        return Ok(run.verdict(VerdictClass::Rejected, "the training log is not plausible"));
+    }
+
+    // 6. Hidden eval, replay and the decision come next (sandboxed runner job).
+    Ok(run.verdict(
+        VerdictClass::Error,
+        "integrity checks passed; the hidden evaluation is not available on this validator yet",
+    ))
+}

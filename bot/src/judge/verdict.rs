@@ -1,0 +1,38 @@
+//! The verdict: a class, the findings, what each stage took, and the versions that
+//! produced it. Serialised as JSON for the check run, the git note and the corpus.
+
+use super::Finding;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerdictClass {
+    Crowned,
+    MeaningfulFailure,
+    Failure,
+    /// An integrity problem: the proof does not hold.
+    Rejected,
+    /// The PR's base is no longer the king: rebase and re-prove.
+    Stale,
+    /// Our side could not finish; never blamed on the miner, retried.
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    pub stage: &'static str,
+    pub passed: bool,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub class: VerdictClass,
+    /// One sentence for the check run's title.
+    pub summary: String,
+    pub bundle_digest: Option<String>,
+    pub king: Option<String>,
+    pub findings: Vec<Finding>,
+    pub stages: Vec<StageReport>,
+    pub judge_version: &'static str,
+}
