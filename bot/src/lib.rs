@@ -10,5 +10,6 @@ pub mod judge_cmd;
 pub mod prove;
 pub mod repo;
 pub mod run_check;
+pub mod sandbox;
 pub mod seal;
 pub mod submit;
