@@ -1,14 +1,86 @@
 //! `karpa judge`: run the pipeline on a local repository and print the verdict.
 
+use crate::judge::decision::{DecisionRule, NoiseFloor};
+use crate::judge::evaluate::EvalSetup;
 use crate::judge::nonces::NonceLedger;
 use crate::judge::pipeline::{judge, JudgeInput};
 use crate::judge::verdict::{Verdict, VerdictClass};
+use crate::sandbox::Limits;
 use anyhow::Result;
+use anyhow::{bail, Context};
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the validator keeps what the hidden evaluation needs.
+pub struct EvalPaths {
+    pub data: PathBuf,
+    pub hidden: PathBuf,
+    pub secret_file: PathBuf,
+    pub target_dir: PathBuf,
+    pub noise_floor: Option<PathBuf>,
+    pub rule: Option<PathBuf>,
+}
+
+fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option<NoiseFloor>, DecisionRule)> {
+    let secret = std::fs::read(&p.secret_file).with_context(|| format!("cannot read {}", p.secret_file.display()))?;
+    if secret.len() < 16 {
+        bail!("{} holds under 16 bytes; the replay choice would be guessable", p.secret_file.display());
+    }
+    let sysroot =
+        std::process::Command::new("rustc").args(["--print", "sysroot"]).output().context("rustc --print sysroot")?;
+    let toolchain = PathBuf::from(String::from_utf8(sysroot.stdout)?.trim());
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"));
+    let libtorch = std::env::var_os("LIBTORCH").map(PathBuf::from).unwrap_or_else(|| repo.join(".karpa/libtorch"));
+    let floor = match &p.noise_floor {
+        Some(f) => Some(
+            serde_json::from_slice(&std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?)
+                .with_context(|| format!("{} is not a noise floor", f.display()))?,
+        ),
+        None => None,
+    };
+    let rule = match &p.rule {
+        Some(f) => toml::from_str(&std::fs::read_to_string(f)?)
+            .with_context(|| format!("{} is not a decision rule", f.display()))?,
+        None => DecisionRule::default(),
+    };
+    let setup = EvalSetup {
+        target_dir: std::path::absolute(&p.target_dir)?,
+        libtorch,
+        toolchain,
+        cargo_home,
+        data: std::path::absolute(&p.data)?,
+        hidden: std::path::absolute(&p.hidden)?,
+        secret,
+        limits: Limits {
+            memory_bytes: Some(16 << 30),
+            cpu_seconds: 3600,
+            file_bytes: 8 << 30,
+            wall: Duration::from_secs(1800),
+        },
+    };
+    Ok((setup, floor, rule))
+}
 
 /// Ok(false) when the verdict is `rejected` or `stale`.
-pub fn run(repo: PathBuf, pr_head: String, bundle: PathBuf, nonces: PathBuf, json: bool) -> Result<bool> {
-    let verdict = judge(&JudgeInput { repo, pr_head, bundle, nonces: NonceLedger::open(nonces) })?;
+pub fn run(
+    repo: PathBuf,
+    pr_head: String,
+    bundle: PathBuf,
+    nonces: PathBuf,
+    eval: Option<EvalPaths>,
+    json: bool,
+) -> Result<bool> {
+    let (eval, noise_floor, rule) = match &eval {
+        Some(p) => {
+            let (s, f, r) = setup(&repo, p)?;
+            (Some(s), f, r)
+        }
+        None => (None, None, DecisionRule::default()),
+    };
+    let verdict =
+        judge(&JudgeInput { repo, pr_head, bundle, nonces: NonceLedger::open(nonces), eval, noise_floor, rule })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&verdict)?);
     } else {
@@ -26,6 +98,12 @@ fn print_table(v: &Verdict) {
     println!();
     for s in &v.stages {
         println!("  {} {:<18} {:>8.3} s", if s.passed { "✔" } else { "✘" }, s.stage, s.seconds);
+    }
+    if let Some(d) = &v.decision {
+        println!(
+            "\n  challenger {:.4}  king {:.4} ± {:.4} (n={})  gain {:+.4}  threshold {:.4}",
+            d.challenger, d.king_mean, d.sigma, d.n, d.gain, d.threshold
+        );
     }
     if !v.findings.is_empty() {
         println!();

@@ -97,6 +97,24 @@ enum Command {
         nonces: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// The config's public data folder (enables the hidden evaluation, with --hidden and --secret-file).
+        #[arg(long, requires_all = ["hidden", "secret_file"])]
+        data: Option<PathBuf>,
+        /// The validator's hidden split folder.
+        #[arg(long, requires = "data")]
+        hidden: Option<PathBuf>,
+        /// The validator's secret (picks the replay segment).
+        #[arg(long, requires = "data")]
+        secret_file: Option<PathBuf>,
+        /// The king's noise floor (JSON: king, config, values).
+        #[arg(long, requires = "data")]
+        noise_floor: Option<PathBuf>,
+        /// Decision rule (TOML; defaults: z 2.33, min_delta 0.002, …).
+        #[arg(long)]
+        rule: Option<PathBuf>,
+        /// Shared cargo target folder for PR builds.
+        #[arg(long, default_value = "target/recipes")]
+        target_dir: PathBuf,
     },
     /// Proof bundles.
     Bundle {
@@ -166,9 +184,15 @@ fn main() -> ExitCode {
             println!("# recipient: {}\n{}", id.to_public(), id.to_string().expose_secret());
             Ok(true)
         }
-        Command::Judge { repo, pr, bundle, nonces, json } => {
+        Command::Judge { repo, pr, bundle, nonces, json, data, hidden, secret_file, noise_floor, rule, target_dir } => {
             let nonces = nonces.unwrap_or_else(|| repo.join(".karpa/judge/nonces.jsonl"));
-            judge_cmd::run(repo, pr, bundle, nonces, json)
+            let eval = match (data, hidden, secret_file) {
+                (Some(data), Some(hidden), Some(secret_file)) => {
+                    Some(judge_cmd::EvalPaths { data, hidden, secret_file, target_dir, noise_floor, rule })
+                }
+                _ => None,
+            };
+            judge_cmd::run(repo, pr, bundle, nonces, eval, json)
         }
         Command::Submit { repo, head, base, bundle_file, bundle_url, api_url, token } => {
             let args = submit::SubmitArgs { repo, head, base, bundle_file, bundle_url, api_url, token };

@@ -28,6 +28,10 @@ pub struct Limits {
 pub struct Mounts {
     pub read_only: Vec<PathBuf>,
     pub read_write: Vec<PathBuf>,
+    /// Empty writable folders (tmpfs), mounted before the read-only-at mounts.
+    pub tmpfs: Vec<PathBuf>,
+    /// (host path, path inside): read-only, mounted after the others.
+    pub read_only_at: Vec<(PathBuf, PathBuf)>,
 }
 
 pub struct Sandbox {
@@ -103,6 +107,13 @@ impl Sandbox {
         for p in &mounts.read_write {
             let p = p.canonicalize().with_context(|| format!("sandbox mount {} does not exist", p.display()))?;
             c.arg("--bind").arg(&p).arg(&p);
+        }
+        for dir in &mounts.tmpfs {
+            c.arg("--tmpfs").arg(dir);
+        }
+        for (src, dst) in &mounts.read_only_at {
+            let src = src.canonicalize().with_context(|| format!("sandbox mount {} does not exist", src.display()))?;
+            c.arg("--ro-bind").arg(&src).arg(dst);
         }
         c.arg("--setenv").arg("PATH").arg("/usr/local/bin:/usr/bin:/bin");
         c.arg("--setenv").arg("HOME").arg("/tmp");

@@ -110,12 +110,12 @@ fn prove_builds_the_patched_recipe_and_seals_a_verifiable_bundle() {
     assert!(bundle.join("checkpoints/step-40.safetensors").exists());
     assert!(!tmp.path().join("bundle.partial").exists());
 
-    judge_the_bundle(&repo, &patch, &bundle, tmp.path());
+    judge_the_bundle(&repo, &patch, &bundle, &data, tmp.path());
 }
 
 /// `karpa judge` on the bundle `prove` made, then on the attacks of the catalog
 /// that need a real bundle and a real repository.
-fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, tmp: &Path) {
+fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: &Path) {
     let nonces = tmp.join("nonces.jsonl");
     let judge = |pr: &str, bundle: &Path| {
         let r = run(
@@ -144,6 +144,51 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, tmp: &Path) {
     let file = tmp.join("bundle.tar");
     run(&binary("karpa"), &[&"bundle", &"pack", &bundle, &"--out", &file]).ok();
     assert_eq!(judge("pr/1", &file)["class"], "error");
+
+    // The hidden evaluation, sandboxed: build the PR's recipe, probe, eval, replay.
+    let secret = tmp.join("secret");
+    std::fs::write(&secret, "a validator secret of some length").unwrap();
+    let judge_eval = |floor: Option<&Path>| {
+        let mut owned: Vec<std::ffi::OsString> = ["judge", "--json", "--pr", "pr/1"].iter().map(Into::into).collect();
+        for (flag, path) in [
+            ("--repo", repo.to_path_buf()),
+            ("--bundle", bundle.to_path_buf()),
+            ("--nonces", nonces.clone()),
+            ("--data", data.join("public")),
+            ("--hidden", data.join("hidden")),
+            ("--secret-file", secret.clone()),
+            ("--target-dir", workspace_root().join("target/recipes")),
+        ]
+        .into_iter()
+        .chain(floor.map(|f| ("--noise-floor", f.to_path_buf())))
+        {
+            owned.push(flag.into());
+            owned.push(path.into());
+        }
+        let args: Vec<&dyn AsRef<std::ffi::OsStr>> = owned.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
+        let r = run(&binary("karpa"), &args);
+        assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+        r.json()
+    };
+    let v = judge_eval(None);
+    assert_eq!(v["class"], "error", "{v:#}"); // evaluated, but no noise floor for this king yet
+    let bpb = v["eval"]["hidden_bpb"].as_f64().expect("a hidden bpb");
+    assert!(bpb > 1.0 && bpb < 8.0, "{bpb}");
+    assert_eq!(v["eval"]["replay_max_abs_diff"].as_f64(), Some(0.0), "{v:#}");
+    let floor = |mean: f64| {
+        let f = tmp.join(format!("floor-{mean}.json"));
+        let values: Vec<f64> = [-0.001, 0.0, 0.001].iter().map(|d| mean + d).collect();
+        std::fs::write(
+            &f,
+            serde_json::json!({"king": "recipe-v0.1.0", "config": "micro", "values": values}).to_string(),
+        )
+        .unwrap();
+        f
+    };
+    let v = judge_eval(Some(&floor(bpb + 0.05)));
+    assert_eq!(v["class"], "crowned", "{v:#}");
+    assert!((v["decision"]["gain"].as_f64().unwrap() - 0.05).abs() < 1e-9);
+    assert_eq!(judge_eval(Some(&floor(bpb - 0.5)))["class"], "failure");
 
     // A PR whose diff is not the bundle's patch.
     git(repo, &["checkout", "-q", "-b", "pr/2", "recipe-v0.1.0"]);

@@ -1,5 +1,7 @@
 //! The judge: the stages that turn a pull request and its bundle into a verdict.
 
+pub mod decision;
+pub mod evaluate;
 pub mod finding;
 pub mod nonces;
 pub mod pipeline;

@@ -3,6 +3,8 @@
 //! runs again. Integrity stages run first; the first one with findings ends the
 //! judgment as `rejected` (or `stale`), so no miner code runs on a broken proof.
 
+use super::decision::{decide, DecisionRule, NoiseFloor, Outcome};
+use super::evaluate::{evaluate, EvalResult, EvalSetup};
 use super::nonces::{NonceCheck, NonceLedger};
 use super::verdict::{StageReport, Verdict, VerdictClass};
 use super::{plausibility, scan, Finding};
@@ -19,6 +21,10 @@ pub struct JudgeInput {
     /// Bundle folder or packed file.
     pub bundle: PathBuf,
     pub nonces: NonceLedger,
+    /// Hidden evaluation: without it the judgment stops after the integrity stages.
+    pub eval: Option<EvalSetup>,
+    pub noise_floor: Option<NoiseFloor>,
+    pub rule: DecisionRule,
 }
 
 /// The stages that ran, the findings so far, and the facts later stages need.
@@ -27,6 +33,8 @@ struct Run {
     findings: Vec<Finding>,
     manifest: Option<BundleManifest>,
     king: Option<String>,
+    eval: Option<EvalResult>,
+    decision: Option<super::decision::Decision>,
 }
 
 impl Run {
@@ -48,6 +56,8 @@ impl Run {
             king: self.king,
             findings: self.findings,
             stages: self.stages,
+            eval: self.eval,
+            decision: self.decision,
             judge_version: env!("CARGO_PKG_VERSION"),
         }
     }
@@ -60,7 +70,14 @@ fn bundle_finding(f: proof::bundle::Finding) -> Finding {
 pub fn judge(input: &JudgeInput) -> Result<Verdict> {
     let repo = RecipeRepo::open(&input.repo)?;
     let king = repo.king(None)?;
-    let mut run = Run { stages: Vec::new(), findings: Vec::new(), manifest: None, king: Some(king.tag.clone()) };
+    let mut run = Run {
+        stages: Vec::new(),
+        findings: Vec::new(),
+        manifest: None,
+        king: Some(king.tag.clone()),
+        eval: None,
+        decision: None,
+    };
 
     // 1. Intake: unpack safely, verify structure, digests, attestation, hotkey.
     let unpacked = tempfile::tempdir()?;
@@ -184,9 +201,61 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
         return Ok(run.verdict(VerdictClass::Rejected, "the training log is not plausible"));
     }
 
-    // 6. Hidden eval, replay and the decision come next (sandboxed runner job).
-    Ok(run.verdict(
-        VerdictClass::Error,
-        "integrity checks passed; the hidden evaluation is not available on this validator yet",
-    ))
+    // 6. Hidden eval: build, probe, eval, replay — all sandboxed; no sandbox, no eval.
+    let Some(setup) = &input.eval else {
+        return Ok(run.verdict(
+            VerdictClass::Error,
+            "integrity checks passed; this validator has no hidden evaluation configured",
+        ));
+    };
+    let sandbox = match crate::sandbox::Sandbox::new() {
+        Ok(s) => s,
+        Err(e) => {
+            run.findings.push(Finding::reject("sandbox.unavailable", "validator", None, format!("{e:#}")));
+            return Ok(run.verdict(VerdictClass::Error, "the sandbox is unavailable; nothing was run"));
+        }
+    };
+    let t = std::time::Instant::now();
+    let evaluated = evaluate(&sandbox, setup, &repo, head_tree, king.tree, dir, &manifest);
+    let passed = matches!(evaluated, Ok(Ok(_)));
+    run.stages.push(StageReport { stage: "hidden-eval", passed, seconds: t.elapsed().as_secs_f64() });
+    let result = match evaluated {
+        Ok(Ok(result)) => result,
+        Ok(Err(findings)) => {
+            run.findings.extend(findings);
+            return Ok(run.verdict(VerdictClass::Rejected, "the recipe failed the hidden evaluation's checks"));
+        }
+        Err(e) => {
+            run.findings.push(Finding::reject("eval.infrastructure", "validator", None, format!("{e:#}")));
+            return Ok(
+                run.verdict(VerdictClass::Error, "the evaluation could not run on this validator; it will be retried")
+            );
+        }
+    };
+    let bpb = result.hidden_bpb;
+    run.eval = Some(result);
+
+    // 7. Decision against the king's noise floor.
+    let Some(floor) =
+        input.noise_floor.as_ref().filter(|f| f.king == king.tag && f.config == manifest.config && f.n() >= 2)
+    else {
+        return Ok(run.verdict(
+            VerdictClass::Error,
+            format!("hidden bpb {bpb:.4}; no noise floor for {} on {}", king.tag, manifest.config),
+        ));
+    };
+    let rationale = std::fs::read_to_string(dir.join("rationale.md")).unwrap_or_default();
+    let d = decide(&input.rule, floor, bpb, &rationale);
+    let (class, summary) = match d.outcome {
+        Outcome::Crowned => (
+            VerdictClass::Crowned,
+            format!("crowned: {bpb:.4} bpb beats {:.4} by {:.4} (threshold {:.4})", d.king_mean, d.gain, d.threshold),
+        ),
+        Outcome::MeaningfulFailure => {
+            (VerdictClass::MeaningfulFailure, format!("{bpb:.4} bpb against {:.4}: close, not decisive", d.king_mean))
+        }
+        Outcome::Failure => (VerdictClass::Failure, format!("{bpb:.4} bpb against the king's {:.4}", d.king_mean)),
+    };
+    run.decision = Some(d);
+    Ok(run.verdict(class, summary))
 }

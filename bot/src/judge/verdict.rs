@@ -34,5 +34,9 @@ pub struct Verdict {
     pub king: Option<String>,
     pub findings: Vec<Finding>,
     pub stages: Vec<StageReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval: Option<super::evaluate::EvalResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<super::decision::Decision>,
     pub judge_version: &'static str,
 }

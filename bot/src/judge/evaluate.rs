@@ -1,0 +1,248 @@
+//! The hidden evaluation, run as a job: build the PR's recipe from its tree
+//! (offline, against the locked dependencies), then probe, evaluate on the hidden
+//! split and replay one segment chosen by HMAC(validator secret, bundle digest) —
+//! every step inside the sandbox, the hidden split mounted only for `eval`.
+
+use super::Finding;
+use crate::repo::RecipeRepo;
+use crate::sandbox::{Limits, Mounts, Sandbox};
+use anyhow::{bail, Context, Result};
+use hmac::{Hmac, Mac};
+use proof::bundle::BundleManifest;
+use serde::Serialize;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Steps replayed from the chosen checkpoint.
+pub const REPLAY_STEPS: u64 = 5;
+/// Largest |Δloss| a replay may show, in nats. Across machines float order differs
+/// a little; a log that was not produced by this recipe on this data is off by far more.
+pub const REPLAY_TOLERANCE: f64 = 0.05;
+
+/// What this validator brings to an evaluation.
+pub struct EvalSetup {
+    /// Shared cargo target folder for PR builds (read-write during builds only).
+    pub target_dir: PathBuf,
+    pub libtorch: PathBuf,
+    /// The toolchain folder holding bin/cargo and bin/rustc.
+    pub toolchain: PathBuf,
+    /// Cargo's home; its registry holds the crates for offline builds.
+    pub cargo_home: PathBuf,
+    /// The config's public data folder and the validator's hidden folder.
+    pub data: PathBuf,
+    pub hidden: PathBuf,
+    /// Secret that picks the replay segment after submission.
+    pub secret: Vec<u8>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalResult {
+    pub hidden_bpb: f64,
+    pub replay_from_step: u64,
+    pub replay_max_abs_diff: f64,
+    pub build_s: f64,
+    pub probe_s: f64,
+    pub eval_s: f64,
+    pub replay_s: f64,
+}
+
+/// The replay's starting step: one of 0 and the checkpoints before the last,
+/// chosen by HMAC-SHA256(secret, bundle digest) so a miner cannot know it.
+pub fn replay_start(secret: &[u8], bundle_digest: &str, checkpoint_steps: &[u64]) -> u64 {
+    let mut candidates = vec![0];
+    candidates.extend(checkpoint_steps.iter().copied().take(checkpoint_steps.len().saturating_sub(1)));
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(bundle_digest.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    let n = u64::from_be_bytes(tag[..8].try_into().expect("8 bytes"));
+    candidates[(n % candidates.len() as u64) as usize]
+}
+
+/// Builds and runs the PR's harness. Ok(Err(findings)) when the miner's side fails.
+pub fn evaluate(
+    sandbox: &Sandbox,
+    setup: &EvalSetup,
+    repo: &RecipeRepo,
+    head_tree: git2::Oid,
+    king_tree: git2::Oid,
+    bundle: &Path,
+    manifest: &BundleManifest,
+) -> Result<std::result::Result<EvalResult, Vec<Finding>>> {
+    let work = tempfile::Builder::new().prefix("karpa-judge-").tempdir()?;
+    let tree = work.path().join("tree");
+    repo.checkout(head_tree, &tree)?;
+    std::fs::create_dir_all(&setup.target_dir)?;
+    // Cargo's home at its real path (so crates keep their ids and builds share the
+    // target folder), writable for cargo's lock, with the registry read-only inside.
+    let cargo_home = setup.cargo_home.clone();
+    let toolchain_bin = setup.toolchain.join("bin");
+    // libtorch's own libraries load CUDA's from sibling packages: mount them all.
+    let libtorch =
+        setup.libtorch.canonicalize().with_context(|| format!("libtorch not found at {}", setup.libtorch.display()))?;
+    let site_packages = libtorch.parent().context("libtorch has a parent folder")?.to_path_buf();
+    let env: Vec<(&str, OsString)> = vec![
+        ("CARGO_HOME", cargo_home.clone().into()),
+        ("CARGO_TARGET_DIR", setup.target_dir.clone().into()),
+        ("LIBTORCH", libtorch.clone().into()),
+        ("RUSTC", toolchain_bin.join("rustc").into()),
+        ("CARGO_NET_OFFLINE", "true".into()),
+    ];
+    let reject = |code, msg: String| Ok(Err(vec![Finding::reject(code, "recipe", None, msg)]));
+
+    // Build: the tree read-only, the target folder writable, no data at all.
+    let build_mounts = |tree: &Path| Mounts {
+        read_only: vec![tree.to_path_buf(), site_packages.clone(), setup.toolchain.clone()],
+        read_write: vec![setup.target_dir.clone()],
+        tmpfs: vec![cargo_home.clone()],
+        read_only_at: vec![(cargo_home.join("registry"), cargo_home.join("registry"))],
+    };
+    let build_cmd: Vec<OsString> = [toolchain_bin.join("cargo").into_os_string()]
+        .into_iter()
+        .chain(["build", "--offline", "--locked", "--quiet", "--bin", "karpa-train"].map(OsString::from))
+        .collect();
+    let build = sandbox.run(&build_mounts(&tree), &setup.limits, &tree, &env, &build_cmd)?;
+    if build.timed_out || !build.output.status.success() {
+        let tail = tail_of(&build.output.stderr);
+        // Whose fault? If the king does not build here either, ours.
+        let king_dir = work.path().join("king");
+        repo.checkout(king_tree, &king_dir)?;
+        let king = sandbox.run(&build_mounts(&king_dir), &setup.limits, &king_dir, &env, &build_cmd)?;
+        if !king.output.status.success() {
+            bail!("the king does not build in this validator's sandbox either: {}", tail_of(&king.output.stderr));
+        }
+        let late = if build.timed_out { " in time" } else { "" };
+        return reject("eval.build", format!("the recipe does not build{late}: {tail}"));
+    }
+    let bin = setup.target_dir.join("debug/karpa-train");
+    let run_mounts = |hidden: bool| Mounts {
+        read_only: [
+            vec![bin.clone(), site_packages.clone(), setup.data.clone(), bundle.to_path_buf()],
+            if hidden { vec![setup.hidden.clone()] } else { vec![] },
+        ]
+        .concat(),
+        ..Default::default()
+    };
+    let cfg = [
+        "--config".into(),
+        manifest.config.clone().into(),
+        "--device".into(),
+        "cpu".into(),
+        "--data".into(),
+        setup.data.clone().into_os_string(),
+    ];
+    let last = last_checkpoint(bundle)?;
+    let harness = |args: Vec<OsString>, hidden: bool| -> Result<(crate::sandbox::Finished, serde_json::Value)> {
+        let cmd: Vec<OsString> = std::iter::once(bin.clone().into_os_string()).chain(args).collect();
+        let done = sandbox.run(&run_mounts(hidden), &setup.limits, Path::new("/tmp"), &[], &cmd)?;
+        let json = serde_json::from_slice(&done.output.stdout).unwrap_or(serde_json::Value::Null);
+        Ok((done, json))
+    };
+
+    let (probe, report) = harness(
+        [vec!["probe".into()], cfg.to_vec(), vec!["--checkpoint".into(), last.clone().into()]].concat(),
+        false,
+    )?;
+    if report["passed"] != true {
+        return reject(
+            "eval.probe",
+            format!("the causality probe failed: {}", summarize(&report, &probe.output.stderr)),
+        );
+    }
+    let (eval, result) = harness(
+        [
+            vec!["eval".into(), "--split".into(), "hidden".into(), "--hidden".into(), setup.hidden.clone().into()],
+            cfg.to_vec(),
+            vec!["--checkpoint".into(), last.into()],
+        ]
+        .concat(),
+        true,
+    )?;
+    let Some(hidden_bpb) = result["val_bpb"].as_f64().filter(|b| b.is_finite()) else {
+        return reject("eval.hidden", format!("hidden evaluation failed: {}", tail_of(&eval.output.stderr)));
+    };
+    let steps: Vec<u64> = checkpoint_steps(bundle)?;
+    let from = replay_start(&setup.secret, manifest.digest().as_str(), &steps);
+    let (replay, rep) = harness(
+        [
+            vec![
+                "replay".into(),
+                "--run".into(),
+                bundle.into(),
+                "--from-step".into(),
+                from.to_string().into(),
+                "--steps".into(),
+                REPLAY_STEPS.to_string().into(),
+                "--tolerance".into(),
+                REPLAY_TOLERANCE.to_string().into(),
+            ],
+            cfg.to_vec(),
+        ]
+        .concat(),
+        false,
+    )?;
+    let diff = rep["report"]["max_abs_diff"].as_f64().unwrap_or(f64::INFINITY);
+    if rep["passed"] != true {
+        return reject("eval.replay", format!("replaying {REPLAY_STEPS} steps from step {from} differs from the log by {diff:.3e} nats (tolerance {REPLAY_TOLERANCE}): {}", tail_of(&replay.output.stderr)));
+    }
+    Ok(Ok(EvalResult {
+        hidden_bpb,
+        replay_from_step: from,
+        replay_max_abs_diff: diff,
+        build_s: build.seconds,
+        probe_s: probe.seconds,
+        eval_s: eval.seconds,
+        replay_s: replay.seconds,
+    }))
+}
+
+fn checkpoint_steps(bundle: &Path) -> Result<Vec<u64>> {
+    let state: proof::state::FinalState =
+        serde_json::from_slice(&std::fs::read(bundle.join("final_state.json"))?).context("final_state.json")?;
+    Ok(state.checkpoints.iter().map(|c| c.step).collect())
+}
+
+fn last_checkpoint(bundle: &Path) -> Result<PathBuf> {
+    let state: proof::state::FinalState =
+        serde_json::from_slice(&std::fs::read(bundle.join("final_state.json"))?).context("final_state.json")?;
+    let Some(last) = state.checkpoints.last() else { bail!("the bundle has no checkpoint") };
+    if !proof::bundle::safe_relative(&last.path) {
+        bail!("checkpoint path {:?} leaves the bundle", last.path);
+    }
+    Ok(bundle.join(&last.path))
+}
+
+fn tail_of(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = s.lines().rev().take(5).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+fn summarize(report: &serde_json::Value, stderr: &[u8]) -> String {
+    match report["checks"].as_array() {
+        Some(checks) => checks
+            .iter()
+            .filter(|c| c["passed"] != true)
+            .map(|c| c["detail"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+        None => tail_of(stderr),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replay_start_is_keyed_and_never_the_last_checkpoint() {
+        let steps = [10, 20, 30, 40];
+        let picks: std::collections::BTreeSet<u64> =
+            (0..200).map(|i| replay_start(b"secret", &format!("digest-{i}"), &steps)).collect();
+        assert_eq!(picks.into_iter().collect::<Vec<_>>(), vec![0, 10, 20, 30]);
+        assert_eq!(replay_start(b"k", "d", &steps), replay_start(b"k", "d", &steps));
+        let differs = (0..50)
+            .any(|i| replay_start(b"k1", &format!("d{i}"), &steps) != replay_start(b"k2", &format!("d{i}"), &steps));
+        assert!(differs, "the secret must matter");
+    }
+}
