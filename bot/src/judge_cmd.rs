@@ -63,6 +63,25 @@ fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option<Noi
     Ok((setup, floor, rule))
 }
 
+/// `karpa noise-floor`: measures the king and writes the floor as JSON.
+pub fn noise_floor(
+    repo: PathBuf,
+    king: Option<String>,
+    config: String,
+    seeds: u64,
+    paths: &EvalPaths,
+    out: PathBuf,
+) -> Result<bool> {
+    let (setup, _, _) = setup(&repo, paths)?;
+    let sandbox = crate::sandbox::Sandbox::new()?;
+    let recipe = crate::repo::RecipeRepo::open(&repo)?;
+    let king = recipe.king(king.as_deref())?;
+    let floor = crate::judge::noise_floor::measure(&sandbox, &setup, &recipe, &king, &config, seeds)?;
+    proof::fsio::write_json_atomic(&out, &floor)?;
+    println!("{} on {}: mean {:.5}, σ {:.5}, n {}", floor.king, floor.config, floor.mean(), floor.sigma(), floor.n());
+    Ok(true)
+}
+
 /// Ok(false) when the verdict is `rejected` or `stale`.
 pub fn run(
     repo: PathBuf,

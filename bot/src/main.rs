@@ -116,6 +116,29 @@ enum Command {
         #[arg(long, default_value = "target/recipes")]
         target_dir: PathBuf,
     },
+    /// Measure the king's noise floor: n seeds through the judge's sandboxed path.
+    NoiseFloor {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// The release (default: the highest recipe-vX.Y.Z tag).
+        #[arg(long)]
+        king: Option<String>,
+        #[arg(long)]
+        config: String,
+        #[arg(long, default_value_t = 10)]
+        seeds: u64,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        hidden: PathBuf,
+        #[arg(long)]
+        secret_file: PathBuf,
+        #[arg(long, default_value = "target/recipes")]
+        target_dir: PathBuf,
+        /// Where to write the floor (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Proof bundles.
     Bundle {
         #[command(subcommand)]
@@ -193,6 +216,10 @@ fn main() -> ExitCode {
                 _ => None,
             };
             judge_cmd::run(repo, pr, bundle, nonces, eval, json)
+        }
+        Command::NoiseFloor { repo, king, config, seeds, data, hidden, secret_file, target_dir, out } => {
+            let paths = judge_cmd::EvalPaths { data, hidden, secret_file, target_dir, noise_floor: None, rule: None };
+            judge_cmd::noise_floor(repo, king, config, seeds, &paths, out)
         }
         Command::Submit { repo, head, base, bundle_file, bundle_url, api_url, token } => {
             let args = submit::SubmitArgs { repo, head, base, bundle_file, bundle_url, api_url, token };

@@ -190,6 +190,39 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     assert!((v["decision"]["gain"].as_f64().unwrap() - 0.05).abs() < 1e-9);
     assert_eq!(judge_eval(Some(&floor(bpb - 0.5)))["class"], "failure");
 
+    // A measured noise floor for the king (2 seeds), then a verdict against it.
+    let measured = tmp.join("floor.json");
+    let nf = run(
+        &binary("karpa"),
+        &[
+            &"noise-floor",
+            &"--repo",
+            &repo,
+            &"--config",
+            &"micro",
+            &"--seeds",
+            &"2",
+            &"--data",
+            &data.join("public"),
+            &"--hidden",
+            &data.join("hidden"),
+            &"--secret-file",
+            &secret,
+            &"--target-dir",
+            &workspace_root().join("target/recipes"),
+            &"--out",
+            &measured,
+        ],
+    )
+    .ok();
+    assert!(nf.stdout.contains("recipe-v0.1.0 on micro"), "{}", nf.stdout);
+    let floor: serde_json::Value = serde_json::from_slice(&std::fs::read(&measured).unwrap()).unwrap();
+    let values: Vec<f64> = floor["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(values.len(), 2);
+    assert!(values[0] != values[1], "two seeds gave the same bpb: {values:?}");
+    let v = judge_eval(Some(&measured));
+    assert!(["crowned", "meaningful-failure", "failure"].contains(&v["class"].as_str().unwrap()), "{v:#}");
+
     // A PR whose diff is not the bundle's patch.
     git(repo, &["checkout", "-q", "-b", "pr/2", "recipe-v0.1.0"]);
     let toml = repo.join("recipe/recipe.toml");

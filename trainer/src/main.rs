@@ -79,6 +79,10 @@ enum Command {
         /// No progress output.
         #[arg(long)]
         quiet: bool,
+        /// Train with the config's seed plus this offset (noise-floor runs only:
+        /// the log records the seed, and the judge accepts only the config's).
+        #[arg(long, default_value_t = 0)]
+        seed_offset: u64,
     },
     /// Bits per byte of a checkpoint on the public val or the hidden split (JSON).
     Eval {
@@ -180,8 +184,9 @@ fn run(cli: Cli) -> Result<bool> {
             }))?;
             Ok(true)
         }
-        Command::Train { common, data, out, quiet } => {
-            let (cfg, data, device) = open(&common, &data)?;
+        Command::Train { common, data, out, quiet, seed_offset } => {
+            let (mut cfg, data, device) = open(&common, &data)?;
+            cfg.seed = cfg.seed.wrapping_add(seed_offset);
             let state = train::train(&cfg, &data, &train::TrainOptions { out, device, quiet })?;
             print_json(&state)?;
             Ok(true)

@@ -70,59 +70,19 @@ pub fn evaluate(
     manifest: &BundleManifest,
 ) -> Result<std::result::Result<EvalResult, Vec<Finding>>> {
     let work = tempfile::Builder::new().prefix("karpa-judge-").tempdir()?;
-    let tree = work.path().join("tree");
-    repo.checkout(head_tree, &tree)?;
-    std::fs::create_dir_all(&setup.target_dir)?;
-    // Cargo's home at its real path (so crates keep their ids and builds share the
-    // target folder), writable for cargo's lock, with the registry read-only inside.
-    let cargo_home = setup.cargo_home.clone();
-    let toolchain_bin = setup.toolchain.join("bin");
-    // libtorch's own libraries load CUDA's from sibling packages: mount them all.
-    let libtorch =
-        setup.libtorch.canonicalize().with_context(|| format!("libtorch not found at {}", setup.libtorch.display()))?;
-    let site_packages = libtorch.parent().context("libtorch has a parent folder")?.to_path_buf();
-    let env: Vec<(&str, OsString)> = vec![
-        ("CARGO_HOME", cargo_home.clone().into()),
-        ("CARGO_TARGET_DIR", setup.target_dir.clone().into()),
-        ("LIBTORCH", libtorch.clone().into()),
-        ("RUSTC", toolchain_bin.join("rustc").into()),
-        ("CARGO_NET_OFFLINE", "true".into()),
-    ];
     let reject = |code, msg: String| Ok(Err(vec![Finding::reject(code, "recipe", None, msg)]));
-
-    // Build: the tree read-only, the target folder writable, no data at all.
-    let build_mounts = |tree: &Path| Mounts {
-        read_only: vec![tree.to_path_buf(), site_packages.clone(), setup.toolchain.clone()],
-        read_write: vec![setup.target_dir.clone()],
-        tmpfs: vec![cargo_home.clone()],
-        read_only_at: vec![(cargo_home.join("registry"), cargo_home.join("registry"))],
-    };
-    let build_cmd: Vec<OsString> = [toolchain_bin.join("cargo").into_os_string()]
-        .into_iter()
-        .chain(["build", "--offline", "--locked", "--quiet", "--bin", "karpa-train"].map(OsString::from))
-        .collect();
-    let build = sandbox.run(&build_mounts(&tree), &setup.limits, &tree, &env, &build_cmd)?;
-    if build.timed_out || !build.output.status.success() {
-        let tail = tail_of(&build.output.stderr);
-        // Whose fault? If the king does not build here either, ours.
-        let king_dir = work.path().join("king");
-        repo.checkout(king_tree, &king_dir)?;
-        let king = sandbox.run(&build_mounts(&king_dir), &setup.limits, &king_dir, &env, &build_cmd)?;
-        if !king.output.status.success() {
-            bail!("the king does not build in this validator's sandbox either: {}", tail_of(&king.output.stderr));
+    let build_started = std::time::Instant::now();
+    let bin = match build(sandbox, setup, repo, head_tree, work.path())? {
+        Ok(bin) => bin,
+        Err(why) => {
+            // Whose fault? If the king does not build here either, ours.
+            if let Err(king) = build(sandbox, setup, repo, king_tree, work.path())? {
+                bail!("the king does not build in this validator's sandbox either: {king}");
+            }
+            return reject("eval.build", format!("the recipe does not build: {why}"));
         }
-        let late = if build.timed_out { " in time" } else { "" };
-        return reject("eval.build", format!("the recipe does not build{late}: {tail}"));
-    }
-    let bin = setup.target_dir.join("debug/karpa-train");
-    let run_mounts = |hidden: bool| Mounts {
-        read_only: [
-            vec![bin.clone(), site_packages.clone(), setup.data.clone(), bundle.to_path_buf()],
-            if hidden { vec![setup.hidden.clone()] } else { vec![] },
-        ]
-        .concat(),
-        ..Default::default()
     };
+    let build_s = build_started.elapsed().as_secs_f64();
     let cfg = [
         "--config".into(),
         manifest.config.clone().into(),
@@ -132,11 +92,9 @@ pub fn evaluate(
         setup.data.clone().into_os_string(),
     ];
     let last = last_checkpoint(bundle)?;
-    let harness = |args: Vec<OsString>, hidden: bool| -> Result<(crate::sandbox::Finished, serde_json::Value)> {
-        let cmd: Vec<OsString> = std::iter::once(bin.clone().into_os_string()).chain(args).collect();
-        let done = sandbox.run(&run_mounts(hidden), &setup.limits, Path::new("/tmp"), &[], &cmd)?;
-        let json = serde_json::from_slice(&done.output.stdout).unwrap_or(serde_json::Value::Null);
-        Ok((done, json))
+    let harness = |args: Vec<OsString>, hidden: bool| {
+        let extra = [vec![bundle.to_path_buf()], if hidden { vec![setup.hidden.clone()] } else { vec![] }].concat();
+        run_harness(sandbox, setup, &bin, extra, vec![], args)
     };
 
     let (probe, report) = harness(
@@ -189,11 +147,86 @@ pub fn evaluate(
         hidden_bpb,
         replay_from_step: from,
         replay_max_abs_diff: diff,
-        build_s: build.seconds,
+        build_s,
         probe_s: probe.seconds,
         eval_s: eval.seconds,
         replay_s: replay.seconds,
     }))
+}
+
+/// Runs a built `karpa-train` in the sandbox with the public data, libtorch and
+/// `read_only` mounted (plus `read_write`), returning its JSON output.
+pub fn run_harness(
+    sandbox: &Sandbox,
+    setup: &EvalSetup,
+    bin: &Path,
+    read_only: Vec<PathBuf>,
+    read_write: Vec<PathBuf>,
+    args: Vec<OsString>,
+) -> Result<(crate::sandbox::Finished, serde_json::Value)> {
+    let mounts = Mounts {
+        read_only: [vec![bin.to_path_buf(), site_packages(setup)?, setup.data.clone()], read_only].concat(),
+        read_write,
+        ..Default::default()
+    };
+    let cmd: Vec<OsString> = std::iter::once(bin.as_os_str().to_owned()).chain(args).collect();
+    let done = sandbox.run(&mounts, &setup.limits, Path::new("/tmp"), &[], &cmd)?;
+    let json = serde_json::from_slice(&done.output.stdout).unwrap_or(serde_json::Value::Null);
+    Ok((done, json))
+}
+
+/// libtorch's own libraries load CUDA's from sibling packages: mount them all.
+fn site_packages(setup: &EvalSetup) -> Result<PathBuf> {
+    let libtorch =
+        setup.libtorch.canonicalize().with_context(|| format!("libtorch not found at {}", setup.libtorch.display()))?;
+    Ok(libtorch.parent().context("libtorch has a parent folder")?.to_path_buf())
+}
+
+/// Builds `karpa-train` from `tree` offline inside the sandbox: the tree
+/// read-only, only the shared target folder writable, no data mounted.
+/// Ok(Err(why)) when the code does not build.
+pub fn build(
+    sandbox: &Sandbox,
+    setup: &EvalSetup,
+    repo: &RecipeRepo,
+    tree: git2::Oid,
+    work: &Path,
+) -> Result<std::result::Result<PathBuf, String>> {
+    let dir = work.join(tree.to_string());
+    if !dir.exists() {
+        repo.checkout(tree, &dir)?;
+    }
+    std::fs::create_dir_all(&setup.target_dir)?;
+    let libtorch = setup.libtorch.canonicalize()?;
+    let toolchain_bin = setup.toolchain.join("bin");
+    // Cargo's home at its real path (so crates keep their ids and builds share the
+    // target folder), writable for cargo's lock, with the registry read-only inside.
+    let cargo_home = setup.cargo_home.clone();
+    let env: Vec<(&str, OsString)> = vec![
+        ("CARGO_HOME", cargo_home.clone().into()),
+        ("CARGO_TARGET_DIR", setup.target_dir.clone().into()),
+        ("LIBTORCH", libtorch.into()),
+        ("RUSTC", toolchain_bin.join("rustc").into()),
+        ("CARGO_NET_OFFLINE", "true".into()),
+    ];
+    let mounts = Mounts {
+        read_only: vec![dir.clone(), site_packages(setup)?, setup.toolchain.clone()],
+        read_write: vec![setup.target_dir.clone()],
+        tmpfs: vec![cargo_home.clone()],
+        read_only_at: vec![(cargo_home.join("registry"), cargo_home.join("registry"))],
+    };
+    let cmd: Vec<OsString> = [toolchain_bin.join("cargo").into_os_string()]
+        .into_iter()
+        .chain(["build", "--offline", "--locked", "--quiet", "--bin", "karpa-train"].map(OsString::from))
+        .collect();
+    let done = sandbox.run(&mounts, &setup.limits, &dir, &env, &cmd)?;
+    if done.timed_out {
+        return Ok(Err("the build ran out of time".into()));
+    }
+    if !done.output.status.success() {
+        return Ok(Err(tail_of(&done.output.stderr)));
+    }
+    Ok(Ok(setup.target_dir.join("debug/karpa-train")))
 }
 
 fn checkpoint_steps(bundle: &Path) -> Result<Vec<u64>> {

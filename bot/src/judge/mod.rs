@@ -3,6 +3,7 @@
 pub mod decision;
 pub mod evaluate;
 pub mod finding;
+pub mod noise_floor;
 pub mod nonces;
 pub mod pipeline;
 pub mod plausibility;
