@@ -22,64 +22,9 @@ enum Command {
         dir: PathBuf,
     },
     /// Train a patch of the recipe with the official harness and seal a signed proof bundle.
-    Prove {
-        /// The patch (a git diff against the king), touching only recipe/src/**.rs,
-        /// recipe/recipe.toml or recipe/RATIONALE.md.
-        #[arg(long)]
-        patch: PathBuf,
-        /// The release to patch (default: the highest recipe-vX.Y.Z tag).
-        #[arg(long)]
-        king: Option<String>,
-        #[arg(long)]
-        config: String,
-        /// The config's prepared public data (`karpa-train prepare`'s public/ folder).
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long)]
-        allow_unpinned_data: bool,
-        /// Secret URI or seed phrase of the hotkey, or a Bittensor hotkey file.
-        #[arg(long)]
-        hotkey: String,
-        #[arg(long)]
-        github_login: String,
-        /// Why the patch should help (markdown).
-        #[arg(long)]
-        rationale: PathBuf,
-        /// Bundle folder to create.
-        #[arg(long)]
-        out: PathBuf,
-        /// The recipe repository.
-        #[arg(long, default_value = ".")]
-        repo: PathBuf,
-        /// Shared cargo target folder for recipe builds.
-        #[arg(long, default_value = "target/recipes")]
-        target_dir: PathBuf,
-        /// libtorch folder (default: $LIBTORCH, then <repo>/.karpa/libtorch).
-        #[arg(long)]
-        libtorch: Option<PathBuf>,
-    },
+    Prove(prove::ProveArgs),
     /// Open the pull request that carries a bundle (its locator goes in the body).
-    Submit {
-        /// The canonical recipe repository, owner/name.
-        #[arg(long)]
-        repo: String,
-        /// The branch holding the patch, fork-owner:branch.
-        #[arg(long)]
-        head: String,
-        #[arg(long, default_value = "main")]
-        base: String,
-        /// The bundle file made by `karpa bundle pack`.
-        #[arg(long)]
-        bundle_file: PathBuf,
-        /// Where the bundle file is hosted (https://…).
-        #[arg(long)]
-        bundle_url: String,
-        #[arg(long, default_value = "https://api.github.com")]
-        api_url: String,
-        /// GitHub token (or set GITHUB_TOKEN).
-        #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
-        token: String,
-    },
+    Submit(submit::SubmitArgs),
     /// Judge a PR of a local recipe repository by its bundle; prints the verdict.
     /// Exit 1 when rejected or stale.
     Judge {
@@ -221,47 +166,17 @@ fn main() -> ExitCode {
             let paths = judge_cmd::EvalPaths { data, hidden, secret_file, target_dir, noise_floor: None, rule: None };
             judge_cmd::noise_floor(repo, king, config, seeds, &paths, out)
         }
-        Command::Submit { repo, head, base, bundle_file, bundle_url, api_url, token } => {
-            let args = submit::SubmitArgs { repo, head, base, bundle_file, bundle_url, api_url, token };
-            tokio::runtime::Runtime::new().map_err(Into::into).and_then(|rt| rt.block_on(submit::submit(&args))).map(
-                |s| {
-                    let verb = if s.existing { "already open" } else { "opened" };
-                    println!("pull request #{} {verb}: {}", s.number, s.url);
-                    true
-                },
-            )
-        }
-        Command::Prove {
-            patch,
-            king,
-            config,
-            data,
-            allow_unpinned_data,
-            hotkey,
-            github_login,
-            rationale,
-            out,
-            repo,
-            target_dir,
-            libtorch,
-        } => std::path::absolute(&target_dir).map_err(Into::into).and_then(|target_dir| {
-            let args = prove::ProveArgs {
-                repo,
-                patch,
-                king,
-                config,
-                data,
-                allow_unpinned_data,
-                hotkey,
-                github_login,
-                rationale,
-                out,
-                target_dir,
-                libtorch,
-            };
-            let m = prove::prove(&args)?;
+        Command::Submit(args) => tokio::runtime::Runtime::new()
+            .map_err(Into::into)
+            .and_then(|rt| rt.block_on(submit::submit(&args)))
+            .map(|s| {
+                let verb = if s.existing { "already open" } else { "opened" };
+                println!("pull request #{} {verb}: {}", s.number, s.url);
+                true
+            }),
+        Command::Prove(args) => prove::prove(&args).map(|m| {
             println!("bundle {}  ({} files) in {}", m.digest(), m.files.len(), args.out.display());
-            Ok(true)
+            true
         }),
     };
     match result {

@@ -13,21 +13,41 @@ use proof::intoto::CalibrationSummary;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[derive(clap::Args)]
 pub struct ProveArgs {
-    pub repo: PathBuf,
+    /// The patch (a git diff against the king), touching only recipe/src/**.rs,
+    /// recipe/recipe.toml or recipe/RATIONALE.md.
+    #[arg(long)]
     pub patch: PathBuf,
+    /// The release to patch (default: the highest recipe-vX.Y.Z tag).
+    #[arg(long)]
     pub king: Option<String>,
+    #[arg(long)]
     pub config: String,
-    /// The config's prepared public data.
+    /// The config's prepared public data (`karpa-train prepare`'s public/ folder).
+    #[arg(long)]
     pub data: PathBuf,
+    #[arg(long)]
     pub allow_unpinned_data: bool,
-    /// A secret URI (`//Alice`, a seed phrase) or a Bittensor hotkey file.
+    /// Secret URI or seed phrase of the hotkey, or a Bittensor hotkey file.
+    #[arg(long)]
     pub hotkey: String,
+    #[arg(long)]
     pub github_login: String,
+    /// Why the patch should help (markdown).
+    #[arg(long)]
     pub rationale: PathBuf,
+    /// Bundle folder to create.
+    #[arg(long)]
     pub out: PathBuf,
+    /// The recipe repository.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
     /// Shared cargo target folder for recipe builds.
+    #[arg(long, default_value = "target/recipes")]
     pub target_dir: PathBuf,
+    /// libtorch folder (default: $LIBTORCH, then <repo>/.karpa/libtorch).
+    #[arg(long)]
     pub libtorch: Option<PathBuf>,
 }
 
@@ -90,7 +110,7 @@ pub fn prove(args: &ProveArgs) -> Result<BundleManifest> {
     let worktree = tempfile::Builder::new().prefix("karpa-prove-").tempdir()?;
     repo.checkout(patched_tree, worktree.path())?;
     let libtorch = resolve_libtorch(args)?;
-    let bin = build_trainer(worktree.path(), &args.target_dir, &libtorch)?;
+    let bin = build_trainer(worktree.path(), &std::path::absolute(&args.target_dir)?, &libtorch)?;
 
     let started_at = now();
     step("calibrating this machine");

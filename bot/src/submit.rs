@@ -10,17 +10,26 @@ use proof::bundle::{verify_dir, BundleManifest, MANIFEST};
 use proof::locator::Locator;
 use std::path::{Path, PathBuf};
 
+#[derive(clap::Args)]
 pub struct SubmitArgs {
-    /// The canonical recipe repository, `owner/name`.
+    /// The canonical recipe repository, owner/name.
+    #[arg(long)]
     pub repo: String,
-    /// The branch with the patch, `fork-owner:branch`.
+    /// The branch holding the patch, fork-owner:branch.
+    #[arg(long)]
     pub head: String,
+    #[arg(long, default_value = "main")]
     pub base: String,
     /// The bundle file made by `karpa bundle pack` (plain or sealed).
+    #[arg(long)]
     pub bundle_file: PathBuf,
-    /// Where that file is hosted (https).
+    /// Where the bundle file is hosted (https://…).
+    #[arg(long)]
     pub bundle_url: String,
+    #[arg(long, default_value = "https://api.github.com")]
     pub api_url: String,
+    /// GitHub token (or set GITHUB_TOKEN).
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
     pub token: String,
 }
 

@@ -302,17 +302,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[test]
-fn prove_refuses_a_patch_to_the_harness_before_doing_any_work() {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = recipe_repo(tmp.path());
-    let eval = repo.join("trainer/src/eval.rs");
-    std::fs::write(&eval, std::fs::read_to_string(&eval).unwrap().replace("LN_2", "LN_10")).unwrap();
-    let patch = tmp.path().join("cheat.diff");
-    std::fs::write(&patch, git(&repo, &["diff"])).unwrap();
-    std::fs::write(tmp.path().join("why.md"), "trust me").unwrap();
-    let out = tmp.path().join("bundle");
-    let r = run(
+/// Runs `karpa prove` on a patch that must be refused before any work.
+fn prove_refused(repo: &Path, patch: &Path, tmp: &Path, out: &Path) -> karpa_tests::Run {
+    run(
         &binary("karpa"),
         &[
             &"prove",
@@ -323,17 +315,30 @@ fn prove_refuses_a_patch_to_the_harness_before_doing_any_work() {
             &"--config",
             &"micro",
             &"--data",
-            &tmp.path(),
+            &tmp,
             &"--hotkey",
             &"//Alice",
             &"--github-login",
             &"octo",
             &"--rationale",
-            &tmp.path().join("why.md"),
+            &tmp.join("why.md"),
             &"--out",
             &out,
         ],
-    );
+    )
+}
+
+#[test]
+fn prove_refuses_a_patch_to_the_harness_before_doing_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = recipe_repo(tmp.path());
+    let eval = repo.join("trainer/src/eval.rs");
+    std::fs::write(&eval, std::fs::read_to_string(&eval).unwrap().replace("LN_2", "LN_10")).unwrap();
+    let patch = tmp.path().join("cheat.diff");
+    std::fs::write(&patch, git(&repo, &["diff"])).unwrap();
+    std::fs::write(tmp.path().join("why.md"), "trust me").unwrap();
+    let out = tmp.path().join("bundle");
+    let r = prove_refused(&repo, &patch, tmp.path(), &out);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("trainer/src/eval.rs") && r.stderr.contains("outside the patchable paths"),
@@ -361,28 +366,7 @@ fn prove_refuses_recipe_code_the_judge_would_reject() {
     git(&repo, &["checkout", "--", "."]);
     std::fs::write(tmp.path().join("why.md"), "better data").unwrap();
     let out = tmp.path().join("bundle");
-    let r = run(
-        &binary("karpa"),
-        &[
-            &"prove",
-            &"--repo",
-            &repo,
-            &"--patch",
-            &patch,
-            &"--config",
-            &"micro",
-            &"--data",
-            &tmp.path(),
-            &"--hotkey",
-            &"//Alice",
-            &"--github-login",
-            &"octo",
-            &"--rationale",
-            &tmp.path().join("why.md"),
-            &"--out",
-            &out,
-        ],
-    );
+    let r = prove_refused(&repo, &patch, tmp.path(), &out);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("judge would reject")
