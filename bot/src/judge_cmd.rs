@@ -19,6 +19,7 @@ pub struct EvalPaths {
     pub target_dir: PathBuf,
     pub noise_floor: Option<PathBuf>,
     pub rule: Option<PathBuf>,
+    pub libtorch: Option<PathBuf>,
 }
 
 fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option<NoiseFloor>, DecisionRule)> {
@@ -32,7 +33,7 @@ fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option<Noi
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"));
-    let libtorch = std::env::var_os("LIBTORCH").map(PathBuf::from).unwrap_or_else(|| repo.join(".karpa/libtorch"));
+    let libtorch = crate::prove::resolve_libtorch(p.libtorch.as_deref(), repo)?;
     let floor = match &p.noise_floor {
         Some(f) => Some(
             serde_json::from_slice(&std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?)

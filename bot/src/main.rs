@@ -60,6 +60,9 @@ enum Command {
         /// Shared cargo target folder for PR builds.
         #[arg(long, default_value = "target/recipes")]
         target_dir: PathBuf,
+        /// libtorch folder (default: $LIBTORCH, then <repo>/.karpa/libtorch).
+        #[arg(long)]
+        libtorch: Option<PathBuf>,
     },
     /// Measure the king's noise floor: n seeds through the judge's sandboxed path.
     NoiseFloor {
@@ -80,6 +83,9 @@ enum Command {
         secret_file: PathBuf,
         #[arg(long, default_value = "target/recipes")]
         target_dir: PathBuf,
+        /// libtorch folder (default: $LIBTORCH, then <repo>/.karpa/libtorch).
+        #[arg(long)]
+        libtorch: Option<PathBuf>,
         /// Where to write the floor (JSON).
         #[arg(long)]
         out: PathBuf,
@@ -152,18 +158,32 @@ fn main() -> ExitCode {
             println!("# recipient: {}\n{}", id.to_public(), id.to_string().expose_secret());
             Ok(true)
         }
-        Command::Judge { repo, pr, bundle, nonces, json, data, hidden, secret_file, noise_floor, rule, target_dir } => {
+        Command::Judge {
+            repo,
+            pr,
+            bundle,
+            nonces,
+            json,
+            data,
+            hidden,
+            secret_file,
+            noise_floor,
+            rule,
+            target_dir,
+            libtorch,
+        } => {
             let nonces = nonces.unwrap_or_else(|| repo.join(".karpa/judge/nonces.jsonl"));
             let eval = match (data, hidden, secret_file) {
                 (Some(data), Some(hidden), Some(secret_file)) => {
-                    Some(judge_cmd::EvalPaths { data, hidden, secret_file, target_dir, noise_floor, rule })
+                    Some(judge_cmd::EvalPaths { data, hidden, secret_file, target_dir, noise_floor, rule, libtorch })
                 }
                 _ => None,
             };
             judge_cmd::run(repo, pr, bundle, nonces, eval, json)
         }
-        Command::NoiseFloor { repo, king, config, seeds, data, hidden, secret_file, target_dir, out } => {
-            let paths = judge_cmd::EvalPaths { data, hidden, secret_file, target_dir, noise_floor: None, rule: None };
+        Command::NoiseFloor { repo, king, config, seeds, data, hidden, secret_file, target_dir, libtorch, out } => {
+            let paths =
+                judge_cmd::EvalPaths { data, hidden, secret_file, target_dir, noise_floor: None, rule: None, libtorch };
             judge_cmd::noise_floor(repo, king, config, seeds, &paths, out)
         }
         Command::Submit(args) => tokio::runtime::Runtime::new()

@@ -109,7 +109,7 @@ pub fn prove(args: &ProveArgs) -> Result<BundleManifest> {
     std::fs::create_dir_all(&staging)?;
     let worktree = tempfile::Builder::new().prefix("karpa-prove-").tempdir()?;
     repo.checkout(patched_tree, worktree.path())?;
-    let libtorch = resolve_libtorch(args)?;
+    let libtorch = resolve_libtorch(args.libtorch.as_deref(), &args.repo)?;
     let bin = build_trainer(worktree.path(), &std::path::absolute(&args.target_dir)?, &libtorch)?;
 
     let started_at = now();
@@ -180,12 +180,13 @@ fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-fn resolve_libtorch(args: &ProveArgs) -> Result<PathBuf> {
-    let candidate = args
-        .libtorch
-        .clone()
+/// libtorch for building `karpa-train`: `--libtorch`, else $LIBTORCH, else the
+/// repository's `.karpa/libtorch` (what `cargo xtask setup` makes), canonical.
+pub fn resolve_libtorch(arg: Option<&Path>, repo: &Path) -> Result<PathBuf> {
+    let candidate = arg
+        .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("LIBTORCH").map(PathBuf::from))
-        .unwrap_or_else(|| args.repo.join(".karpa/libtorch"));
+        .unwrap_or_else(|| repo.join(".karpa/libtorch"));
     candidate.canonicalize().with_context(|| {
         format!(
             "libtorch not found at {}; pass --libtorch or run `cargo xtask setup` in the repository",

@@ -197,7 +197,7 @@ pub fn build(
         repo.checkout(tree, &dir)?;
     }
     std::fs::create_dir_all(&setup.target_dir)?;
-    let libtorch = setup.libtorch.canonicalize()?;
+    let libtorch = setup.libtorch.clone();
     let toolchain_bin = setup.toolchain.join("bin");
     // Cargo's home at its real path (so crates keep their ids and builds share the
     // target folder), writable for cargo's lock, with the registry read-only inside.
