@@ -60,35 +60,7 @@ fn prove_builds_the_patched_recipe_and_seals_a_verifiable_bundle() {
     let rationale = tmp.path().join("why.md");
     std::fs::write(&rationale, "A higher peak learning rate suits a model this small.\n").unwrap();
     let bundle = tmp.path().join("bundle");
-    let prove = |patch: &Path, out: &Path| {
-        run(
-            &binary("karpa"),
-            &[
-                &"prove",
-                &"--repo",
-                &repo,
-                &"--patch",
-                &patch,
-                &"--config",
-                &"micro",
-                &"--data",
-                &data.join("public"),
-                &"--hotkey",
-                &"//Alice",
-                &"--github-login",
-                &"octo",
-                &"--rationale",
-                &rationale,
-                &"--out",
-                &out,
-                &"--target-dir",
-                &workspace_root().join("target/recipes"),
-                &"--libtorch",
-                &workspace_root().join(".karpa/libtorch"),
-            ],
-        )
-    };
-    prove(&patch, &bundle).ok();
+    run_prove(&repo, &patch, &data.join("public"), &rationale, &bundle).ok();
 
     let verify = run(&binary("karpa"), &[&"bundle", &"verify", &bundle]).ok();
     assert!(verify.stdout.contains("all hold"), "{}", verify.stdout);
@@ -302,8 +274,10 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Runs `karpa prove` on a patch that must be refused before any work.
-fn prove_refused(repo: &Path, patch: &Path, tmp: &Path, out: &Path) -> karpa_tests::Run {
+/// Runs `karpa prove` for config micro as //Alice, building into the shared
+/// recipe target folder.
+fn run_prove(repo: &Path, patch: &Path, data: &Path, rationale: &Path, out: &Path) -> karpa_tests::Run {
+    let root = workspace_root();
     run(
         &binary("karpa"),
         &[
@@ -315,15 +289,19 @@ fn prove_refused(repo: &Path, patch: &Path, tmp: &Path, out: &Path) -> karpa_tes
             &"--config",
             &"micro",
             &"--data",
-            &tmp,
+            &data,
             &"--hotkey",
             &"//Alice",
             &"--github-login",
             &"octo",
             &"--rationale",
-            &tmp.join("why.md"),
+            &rationale,
             &"--out",
             &out,
+            &"--target-dir",
+            &root.join("target/recipes"),
+            &"--libtorch",
+            &root.join(".karpa/libtorch"),
         ],
     )
 }
@@ -338,7 +316,7 @@ fn prove_refuses_a_patch_to_the_harness_before_doing_any_work() {
     std::fs::write(&patch, git(&repo, &["diff"])).unwrap();
     std::fs::write(tmp.path().join("why.md"), "trust me").unwrap();
     let out = tmp.path().join("bundle");
-    let r = prove_refused(&repo, &patch, tmp.path(), &out);
+    let r = run_prove(&repo, &patch, tmp.path(), &tmp.path().join("why.md"), &out);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("trainer/src/eval.rs") && r.stderr.contains("outside the patchable paths"),
@@ -366,7 +344,7 @@ fn prove_refuses_recipe_code_the_judge_would_reject() {
     git(&repo, &["checkout", "--", "."]);
     std::fs::write(tmp.path().join("why.md"), "better data").unwrap();
     let out = tmp.path().join("bundle");
-    let r = prove_refused(&repo, &patch, tmp.path(), &out);
+    let r = run_prove(&repo, &patch, tmp.path(), &tmp.path().join("why.md"), &out);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("judge would reject")

@@ -70,7 +70,17 @@ pub fn run(root: &Path) -> Result<()> {
         &bin,
         &env,
         &["probe", "--config", CONFIG, "--data"],
-        &[&public, Path::new("--checkpoint"), &run.join(state["checkpoints"][3]["path"].as_str().unwrap_or_default())],
+        &[
+            &public,
+            Path::new("--checkpoint"),
+            &run.join(
+                state["checkpoints"]
+                    .as_array()
+                    .and_then(|c| c.last())
+                    .and_then(|c| c["path"].as_str())
+                    .unwrap_or_default(),
+            ),
+        ],
     )?;
     let from = state["checkpoints"][1]["step"].to_string();
     let replay = karpa_train(

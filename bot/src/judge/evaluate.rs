@@ -91,7 +91,7 @@ pub fn evaluate(
         "--data".into(),
         setup.data.clone().into_os_string(),
     ];
-    let last = last_checkpoint(bundle)?;
+    let (steps, last) = checkpoints(bundle)?;
     let harness = |args: Vec<OsString>, hidden: bool| {
         let extra = [vec![bundle.to_path_buf()], if hidden { vec![setup.hidden.clone()] } else { vec![] }].concat();
         run_harness(sandbox, setup, &bin, extra, vec![], args)
@@ -119,7 +119,6 @@ pub fn evaluate(
     let Some(hidden_bpb) = result["val_bpb"].as_f64().filter(|b| b.is_finite()) else {
         return reject("eval.hidden", format!("hidden evaluation failed: {}", tail_of(&eval.output.stderr)));
     };
-    let steps: Vec<u64> = checkpoint_steps(bundle)?;
     let from = replay_start(&setup.secret, manifest.digest().as_str(), &steps);
     let (replay, rep) = harness(
         [
@@ -229,20 +228,15 @@ pub fn build(
     Ok(Ok(setup.target_dir.join("debug/karpa-train")))
 }
 
-fn checkpoint_steps(bundle: &Path) -> Result<Vec<u64>> {
-    let state: proof::state::FinalState =
-        serde_json::from_slice(&std::fs::read(bundle.join("final_state.json"))?).context("final_state.json")?;
-    Ok(state.checkpoints.iter().map(|c| c.step).collect())
-}
-
-fn last_checkpoint(bundle: &Path) -> Result<PathBuf> {
+/// The bundle's checkpoint steps and the path of its last checkpoint.
+fn checkpoints(bundle: &Path) -> Result<(Vec<u64>, PathBuf)> {
     let state: proof::state::FinalState =
         serde_json::from_slice(&std::fs::read(bundle.join("final_state.json"))?).context("final_state.json")?;
     let Some(last) = state.checkpoints.last() else { bail!("the bundle has no checkpoint") };
     if !proof::bundle::safe_relative(&last.path) {
         bail!("checkpoint path {:?} leaves the bundle", last.path);
     }
-    Ok(bundle.join(&last.path))
+    Ok((state.checkpoints.iter().map(|c| c.step).collect(), bundle.join(&last.path)))
 }
 
 fn tail_of(bytes: &[u8]) -> String {

@@ -109,13 +109,21 @@ impl SplitTokens {
             // SAFETY: a map is undefined behaviour only if the file changes while mapped;
             // shards are read-only inputs whose digest was just verified.
             let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
-            let max = map.chunks_exact(dtype.width()).map(|c| SplitTokens::decode(c, dtype)[0]).max();
+            let max = SplitTokens::max_token(&map, dtype);
             if let Some(bad) = max.filter(|&t| t >= vocab_size) {
                 bail!("shard {} holds token id {bad}, beyond the vocabulary of {vocab_size}", path.display());
             }
             shards.push((map, s.tokens));
         }
         Ok(SplitTokens { shards, dtype })
+    }
+
+    /// The largest token id in a shard, without decoding it into memory.
+    fn max_token(bytes: &[u8], dtype: TokenDtype) -> Option<u32> {
+        match dtype {
+            TokenDtype::U16 => bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32).max(),
+            TokenDtype::U32 => bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).max(),
+        }
     }
 
     fn decode(bytes: &[u8], dtype: TokenDtype) -> Vec<u32> {
