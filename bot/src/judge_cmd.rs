@@ -2,7 +2,7 @@
 
 use crate::judge::decision::{DecisionRule, NoiseFloor};
 use crate::judge::evaluate::EvalSetup;
-use crate::judge::nonces::NonceLedger;
+use crate::judge::ledger::JsonlLedger;
 use crate::judge::pipeline::{judge, JudgeInput};
 use crate::judge::verdict::{Verdict, VerdictClass};
 use crate::sandbox::Limits;
@@ -88,7 +88,7 @@ pub fn run(
     repo: PathBuf,
     pr_head: String,
     bundle: PathBuf,
-    nonces: PathBuf,
+    ledger: PathBuf,
     eval: Option<EvalPaths>,
     json: bool,
 ) -> Result<bool> {
@@ -99,8 +99,15 @@ pub fn run(
         }
         None => (None, None, DecisionRule::default()),
     };
-    let verdict =
-        judge(&JudgeInput { repo, pr_head, bundle, nonces: NonceLedger::open(nonces), eval, noise_floor, rule })?;
+    let verdict = judge(&JudgeInput {
+        repo,
+        pr_head,
+        bundle,
+        ledger: Box::new(JsonlLedger::open(ledger)),
+        eval,
+        noise_floor,
+        rule,
+    })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&verdict)?);
     } else {

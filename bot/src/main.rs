@@ -37,9 +37,9 @@ enum Command {
         /// The bundle folder or packed file.
         #[arg(long)]
         bundle: PathBuf,
-        /// Nonces seen so far (default: <repo>/.karpa/judge/nonces.jsonl).
+        /// Folder of the nonces and normalised diffs seen so far (default: <repo>/.karpa/judge).
         #[arg(long)]
-        nonces: Option<PathBuf>,
+        ledger: Option<PathBuf>,
         #[arg(long)]
         json: bool,
         /// The config's public data folder (enables the hidden evaluation, with --hidden and --secret-file).
@@ -162,7 +162,7 @@ fn main() -> ExitCode {
             repo,
             pr,
             bundle,
-            nonces,
+            ledger,
             json,
             data,
             hidden,
@@ -172,14 +172,14 @@ fn main() -> ExitCode {
             target_dir,
             libtorch,
         } => {
-            let nonces = nonces.unwrap_or_else(|| repo.join(".karpa/judge/nonces.jsonl"));
+            let ledger = ledger.unwrap_or_else(|| repo.join(".karpa/judge"));
             let eval = match (data, hidden, secret_file) {
                 (Some(data), Some(hidden), Some(secret_file)) => {
                     Some(judge_cmd::EvalPaths { data, hidden, secret_file, target_dir, noise_floor, rule, libtorch })
                 }
                 _ => None,
             };
-            judge_cmd::run(repo, pr, bundle, nonces, eval, json)
+            judge_cmd::run(repo, pr, bundle, ledger, eval, json)
         }
         Command::NoiseFloor { repo, king, config, seeds, data, hidden, secret_file, target_dir, libtorch, out } => {
             let paths =

@@ -88,11 +88,11 @@ fn prove_builds_the_patched_recipe_and_seals_a_verifiable_bundle() {
 /// `karpa judge` on the bundle `prove` made, then on the attacks of the catalog
 /// that need a real bundle and a real repository.
 fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: &Path) {
-    let nonces = tmp.join("nonces.jsonl");
+    let ledger = tmp.join("ledger");
     let judge = |pr: &str, bundle: &Path| {
         let r = run(
             &binary("karpa"),
-            &[&"judge", &"--repo", &repo, &"--pr", &pr, &"--bundle", &bundle, &"--nonces", &nonces, &"--json"],
+            &[&"judge", &"--repo", &repo, &"--pr", &pr, &"--bundle", &bundle, &"--ledger", &ledger, &"--json"],
         );
         assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
         r.json()
@@ -120,12 +120,12 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     // The hidden evaluation, sandboxed: build the PR's recipe, probe, eval, replay.
     let secret = tmp.join("secret");
     std::fs::write(&secret, "a validator secret of some length").unwrap();
-    let judge_eval = |floor: Option<&Path>| {
+    let judge_eval_of = |bundle: &Path, floor: Option<&Path>| {
         let mut owned: Vec<std::ffi::OsString> = ["judge", "--json", "--pr", "pr/1"].iter().map(Into::into).collect();
         for (flag, path) in [
             ("--repo", repo.to_path_buf()),
             ("--bundle", bundle.to_path_buf()),
-            ("--nonces", nonces.clone()),
+            ("--ledger", ledger.clone()),
             ("--data", data.join("public")),
             ("--hidden", data.join("hidden")),
             ("--secret-file", secret.clone()),
@@ -142,6 +142,7 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
         assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
         r.json()
     };
+    let judge_eval = |floor: Option<&Path>| judge_eval_of(bundle, floor);
     let v = judge_eval(None);
     assert_eq!(v["class"], "error", "{v:#}"); // evaluated, but no noise floor for this king yet
     let bpb = v["eval"]["hidden_bpb"].as_f64().expect("a hidden bpb");
@@ -157,9 +158,15 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
         .unwrap();
         f
     };
-    let v = judge_eval(Some(&floor(bpb + 0.05)));
+    let v = judge_eval(Some(&floor(bpb + 0.2)));
     assert_eq!(v["class"], "crowned", "{v:#}");
-    assert!((v["decision"]["gain"].as_f64().unwrap() - 0.05).abs() < 1e-9);
+    assert!((v["decision"]["gain"].as_f64().unwrap() - 0.2).abs() < 1e-9);
+    // The guard retrained the challenger with a seed of the validator's choosing.
+    let c = &v["confirmation"];
+    assert_eq!(c["passed"], true, "{v:#}");
+    assert!(c["seed_offset"].as_u64().unwrap() >= 1 << 40, "{c}");
+    let confirmed = c["hidden_bpb"].as_f64().unwrap();
+    assert!(confirmed != bpb && (confirmed - bpb).abs() < 0.2, "{bpb} vs {confirmed}");
     assert_eq!(judge_eval(Some(&floor(bpb - 0.5)))["class"], "failure");
 
     // A measured noise floor for the king (2 seeds), then a verdict against it.
@@ -188,8 +195,8 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     )
     .ok();
     assert!(nf.stdout.contains("recipe-v0.1.0 on micro"), "{}", nf.stdout);
-    let floor: serde_json::Value = serde_json::from_slice(&std::fs::read(&measured).unwrap()).unwrap();
-    let values: Vec<f64> = floor["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let measured_floor: serde_json::Value = serde_json::from_slice(&std::fs::read(&measured).unwrap()).unwrap();
+    let values: Vec<f64> = measured_floor["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert_eq!(values.len(), 2);
     assert!(values[0] != values[1], "two seeds gave the same bpb: {values:?}");
     let v = judge_eval(Some(&measured));
@@ -225,7 +232,7 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     std::fs::write(twice.join("rationale.md"), "The same run, claimed again.\n").unwrap();
     let m: proof::bundle::BundleManifest =
         serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
-    let nonce: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&m.nonce[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let nonce: [u8; 32] = std::array::from_fn(|i| u8::from_str_radix(&m.nonce[2 * i..2 * i + 2], 16).unwrap());
     let claims = proof::bundle::RunClaims {
         king_tag: m.king_tag.clone(),
         king_commit: m.king_commit.clone(),
@@ -245,13 +252,19 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
         log_chain: proof::intoto::log_chain(&std::fs::read_to_string(twice.join("log.jsonl")).unwrap(), 64),
         tier: "software".into(),
     };
-    let again =
-        proof::bundle::assemble(&twice, &claims, &proof::dsse::generate_key().unwrap(), nonce.try_into().unwrap())
-            .unwrap();
+    let again = proof::bundle::assemble(&twice, &claims, &proof::dsse::generate_key().unwrap(), nonce).unwrap();
     proof::bundle::sign_as_miner(&twice, &again, &proof::hotkey::keypair_from_uri("//Alice").unwrap()).unwrap();
     assert_ne!(again.digest(), m.digest());
     let v = judge("pr/1", &twice);
     assert_eq!((v["class"].as_str(), codes(&v)), (Some("rejected"), vec!["attestation.nonce".to_string()]), "{v:#}");
+
+    // The same change again in a bundle with a fresh nonce: every proof holds,
+    // but it is a duplicate — no second crown from re-rolling.
+    let fresh: [u8; 32] = std::array::from_fn(|i| nonce[i] ^ 0xa5);
+    let m2 = proof::bundle::assemble(&twice, &claims, &proof::dsse::generate_key().unwrap(), fresh).unwrap();
+    proof::bundle::sign_as_miner(&twice, &m2, &proof::hotkey::keypair_from_uri("//Alice").unwrap()).unwrap();
+    let v = judge_eval_of(&twice, Some(&floor(bpb + 0.2)));
+    assert_eq!((v["class"].as_str(), codes(&v)), (Some("failure"), vec!["decision.duplicate".to_string()]), "{v:#}");
 
     // A stale base: the king moves on before the PR is judged.
     std::fs::write(repo.join("NEWS.md"), "v0.1.1\n").unwrap();

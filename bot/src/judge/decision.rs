@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DecisionRule {
     /// One-sided z for the crown (2.33 ≈ 1 %).
     pub z: f64,
@@ -15,6 +15,9 @@ pub struct DecisionRule {
     /// Rationale needs at least this many non-space characters and paragraphs.
     pub rationale_min_chars: usize,
     pub rationale_min_paragraphs: usize,
+    /// Seed-hacking guard: a crown also needs one run of the challenger, trained by
+    /// the validator with a seed it picks, to clear the threshold.
+    pub confirmation_run: bool,
 }
 
 impl Default for DecisionRule {
@@ -25,6 +28,7 @@ impl Default for DecisionRule {
             meaningful_margins: 2.0,
             rationale_min_chars: 200,
             rationale_min_paragraphs: 2,
+            confirmation_run: true,
         }
     }
 }
@@ -87,6 +91,28 @@ pub fn decide(rule: &DecisionRule, floor: &NoiseFloor, challenger: f64, rational
     Decision { outcome, king_mean: mean, sigma, n, challenger, gain, threshold }
 }
 
+/// The outcome once the guard's confirmation run is in (`None`: it did not
+/// train): a crown needs both runs past the threshold; otherwise the
+/// confirmation decides between a meaningful failure and a failure.
+pub fn confirm(
+    rule: &DecisionRule,
+    floor: &NoiseFloor,
+    first: &Decision,
+    confirmation: Option<f64>,
+    rationale: &str,
+) -> Outcome {
+    if first.outcome != Outcome::Crowned {
+        return first.outcome;
+    }
+    match confirmation.filter(|b| b.is_finite()) {
+        Some(b) if first.king_mean - b >= first.threshold => Outcome::Crowned,
+        Some(b) if decide(rule, floor, b, rationale).outcome == Outcome::MeaningfulFailure => {
+            Outcome::MeaningfulFailure
+        }
+        _ => Outcome::Failure,
+    }
+}
+
 fn real_rationale(rule: &DecisionRule, text: &str) -> bool {
     let chars = text.chars().filter(|c| !c.is_whitespace()).count();
     let paragraphs = text.split("\n\n").filter(|p| !p.trim().is_empty()).count();
@@ -123,5 +149,21 @@ mod tests {
         assert_eq!(decide(&rule, &floor(), 2.01, &long).outcome, Outcome::MeaningfulFailure);
         assert_eq!(decide(&rule, &floor(), 2.01, "one line").outcome, Outcome::Failure);
         assert_eq!(decide(&rule, &floor(), 2.5, &long).outcome, Outcome::Failure);
+    }
+
+    #[test]
+    fn the_guard_crowns_only_when_the_confirmation_clears_too() {
+        let rule = DecisionRule::default();
+        let long = format!("{}\n\n{}", "A reason. ".repeat(15), "Another reason. ".repeat(10));
+        let first = decide(&rule, &floor(), 1.9, &long);
+        assert_eq!(first.outcome, Outcome::Crowned);
+        assert_eq!(confirm(&rule, &floor(), &first, Some(1.95), &long), Outcome::Crowned);
+        assert_eq!(confirm(&rule, &floor(), &first, Some(1.995), &long), Outcome::MeaningfulFailure);
+        assert_eq!(confirm(&rule, &floor(), &first, Some(1.995), ""), Outcome::Failure);
+        assert_eq!(confirm(&rule, &floor(), &first, Some(2.2), &long), Outcome::Failure);
+        assert_eq!(confirm(&rule, &floor(), &first, Some(f64::NAN), &long), Outcome::Failure);
+        assert_eq!(confirm(&rule, &floor(), &first, None, &long), Outcome::Failure);
+        let failed = decide(&rule, &floor(), 2.3, &long);
+        assert_eq!(confirm(&rule, &floor(), &failed, Some(1.0), &long), Outcome::Failure, "no second chance");
     }
 }

@@ -52,31 +52,50 @@ pub struct EvalResult {
 pub fn replay_start(secret: &[u8], bundle_digest: &str, checkpoint_steps: &[u64]) -> u64 {
     let mut candidates = vec![0];
     candidates.extend(checkpoint_steps.iter().copied().take(checkpoint_steps.len().saturating_sub(1)));
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(bundle_digest.as_bytes());
-    let tag = mac.finalize().into_bytes();
-    let n = u64::from_be_bytes(tag[..8].try_into().expect("8 bytes"));
+    let n = keyed_choice(secret, "replay", bundle_digest);
     candidates[(n % candidates.len() as u64) as usize]
 }
 
-/// Builds and runs the PR's harness. Ok(Err(findings)) when the miner's side fails.
+/// The confirmation run's seed offset: chosen by the validator after submission,
+/// far from the small offsets a miner would search.
+pub fn confirmation_seed(secret: &[u8], bundle_digest: &str) -> u64 {
+    (1 << 40) | (keyed_choice(secret, "confirm", bundle_digest) >> 24)
+}
+
+/// HMAC-SHA256(secret, purpose ‖ 0 ‖ bundle digest), first 8 bytes: a choice the
+/// miner cannot predict, different per purpose.
+fn keyed_choice(secret: &[u8], purpose: &str, bundle_digest: &str) -> u64 {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(purpose.as_bytes());
+    mac.update(&[0]);
+    mac.update(bundle_digest.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    u64::from_be_bytes(tag[..8].try_into().expect("8 bytes"))
+}
+
+/// Builds and runs the PR's harness in `work`. Ok(Err(findings)) when the
+/// miner's side fails; otherwise the result and the built harness (copied into
+/// `work`, so later builds in the shared target folder cannot change it).
 pub fn evaluate(
     sandbox: &Sandbox,
     setup: &EvalSetup,
     repo: &RecipeRepo,
-    head_tree: git2::Oid,
-    king_tree: git2::Oid,
+    (head_tree, king_tree): (git2::Oid, git2::Oid),
     bundle: &Path,
     manifest: &BundleManifest,
-) -> Result<std::result::Result<EvalResult, Vec<Finding>>> {
-    let work = tempfile::Builder::new().prefix("karpa-judge-").tempdir()?;
+    work: &Path,
+) -> Result<std::result::Result<(EvalResult, PathBuf), Vec<Finding>>> {
     let reject = |code, msg: String| Ok(Err(vec![Finding::reject(code, "recipe", None, msg)]));
     let build_started = std::time::Instant::now();
-    let bin = match build(sandbox, setup, repo, head_tree, work.path())? {
-        Ok(bin) => bin,
+    let bin = match build(sandbox, setup, repo, head_tree, work)? {
+        Ok(built) => {
+            let bin = work.join("karpa-train");
+            std::fs::copy(&built, &bin).with_context(|| format!("cannot copy {}", built.display()))?;
+            bin
+        }
         Err(why) => {
             // Whose fault? If the king does not build here either, ours.
-            if let Err(king) = build(sandbox, setup, repo, king_tree, work.path())? {
+            if let Err(king) = build(sandbox, setup, repo, king_tree, work)? {
                 bail!("the king does not build in this validator's sandbox either: {king}");
             }
             return reject("eval.build", format!("the recipe does not build: {why}"));
@@ -142,7 +161,7 @@ pub fn evaluate(
     if rep["passed"] != true {
         return reject("eval.replay", format!("replaying {REPLAY_STEPS} steps from step {from} differs from the log by {diff:.3e} nats (tolerance {REPLAY_TOLERANCE}): {}", tail_of(&replay.output.stderr)));
     }
-    Ok(Ok(EvalResult {
+    let result = EvalResult {
         hidden_bpb,
         replay_from_step: from,
         replay_max_abs_diff: diff,
@@ -150,7 +169,8 @@ pub fn evaluate(
         probe_s: probe.seconds,
         eval_s: eval.seconds,
         replay_s: replay.seconds,
-    }))
+    };
+    Ok(Ok((result, bin)))
 }
 
 /// Runs a built `karpa-train` in the sandbox with the public data, libtorch and
@@ -239,7 +259,7 @@ fn checkpoints(bundle: &Path) -> Result<(Vec<u64>, PathBuf)> {
     Ok((state.checkpoints.iter().map(|c| c.step).collect(), bundle.join(&last.path)))
 }
 
-fn tail_of(bytes: &[u8]) -> String {
+pub(crate) fn tail_of(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(bytes);
     let lines: Vec<&str> = s.lines().rev().take(5).collect();
     lines.into_iter().rev().collect::<Vec<_>>().join(" | ")

@@ -5,6 +5,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Shapes the verdict without rejecting the proof (e.g. a duplicate idea).
+    Info,
     /// The submission is rejected.
     Reject,
 }
@@ -26,5 +28,9 @@ pub struct Finding {
 impl Finding {
     pub fn reject(code: &'static str, path: &str, line: Option<usize>, message: impl Into<String>) -> Self {
         Finding { code, severity: Severity::Reject, message: message.into(), path: Some(path.to_string()), line }
+    }
+
+    pub fn info(code: &'static str, path: &str, message: impl Into<String>) -> Self {
+        Finding { code, severity: Severity::Info, message: message.into(), path: Some(path.to_string()), line: None }
     }
 }

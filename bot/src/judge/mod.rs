@@ -1,10 +1,11 @@
 //! The judge: the stages that turn a pull request and its bundle into a verdict.
 
 pub mod decision;
+pub mod duplicate;
 pub mod evaluate;
 pub mod finding;
+pub mod ledger;
 pub mod noise_floor;
-pub mod nonces;
 pub mod pipeline;
 pub mod plausibility;
 pub mod scan;

@@ -1,6 +1,7 @@
 //! `karpa noise-floor`: train the king with n seeds through the same sandboxed
 //! path the judge uses, and evaluate each on the hidden split. The spread of those
-//! numbers is what a challenger's gain must clear.
+//! numbers is what a challenger's gain must clear. The judge's confirmation run
+//! is one more such run, of the challenger, with a seed the validator picks.
 
 use super::decision::NoiseFloor;
 use super::evaluate::{build, run_harness, EvalSetup};
@@ -8,6 +9,7 @@ use crate::repo::{King, RecipeRepo};
 use crate::sandbox::Sandbox;
 use anyhow::{bail, Result};
 use std::ffi::OsString;
+use std::path::Path;
 
 /// Trains and evaluates the king `seeds` times (seed offsets 0..seeds).
 pub fn measure(
@@ -26,7 +28,29 @@ pub fn measure(
         Ok(bin) => bin,
         Err(why) => bail!("{} does not build in the sandbox: {why}", king.tag),
     };
-    let runs = work.path().join("runs");
+    let mut values = Vec::new();
+    for seed in 0..seeds {
+        match seeded_bpb(sandbox, setup, &bin, config, seed, work.path())? {
+            Ok(bpb) => values.push(bpb),
+            Err(why) => bail!("seed {seed}: {why}"),
+        }
+        eprintln!("karpa noise-floor: {} seed +{seed}: hidden bpb {:.5}", king.tag, values[values.len() - 1]);
+    }
+    Ok(NoiseFloor { king: king.tag.clone(), config: config.to_string(), values })
+}
+
+/// Trains the built harness `bin` with `seed_offset` and evaluates its last
+/// checkpoint on the hidden split. Ok(Err(why)) when the recipe itself fails.
+pub fn seeded_bpb(
+    sandbox: &Sandbox,
+    setup: &EvalSetup,
+    bin: &Path,
+    config: &str,
+    seed_offset: u64,
+    work: &Path,
+) -> Result<std::result::Result<f64, String>> {
+    let runs = work.join("runs");
+    let out = runs.join(format!("seed-{seed_offset}"));
     std::fs::create_dir_all(&runs)?;
     let common = |cmd: &str| -> Vec<OsString> {
         [cmd, "--config", config, "--device", "cpu", "--data"]
@@ -35,36 +59,30 @@ pub fn measure(
             .chain([setup.data.clone().into_os_string()])
             .collect()
     };
-    let mut values = Vec::new();
-    for seed in 0..seeds {
-        let out = runs.join(format!("seed-{seed}"));
-        let mut args = common("train");
-        args.extend([
-            "--quiet".into(),
-            "--seed-offset".into(),
-            seed.to_string().into(),
-            "--out".into(),
-            out.clone().into(),
-        ]);
-        let (done, state) = run_harness(sandbox, setup, &bin, vec![], vec![runs.clone()], args)?;
-        let Some(last) = state["checkpoints"].as_array().and_then(|c| c.last()).and_then(|c| c["path"].as_str()) else {
-            bail!("seed {seed}: training failed: {}", String::from_utf8_lossy(&done.output.stderr));
-        };
-        let mut args = common("eval");
-        args.extend([
-            "--split".into(),
-            "hidden".into(),
-            "--hidden".into(),
-            setup.hidden.clone().into(),
-            "--checkpoint".into(),
-            out.join(last).into(),
-        ]);
-        let (done, result) = run_harness(sandbox, setup, &bin, vec![runs.clone(), setup.hidden.clone()], vec![], args)?;
-        let Some(bpb) = result["val_bpb"].as_f64() else {
-            bail!("seed {seed}: evaluation failed: {}", String::from_utf8_lossy(&done.output.stderr));
-        };
-        eprintln!("karpa noise-floor: {} seed +{seed}: hidden bpb {bpb:.5}", king.tag);
-        values.push(bpb);
-    }
-    Ok(NoiseFloor { king: king.tag.clone(), config: config.to_string(), values })
+    let mut args = common("train");
+    args.extend([
+        "--quiet".into(),
+        "--seed-offset".into(),
+        seed_offset.to_string().into(),
+        "--out".into(),
+        out.clone().into(),
+    ]);
+    let (done, state) = run_harness(sandbox, setup, bin, vec![], vec![runs.clone()], args)?;
+    let Some(last) = state["checkpoints"].as_array().and_then(|c| c.last()).and_then(|c| c["path"].as_str()) else {
+        return Ok(Err(format!("training failed: {}", super::evaluate::tail_of(&done.output.stderr))));
+    };
+    let mut args = common("eval");
+    args.extend([
+        "--split".into(),
+        "hidden".into(),
+        "--hidden".into(),
+        setup.hidden.clone().into(),
+        "--checkpoint".into(),
+        out.join(last).into(),
+    ]);
+    let (done, result) = run_harness(sandbox, setup, bin, vec![runs.clone(), setup.hidden.clone()], vec![], args)?;
+    Ok(match result["val_bpb"].as_f64().filter(|b| b.is_finite()) {
+        Some(bpb) => Ok(bpb),
+        None => Err(format!("evaluation failed: {}", super::evaluate::tail_of(&done.output.stderr))),
+    })
 }

@@ -3,10 +3,10 @@
 //! runs again. Integrity stages run first; the first one with findings ends the
 //! judgment as `rejected` (or `stale`), so no miner code runs on a broken proof.
 
-use super::decision::{decide, DecisionRule, NoiseFloor, Outcome};
+use super::decision::{confirm, decide, DecisionRule, NoiseFloor, Outcome};
 use super::evaluate::{evaluate, EvalResult, EvalSetup};
-use super::nonces::{NonceCheck, NonceLedger};
-use super::verdict::{StageReport, Verdict, VerdictClass};
+use super::ledger::{Claim, Kind, Ledger};
+use super::verdict::{Confirmation, StageReport, Verdict, VerdictClass};
 use super::{plausibility, scan, Finding};
 use crate::repo::RecipeRepo;
 use anyhow::{Context, Result};
@@ -20,7 +20,8 @@ pub struct JudgeInput {
     pub pr_head: String,
     /// Bundle folder or packed file.
     pub bundle: PathBuf,
-    pub nonces: NonceLedger,
+    /// Nonces and normalised diffs seen before.
+    pub ledger: Box<dyn Ledger>,
     /// Hidden evaluation: without it the judgment stops after the integrity stages.
     pub eval: Option<EvalSetup>,
     pub noise_floor: Option<NoiseFloor>,
@@ -35,6 +36,7 @@ struct Run {
     king: Option<String>,
     eval: Option<EvalResult>,
     decision: Option<super::decision::Decision>,
+    confirmation: Option<Confirmation>,
 }
 
 impl Run {
@@ -58,6 +60,7 @@ impl Run {
             stages: self.stages,
             eval: self.eval,
             decision: self.decision,
+            confirmation: self.confirmation,
             judge_version: env!("CARGO_PKG_VERSION"),
         }
     }
@@ -77,6 +80,7 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
         king: Some(king.tag.clone()),
         eval: None,
         decision: None,
+        confirmation: None,
     };
 
     // 1. Intake: unpack safely, verify structure, digests, attestation, hotkey.
@@ -166,7 +170,7 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
                 format!("harness digest {} is not {}'s ({ours})", manifest.harness_digest, king.tag),
             ));
         }
-        if let NonceCheck::Reused(other) = input.nonces.check_and_record(&manifest.nonce, manifest.digest().as_str())? {
+        if let Claim::Taken(other) = input.ledger.claim(Kind::Nonce, &manifest.nonce, manifest.digest().as_str())? {
             out.push(Finding::reject(
                 "attestation.nonce",
                 "manifest.json",
@@ -216,11 +220,12 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
         }
     };
     let t = std::time::Instant::now();
-    let evaluated = evaluate(&sandbox, setup, &repo, head_tree, king.tree, dir, &manifest);
+    let work = tempfile::Builder::new().prefix("karpa-judge-").tempdir()?;
+    let evaluated = evaluate(&sandbox, setup, &repo, (head_tree, king.tree), dir, &manifest, work.path());
     let passed = matches!(evaluated, Ok(Ok(_)));
     run.stages.push(StageReport { stage: "hidden-eval", passed, seconds: t.elapsed().as_secs_f64() });
-    let result = match evaluated {
-        Ok(Ok(result)) => result,
+    let (result, bin) = match evaluated {
+        Ok(Ok(done)) => done,
         Ok(Err(findings)) => {
             run.findings.extend(findings);
             return Ok(run.verdict(VerdictClass::Rejected, "the recipe failed the hidden evaluation's checks"));
@@ -246,16 +251,58 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
     };
     let rationale = std::fs::read_to_string(dir.join("rationale.md")).unwrap_or_default();
     let d = decide(&input.rule, floor, bpb, &rationale);
-    let (class, summary) = match d.outcome {
+    let (mean, threshold) = (d.king_mean, d.threshold);
+    let mut outcome = d.outcome;
+
+    // The same change submitted again (reformatted or not) earns nothing new:
+    // neither a second meaningful failure nor a crown bought by re-rolling seeds.
+    let key = super::duplicate::normalized_diff_digest(&repo, king.tree, head_tree)?;
+    if let Claim::Taken(other) = input.ledger.claim(Kind::Diff, &key, manifest.digest().as_str())? {
+        run.decision = Some(d);
+        run.findings.push(Finding::info(
+            "decision.duplicate",
+            "patch.diff",
+            format!("the same change (normalised) was submitted before in bundle {other}"),
+        ));
+        return Ok(run.verdict(VerdictClass::Failure, format!("{bpb:.4} bpb, but this change was submitted before")));
+    }
+
+    // The seed-hacking guard: one more run, trained here with a seed we pick.
+    if outcome == Outcome::Crowned && input.rule.confirmation_run {
+        let t = Instant::now();
+        let seed = super::evaluate::confirmation_seed(&setup.secret, manifest.digest().as_str());
+        let trained = super::noise_floor::seeded_bpb(&sandbox, setup, &bin, &manifest.config, seed, work.path());
+        let confirmed = match trained {
+            Ok(Ok(bpb)) => Some(bpb),
+            Ok(Err(why)) => {
+                run.findings.push(Finding::reject("decision.confirmation", "recipe", None, why));
+                None
+            }
+            Err(e) => {
+                run.findings.push(Finding::reject("eval.infrastructure", "validator", None, format!("{e:#}")));
+                return Ok(run.verdict(VerdictClass::Error, "the confirmation run could not run; it will be retried"));
+            }
+        };
+        outcome = confirm(&input.rule, floor, &d, confirmed, &rationale);
+        let passed = outcome == Outcome::Crowned;
+        run.stages.push(StageReport { stage: "confirmation", passed, seconds: t.elapsed().as_secs_f64() });
+        let hidden_bpb = confirmed.unwrap_or(f64::NAN);
+        run.confirmation = Some(Confirmation { seed_offset: seed, hidden_bpb, gain: mean - hidden_bpb, passed });
+    }
+    run.decision = Some(d);
+    let (class, summary) = match outcome {
         Outcome::Crowned => (
             VerdictClass::Crowned,
-            format!("crowned: {bpb:.4} bpb beats {:.4} by {:.4} (threshold {:.4})", d.king_mean, d.gain, d.threshold),
+            format!("crowned: {bpb:.4} bpb beats {mean:.4} by {:.4} (threshold {threshold:.4})", mean - bpb),
+        ),
+        _ if run.confirmation.as_ref().is_some_and(|c| !c.passed) => (
+            if outcome == Outcome::MeaningfulFailure { VerdictClass::MeaningfulFailure } else { VerdictClass::Failure },
+            format!("{bpb:.4} bpb beat {mean:.4}, but the validator's confirmation run did not"),
         ),
         Outcome::MeaningfulFailure => {
-            (VerdictClass::MeaningfulFailure, format!("{bpb:.4} bpb against {:.4}: close, not decisive", d.king_mean))
+            (VerdictClass::MeaningfulFailure, format!("{bpb:.4} bpb against {mean:.4}: close, not decisive"))
         }
-        Outcome::Failure => (VerdictClass::Failure, format!("{bpb:.4} bpb against the king's {:.4}", d.king_mean)),
+        Outcome::Failure => (VerdictClass::Failure, format!("{bpb:.4} bpb against the king's {mean:.4}")),
     };
-    run.decision = Some(d);
     Ok(run.verdict(class, summary))
 }

@@ -38,5 +38,16 @@ pub struct Verdict {
     pub eval: Option<super::evaluate::EvalResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<super::decision::Decision>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<Confirmation>,
     pub judge_version: &'static str,
+}
+
+/// The guard's run: the challenger retrained by the validator with its own seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Confirmation {
+    pub seed_offset: u64,
+    pub hidden_bpb: f64,
+    pub gain: f64,
+    pub passed: bool,
 }
