@@ -11,6 +11,75 @@ use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// What a validator brings to a sandboxed run, as command-line flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ValidatorArgs {
+    /// The config's public data folder.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The validator's hidden split folder.
+    #[arg(long)]
+    pub hidden: PathBuf,
+    /// The validator's secret (picks replay segments and confirmation seeds).
+    #[arg(long)]
+    pub secret_file: PathBuf,
+    /// Shared cargo target folder for recipe builds.
+    #[arg(long, default_value = "target/recipes")]
+    pub target_dir: PathBuf,
+    /// libtorch folder (default: $LIBTORCH, then <repo>/.karpa/libtorch).
+    #[arg(long)]
+    pub libtorch: Option<PathBuf>,
+}
+
+impl ValidatorArgs {
+    pub fn paths(&self) -> EvalPaths {
+        EvalPaths {
+            data: self.data.clone(),
+            hidden: self.hidden.clone(),
+            secret_file: self.secret_file.clone(),
+            target_dir: self.target_dir.clone(),
+            noise_floor: None,
+            rule: None,
+            libtorch: self.libtorch.clone(),
+        }
+    }
+}
+
+/// `karpa judge-sim`.
+#[derive(clap::Args, Debug)]
+pub struct SimArgs {
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// The king's release tag.
+    #[arg(long)]
+    pub king: String,
+    /// A release tag holding a real improvement over the king.
+    #[arg(long)]
+    pub improved: String,
+    #[arg(long)]
+    pub config: String,
+    /// Noise-floor seeds.
+    #[arg(long, default_value_t = 10)]
+    pub seeds: u64,
+    /// Null patches: king runs with other seeds.
+    #[arg(long, default_value_t = 20)]
+    pub nulls: u64,
+    /// Runs of the improvement.
+    #[arg(long, default_value_t = 8)]
+    pub improved_runs: u64,
+    /// Seeds a seed-searching miner tries.
+    #[arg(long, default_value_t = 20)]
+    pub tries: usize,
+    /// Decision rule (TOML).
+    #[arg(long)]
+    pub rule: Option<PathBuf>,
+    #[command(flatten)]
+    pub validator: ValidatorArgs,
+    /// Where to write the runs and the table (JSON).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
 /// Where the validator keeps what the hidden evaluation needs.
 pub struct EvalPaths {
     pub data: PathBuf,
@@ -46,6 +115,9 @@ fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option<Noi
             .with_context(|| format!("{} is not a decision rule", f.display()))?,
         None => DecisionRule::default(),
     };
+    if let Err(why) = rule.validate() {
+        bail!("the decision rule is not usable: {why}");
+    }
     let setup = EvalSetup {
         target_dir: std::path::absolute(&p.target_dir)?,
         libtorch,
@@ -77,7 +149,7 @@ pub fn noise_floor(
     let sandbox = crate::sandbox::Sandbox::new()?;
     let recipe = crate::repo::RecipeRepo::open(&repo)?;
     let king = recipe.king(king.as_deref())?;
-    let floor = crate::judge::noise_floor::measure(&sandbox, &setup, &recipe, &king, &config, seeds)?;
+    let floor = crate::judge::noise_floor::measure(&sandbox, &setup, &recipe, &king, &config, 0..seeds)?;
     proof::fsio::write_json_atomic(&out, &floor)?;
     println!("{} on {}: mean {:.5}, σ {:.5}, n {}", floor.king, floor.config, floor.mean(), floor.sigma(), floor.n());
     Ok(true)
@@ -143,4 +215,33 @@ fn print_table(v: &Verdict) {
             println!("  {:<22} {:<32} {}", f.code, at, f.message);
         }
     }
+}
+
+/// `karpa judge-sim`: real runs through the sandbox, then the rule's rates.
+pub fn judge_sim(args: &SimArgs) -> Result<bool> {
+    use crate::judge::noise_floor::measure;
+    let paths = EvalPaths { rule: args.rule.clone(), ..args.validator.paths() };
+    let (setup, _, rule) = setup(&args.repo, &paths)?;
+    let sandbox = crate::sandbox::Sandbox::new()?;
+    let recipe = crate::repo::RecipeRepo::open(&args.repo)?;
+    let king = recipe.king(Some(&args.king))?;
+    let improved = recipe.king(Some(&args.improved))?;
+    let (n, k) = (args.seeds, args.nulls);
+    let all = measure(&sandbox, &setup, &recipe, &king, &args.config, 0..n + k)?;
+    // Improvement seeds far from the king's, so no pair shares a data order.
+    let better = measure(&sandbox, &setup, &recipe, &improved, &args.config, 1 << 20..(1 << 20) + args.improved_runs)?;
+    let floor = crate::judge::decision::NoiseFloor { values: all.values[..n as usize].to_vec(), ..all.clone() };
+    let runs = crate::judge::sim::SimRuns { floor, nulls: all.values[n as usize..].to_vec(), improved: better.values };
+    let rows = crate::judge::sim::report(&rule, &runs, args.tries, 200_000);
+    proof::fsio::write_json_atomic(&args.out, &serde_json::json!({"rule": rule, "runs": runs, "rows": rows}))?;
+    let f = &runs.floor;
+    println!("noise floor {} on {}: mean {:.5}, σ {:.5}, n {}", f.king, f.config, f.mean(), f.sigma(), f.n());
+    println!("rule: α {}, confirmation runs {}, gate {}σ\n", rule.alpha, rule.confirmation_runs, rule.gate_z);
+    println!("| {:<52} | {:>9} | {:>8} |", "", "real runs", "model");
+    println!("| {:-<52} | {:->9} | {:->8} |", "", "", "");
+    for r in &rows {
+        let e = r.empirical.as_deref().unwrap_or("-");
+        println!("| {:<52} | {e:>9} | {:>7.2}% |", r.what, 100.0 * r.model);
+    }
+    Ok(true)
 }

@@ -75,21 +75,15 @@ enum Command {
         config: String,
         #[arg(long, default_value_t = 10)]
         seeds: u64,
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long)]
-        hidden: PathBuf,
-        #[arg(long)]
-        secret_file: PathBuf,
-        #[arg(long, default_value = "target/recipes")]
-        target_dir: PathBuf,
-        /// libtorch folder (default: $LIBTORCH, then <repo>/.karpa/libtorch).
-        #[arg(long)]
-        libtorch: Option<PathBuf>,
+        #[command(flatten)]
+        validator: judge_cmd::ValidatorArgs,
         /// Where to write the floor (JSON).
         #[arg(long)]
         out: PathBuf,
     },
+    /// How often the decision rule crowns a null patch, a seed-searched null and a real
+    /// improvement: real sandboxed runs, plus the rule under a normal model.
+    JudgeSim(judge_cmd::SimArgs),
     /// Proof bundles.
     Bundle {
         #[command(subcommand)]
@@ -181,11 +175,10 @@ fn main() -> ExitCode {
             };
             judge_cmd::run(repo, pr, bundle, ledger, eval, json)
         }
-        Command::NoiseFloor { repo, king, config, seeds, data, hidden, secret_file, target_dir, libtorch, out } => {
-            let paths =
-                judge_cmd::EvalPaths { data, hidden, secret_file, target_dir, noise_floor: None, rule: None, libtorch };
-            judge_cmd::noise_floor(repo, king, config, seeds, &paths, out)
+        Command::NoiseFloor { repo, king, config, seeds, validator, out } => {
+            judge_cmd::noise_floor(repo, king, config, seeds, &validator.paths(), out)
         }
+        Command::JudgeSim(args) => judge_cmd::judge_sim(&args),
         Command::Submit(args) => tokio::runtime::Runtime::new()
             .map_err(Into::into)
             .and_then(|rt| rt.block_on(submit::submit(&args)))

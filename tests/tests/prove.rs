@@ -161,12 +161,13 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     let v = judge_eval(Some(&floor(bpb + 0.2)));
     assert_eq!(v["class"], "crowned", "{v:#}");
     assert!((v["decision"]["gain"].as_f64().unwrap() - 0.2).abs() < 1e-9);
-    // The guard retrained the challenger with a seed of the validator's choosing.
+    // The guard retrained the challenger twice, with seeds of the validator's choosing.
     let c = &v["confirmation"];
     assert_eq!(c["passed"], true, "{v:#}");
-    assert!(c["seed_offset"].as_u64().unwrap() >= 1 << 40, "{c}");
-    let confirmed = c["hidden_bpb"].as_f64().unwrap();
-    assert!(confirmed != bpb && (confirmed - bpb).abs() < 0.2, "{bpb} vs {confirmed}");
+    let seeds: Vec<u64> = c["seed_offsets"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect();
+    assert!(seeds.len() == 2 && seeds[0] != seeds[1] && seeds.iter().all(|s| *s >= 1 << 40), "{c}");
+    let confirmed: Vec<f64> = c["hidden_bpb"].as_array().unwrap().iter().map(|b| b.as_f64().unwrap()).collect();
+    assert!(confirmed.iter().all(|b| *b != bpb && (b - bpb).abs() < 0.2), "{bpb} vs {confirmed:?}");
     assert_eq!(judge_eval(Some(&floor(bpb - 0.5)))["class"], "failure");
 
     // A measured noise floor for the king (2 seeds), then a verdict against it.

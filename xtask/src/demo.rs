@@ -14,21 +14,7 @@ pub fn run(root: &Path) -> Result<()> {
     // The same build as `cargo xtask test`, so the two share every artifact.
     crate::cargo(&["build", "--workspace", "--bins"], &env)?;
     let bin = root.join("target/debug/karpa-train");
-    let data = root.join(".karpa/data").join(CONFIG);
-    if !data.join("public/manifest.json").exists() {
-        std::fs::create_dir_all(data.parent().expect("has parent"))?;
-        let _ = std::fs::remove_dir_all(&data);
-        eprintln!("xtask: preparing the demo corpus for {CONFIG}");
-        let out = karpa_train(
-            &bin,
-            &env,
-            &["prepare", "--config", CONFIG, "--input"],
-            &[&env.corpus, Path::new("--salt-file"), &env.salt_file, Path::new("--out"), &data],
-        )?;
-        if !out.contains("\"matches_config_pin\": true") {
-            bail!("the prepared data does not match the digests config {CONFIG} pins:\n{out}");
-        }
-    }
+    let data = prepared_data(root, &env, &bin, CONFIG)?;
     let public = data.join("public");
     let runs = root.join(".karpa/runs");
     std::fs::create_dir_all(&runs)?;
@@ -104,6 +90,27 @@ pub fn run(root: &Path) -> Result<()> {
         bail!("hidden val_bpb did not fall: {first_last:?}");
     }
     Ok(())
+}
+
+/// `.karpa/data/<config>`: the demo corpus prepared for `config` (once), checked
+/// against the digests the config pins.
+pub fn prepared_data(root: &Path, env: &Env, bin: &Path, config: &str) -> Result<std::path::PathBuf> {
+    let data = root.join(".karpa/data").join(config);
+    if !data.join("public/manifest.json").exists() {
+        std::fs::create_dir_all(data.parent().expect("has parent"))?;
+        let _ = std::fs::remove_dir_all(&data);
+        eprintln!("xtask: preparing the demo corpus for {config}");
+        let out = karpa_train(
+            bin,
+            env,
+            &["prepare", "--config", config, "--input"],
+            &[&env.corpus, Path::new("--salt-file"), &env.salt_file, Path::new("--out"), &data],
+        )?;
+        if !out.contains("\"matches_config_pin\": true") {
+            bail!("the prepared data does not match the digests config {config} pins:\n{out}");
+        }
+    }
+    Ok(data)
 }
 
 /// Runs karpa-train with fixed args then path args; returns stdout, fails with stderr.

@@ -4,9 +4,11 @@
 //! - `cargo xtask test`  — set up, then run every test.
 //! - `cargo xtask setup` — only the set-up (idempotent; each step runs only when missing).
 //! - `cargo xtask bench-trainer` — karpa-train against PyTorch eager, same model and tokens.
+//! - `cargo xtask judge-sim` — the decision rule's false-crown rate and power on real runs.
 
 mod bench;
 mod demo;
+mod judge_sim;
 mod setup;
 
 use anyhow::{bail, Context, Result};
@@ -38,6 +40,20 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         steps: u32,
     },
+    /// False-crown rate and power of the decision rule on real sandboxed runs (slow; not in CI).
+    JudgeSim {
+        #[arg(long, default_value = "tiny")]
+        config: String,
+        /// The improvement under test: this peak learning rate for the config.
+        #[arg(long, default_value = "3e-3")]
+        lr: String,
+        #[arg(long, default_value_t = 10)]
+        seeds: u32,
+        #[arg(long, default_value_t = 20)]
+        nulls: u32,
+        #[arg(long, default_value_t = 6)]
+        improved_runs: u32,
+    },
 }
 
 fn main() -> Result<()> {
@@ -48,6 +64,9 @@ fn main() -> Result<()> {
         Cmd::Demo => demo::run(&root),
         Cmd::Test { args } => test(&root, &args),
         Cmd::BenchTrainer { steps } => bench::run(&root, steps),
+        Cmd::JudgeSim { config, lr, seeds, nulls, improved_runs } => {
+            judge_sim::run(&root, &judge_sim::Sim { config, lr, seeds, nulls, improved_runs })
+        }
     }
 }
 

@@ -2,12 +2,16 @@
 //! noise floor. Every parameter is in [`DecisionRule`], loaded from one file.
 
 use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, StudentsT};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecisionRule {
-    /// One-sided z for the crown (2.33 ≈ 1 %).
-    pub z: f64,
+    /// One-sided false-crown rate of one decision. σ is estimated from the n
+    /// noise-floor runs, so the critical value is Student's t with n − 1 degrees
+    /// of freedom (2.82 at n = 10), not the normal 2.33: with 2.33 a null patch
+    /// would crown about 2 % of the time (`cargo xtask judge-sim`).
+    pub alpha: f64,
     /// Smallest gain worth a release, in bpb.
     pub min_delta: f64,
     /// A meaningful failure lies within this many margins of the king.
@@ -15,20 +19,24 @@ pub struct DecisionRule {
     /// Rationale needs at least this many non-space characters and paragraphs.
     pub rationale_min_chars: usize,
     pub rationale_min_paragraphs: usize,
-    /// Seed-hacking guard: a crown also needs one run of the challenger, trained by
-    /// the validator with a seed it picks, to clear the threshold.
-    pub confirmation_run: bool,
+    /// Seed-hacking guard: when > 0, a crown is decided by the mean of this many
+    /// runs of the challenger that the validator trains with seeds it picks; the
+    /// bundle's own run only has to pass the gate below to earn them.
+    pub confirmation_runs: u32,
+    /// The gate: the bundle's run must gain max(min_delta, gate_z·σ·√(1 + 1/n)).
+    pub gate_z: f64,
 }
 
 impl Default for DecisionRule {
     fn default() -> Self {
         DecisionRule {
-            z: 2.33,
+            alpha: 0.01,
             min_delta: 0.002,
             meaningful_margins: 2.0,
             rationale_min_chars: 200,
             rationale_min_paragraphs: 2,
-            confirmation_run: true,
+            confirmation_runs: 3,
+            gate_z: 1.0,
         }
     }
 }
@@ -73,13 +81,57 @@ pub struct Decision {
     pub challenger: f64,
     /// king_mean − challenger (positive = better).
     pub gain: f64,
-    /// max(min_delta, z·σ·√(1 + 1/n)).
+    /// max(min_delta, t·σ·√(1 + 1/n)).
     pub threshold: f64,
 }
 
+impl DecisionRule {
+    /// Refuses rules that would make the decision meaningless.
+    pub fn validate(&self) -> Result<(), String> {
+        let checks = [
+            (self.alpha > 0.0 && self.alpha < 0.5, "alpha must lie in (0, 0.5)"),
+            (self.min_delta >= 0.0 && self.min_delta.is_finite(), "min_delta must be a finite number ≥ 0"),
+            (self.gate_z >= 0.0 && self.gate_z.is_finite(), "gate_z must be a finite number ≥ 0"),
+            (self.meaningful_margins >= 0.0 && self.meaningful_margins.is_finite(), "meaningful_margins must be ≥ 0"),
+            (self.confirmation_runs <= 16, "confirmation_runs above 16 is a denial of service on the validator"),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, why)) => Err(why.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Student's t critical value for `alpha` with n − 1 degrees of freedom
+    /// (infinite below n = 2: no crown without a measured spread).
+    pub fn critical(&self, n: usize) -> f64 {
+        match StudentsT::new(0.0, 1.0, n.saturating_sub(1) as f64) {
+            Ok(t) if n >= 2 => t.inverse_cdf(1.0 - self.alpha),
+            _ => f64::INFINITY,
+        }
+    }
+
+    /// The gain a mean of `runs` challenger runs must reach: max(min_delta,
+    /// t·σ·√(1/runs + 1/n)), the one-sided test of two means.
+    pub fn threshold(&self, floor: &NoiseFloor, runs: usize) -> f64 {
+        if floor.n() < 2 {
+            return f64::INFINITY;
+        }
+        let spread = floor.sigma() * (1.0 / runs.max(1) as f64 + 1.0 / floor.n() as f64).sqrt();
+        self.min_delta.max(self.critical(floor.n()) * spread)
+    }
+
+    /// Whether the bundle's run earns the guard's confirmation runs: a gain of
+    /// max(min_delta, gate_z·σ·√(1 + 1/n)).
+    pub fn gate(&self, floor: &NoiseFloor, challenger: f64) -> bool {
+        let spread = floor.sigma() * (1.0 + 1.0 / floor.n() as f64).sqrt();
+        floor.mean() - challenger >= self.min_delta.max(self.gate_z * spread)
+    }
+}
+
+/// The decision on one run of the challenger (the bundle's).
 pub fn decide(rule: &DecisionRule, floor: &NoiseFloor, challenger: f64, rationale: &str) -> Decision {
     let (mean, sigma, n) = (floor.mean(), floor.sigma(), floor.n());
-    let threshold = rule.min_delta.max(rule.z * sigma * (1.0 + 1.0 / n as f64).sqrt());
+    let threshold = rule.threshold(floor, 1);
     let gain = mean - challenger;
     let outcome = if gain >= threshold {
         Outcome::Crowned
@@ -91,25 +143,20 @@ pub fn decide(rule: &DecisionRule, floor: &NoiseFloor, challenger: f64, rational
     Decision { outcome, king_mean: mean, sigma, n, challenger, gain, threshold }
 }
 
-/// The outcome once the guard's confirmation run is in (`None`: it did not
-/// train): a crown needs both runs past the threshold; otherwise the
-/// confirmation decides between a meaningful failure and a failure.
-pub fn confirm(
-    rule: &DecisionRule,
-    floor: &NoiseFloor,
-    first: &Decision,
-    confirmation: Option<f64>,
-    rationale: &str,
-) -> Outcome {
-    if first.outcome != Outcome::Crowned {
-        return first.outcome;
+/// The guard's outcome from the validator's confirmation runs (a non-finite
+/// value: a run that failed): crowned iff their mean clears the two-means
+/// threshold; otherwise their mean decides between meaningful failure and failure.
+pub fn confirm(rule: &DecisionRule, floor: &NoiseFloor, confirmations: &[f64], rationale: &str) -> Outcome {
+    if confirmations.is_empty() || confirmations.iter().any(|b| !b.is_finite()) {
+        return Outcome::Failure;
     }
-    match confirmation.filter(|b| b.is_finite()) {
-        Some(b) if first.king_mean - b >= first.threshold => Outcome::Crowned,
-        Some(b) if decide(rule, floor, b, rationale).outcome == Outcome::MeaningfulFailure => {
-            Outcome::MeaningfulFailure
-        }
-        _ => Outcome::Failure,
+    let mean = confirmations.iter().sum::<f64>() / confirmations.len() as f64;
+    if floor.mean() - mean >= rule.threshold(floor, confirmations.len()) {
+        Outcome::Crowned
+    } else if decide(rule, floor, mean, rationale).outcome != Outcome::Failure {
+        Outcome::MeaningfulFailure
+    } else {
+        Outcome::Failure
     }
 }
 
@@ -128,14 +175,31 @@ mod tests {
         NoiseFloor { king: "recipe-v0.1.0".into(), config: "tiny".into(), values: vec![1.99, 2.0, 2.01] }
     }
 
+    /// Student's t quantile at 0.99 with 2 degrees of freedom (tables: 6.965).
+    const T99_2: f64 = 6.964_556_734_283_274;
+
+    #[test]
+    fn the_critical_value_is_students_t() {
+        let rule = DecisionRule::default();
+        assert!((rule.critical(3) - T99_2).abs() < 1e-6, "{}", rule.critical(3));
+        assert!((rule.critical(10) - 2.821).abs() < 1e-3, "{}", rule.critical(10));
+        assert!((rule.critical(100_000) - 2.326).abs() < 1e-3, "the normal limit");
+        assert_eq!(rule.critical(1), f64::INFINITY);
+        assert!(DecisionRule { alpha: 0.0, ..rule.clone() }.validate().is_err());
+        assert!(DecisionRule { gate_z: f64::NAN, ..rule.clone() }.validate().is_err());
+        assert!(rule.validate().is_ok());
+    }
+
     #[test]
     fn crown_only_past_the_threshold() {
         let rule = DecisionRule::default();
-        let t = 2.33 * 0.01 * (1.0f64 + 1.0 / 3.0).sqrt();
+        let t = T99_2 * 0.01 * (1.0f64 + 1.0 / 3.0).sqrt();
         let d = decide(&rule, &floor(), 2.0 - t - 1e-9, "");
         assert_eq!(d.outcome, Outcome::Crowned);
-        assert!((d.threshold - t).abs() < 1e-12 && (d.sigma - 0.01).abs() < 1e-12);
+        assert!((d.threshold - t).abs() < 1e-9 && (d.sigma - 0.01).abs() < 1e-12);
         assert_eq!(decide(&rule, &floor(), 2.0 - t + 1e-6, "").outcome, Outcome::Failure);
+        let one = NoiseFloor { values: vec![2.0], ..floor() };
+        assert_eq!(decide(&rule, &one, 0.0, "").outcome, Outcome::Failure, "no crown without a spread");
     }
 
     #[test]
@@ -152,18 +216,21 @@ mod tests {
     }
 
     #[test]
-    fn the_guard_crowns_only_when_the_confirmation_clears_too() {
+    fn the_guard_decides_on_the_mean_of_the_validators_runs() {
         let rule = DecisionRule::default();
+        let f = floor(); // mean 2.0, σ 0.01, n 3
         let long = format!("{}\n\n{}", "A reason. ".repeat(15), "Another reason. ".repeat(10));
-        let first = decide(&rule, &floor(), 1.9, &long);
-        assert_eq!(first.outcome, Outcome::Crowned);
-        assert_eq!(confirm(&rule, &floor(), &first, Some(1.95), &long), Outcome::Crowned);
-        assert_eq!(confirm(&rule, &floor(), &first, Some(1.995), &long), Outcome::MeaningfulFailure);
-        assert_eq!(confirm(&rule, &floor(), &first, Some(1.995), ""), Outcome::Failure);
-        assert_eq!(confirm(&rule, &floor(), &first, Some(2.2), &long), Outcome::Failure);
-        assert_eq!(confirm(&rule, &floor(), &first, Some(f64::NAN), &long), Outcome::Failure);
-        assert_eq!(confirm(&rule, &floor(), &first, None, &long), Outcome::Failure);
-        let failed = decide(&rule, &floor(), 2.3, &long);
-        assert_eq!(confirm(&rule, &floor(), &failed, Some(1.0), &long), Outcome::Failure, "no second chance");
+        // Gate: gain ≥ 1.0·σ·√(4/3) ≈ 0.01155.
+        assert!(rule.gate(&f, 1.988) && !rule.gate(&f, 1.989));
+        // Three confirmations: mean gain ≥ t·σ·√(1/3 + 1/3) ≈ 0.05687.
+        let t = rule.threshold(&f, 3);
+        assert!((t - T99_2 * 0.01 * (2.0f64 / 3.0).sqrt()).abs() < 1e-9);
+        assert_eq!(confirm(&rule, &f, &[2.0 - t, 2.0 - t + 0.001, 2.0 - t - 0.001 - 1e-9], &long), Outcome::Crowned);
+        assert_eq!(confirm(&rule, &f, &[1.85, 2.0, 1.95], &long), Outcome::Crowned, "the mean, not each run");
+        assert_eq!(confirm(&rule, &f, &[1.99, 1.99, 1.99], &long), Outcome::MeaningfulFailure);
+        assert_eq!(confirm(&rule, &f, &[1.99, 1.99, 1.99], ""), Outcome::Failure);
+        assert_eq!(confirm(&rule, &f, &[2.2, 2.2, 2.2], &long), Outcome::Failure);
+        assert_eq!(confirm(&rule, &f, &[1.5, f64::NAN], &long), Outcome::Failure, "a failed run fails");
+        assert_eq!(confirm(&rule, &f, &[], &long), Outcome::Failure);
     }
 }

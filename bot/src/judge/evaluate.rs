@@ -56,10 +56,10 @@ pub fn replay_start(secret: &[u8], bundle_digest: &str, checkpoint_steps: &[u64]
     candidates[(n % candidates.len() as u64) as usize]
 }
 
-/// The confirmation run's seed offset: chosen by the validator after submission,
+/// Confirmation run `i`'s seed offset: chosen by the validator after submission,
 /// far from the small offsets a miner would search.
-pub fn confirmation_seed(secret: &[u8], bundle_digest: &str) -> u64 {
-    (1 << 40) | (keyed_choice(secret, "confirm", bundle_digest) >> 24)
+pub fn confirmation_seed(secret: &[u8], bundle_digest: &str, i: u32) -> u64 {
+    (1 << 40) | (keyed_choice(secret, &format!("confirm-{i}"), bundle_digest) >> 24)
 }
 
 /// HMAC-SHA256(secret, purpose ‖ 0 ‖ bundle digest), first 8 bytes: a choice the

@@ -9,6 +9,7 @@ pub mod noise_floor;
 pub mod pipeline;
 pub mod plausibility;
 pub mod scan;
+pub mod sim;
 pub mod verdict;
 
 pub use finding::Finding;

@@ -11,16 +11,16 @@ use anyhow::{bail, Result};
 use std::ffi::OsString;
 use std::path::Path;
 
-/// Trains and evaluates the king `seeds` times (seed offsets 0..seeds).
+/// Trains and evaluates the king once per seed offset in `seeds` (0..n for a floor).
 pub fn measure(
     sandbox: &Sandbox,
     setup: &EvalSetup,
     repo: &RecipeRepo,
     king: &King,
     config: &str,
-    seeds: u64,
+    seeds: std::ops::Range<u64>,
 ) -> Result<NoiseFloor> {
-    if seeds < 2 {
+    if seeds.end < seeds.start + 2 {
         bail!("a noise floor needs at least 2 seeds");
     }
     let work = tempfile::Builder::new().prefix("karpa-noise-").tempdir()?;
@@ -29,7 +29,7 @@ pub fn measure(
         Err(why) => bail!("{} does not build in the sandbox: {why}", king.tag),
     };
     let mut values = Vec::new();
-    for seed in 0..seeds {
+    for seed in seeds {
         match seeded_bpb(sandbox, setup, &bin, config, seed, work.path())? {
             Ok(bpb) => values.push(bpb),
             Err(why) => bail!("seed {seed}: {why}"),

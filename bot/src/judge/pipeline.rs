@@ -267,37 +267,60 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
         return Ok(run.verdict(VerdictClass::Failure, format!("{bpb:.4} bpb, but this change was submitted before")));
     }
 
-    // The seed-hacking guard: one more run, trained here with a seed we pick.
-    if outcome == Outcome::Crowned && input.rule.confirmation_run {
+    // The seed-hacking guard: a run that passes the gate earns confirmation runs,
+    // trained here with seeds we pick; their mean decides the crown.
+    let guard = input.rule.confirmation_runs > 0;
+    if guard && (input.rule.gate(floor, bpb) || outcome == Outcome::Crowned) {
         let t = Instant::now();
-        let seed = super::evaluate::confirmation_seed(&setup.secret, manifest.digest().as_str());
-        let trained = super::noise_floor::seeded_bpb(&sandbox, setup, &bin, &manifest.config, seed, work.path());
-        let confirmed = match trained {
-            Ok(Ok(bpb)) => Some(bpb),
-            Ok(Err(why)) => {
-                run.findings.push(Finding::reject("decision.confirmation", "recipe", None, why));
-                None
-            }
-            Err(e) => {
-                run.findings.push(Finding::reject("eval.infrastructure", "validator", None, format!("{e:#}")));
-                return Ok(run.verdict(VerdictClass::Error, "the confirmation run could not run; it will be retried"));
-            }
+        let mut c = Confirmation {
+            seed_offsets: Vec::new(),
+            hidden_bpb: Vec::new(),
+            mean: f64::NAN,
+            threshold: 0.0,
+            passed: false,
         };
-        outcome = confirm(&input.rule, floor, &d, confirmed, &rationale);
-        let passed = outcome == Outcome::Crowned;
-        run.stages.push(StageReport { stage: "confirmation", passed, seconds: t.elapsed().as_secs_f64() });
-        let hidden_bpb = confirmed.unwrap_or(f64::NAN);
-        run.confirmation = Some(Confirmation { seed_offset: seed, hidden_bpb, gain: mean - hidden_bpb, passed });
+        for i in 0..input.rule.confirmation_runs {
+            let seed = super::evaluate::confirmation_seed(&setup.secret, manifest.digest().as_str(), i);
+            let trained = super::noise_floor::seeded_bpb(&sandbox, setup, &bin, &manifest.config, seed, work.path());
+            c.seed_offsets.push(seed);
+            match trained {
+                Ok(Ok(bpb)) => c.hidden_bpb.push(bpb),
+                Ok(Err(why)) => {
+                    run.findings.push(Finding::reject("decision.confirmation", "recipe", None, why));
+                    c.hidden_bpb.push(f64::NAN);
+                    break;
+                }
+                Err(e) => {
+                    run.findings.push(Finding::reject("eval.infrastructure", "validator", None, format!("{e:#}")));
+                    return Ok(run.verdict(VerdictClass::Error, "a confirmation run could not run; it will be retried"));
+                }
+            }
+        }
+        outcome = confirm(&input.rule, floor, &c.hidden_bpb, &rationale);
+        c.mean = c.hidden_bpb.iter().sum::<f64>() / c.hidden_bpb.len() as f64;
+        c.threshold = input.rule.threshold(floor, c.hidden_bpb.len());
+        c.passed = outcome == Outcome::Crowned;
+        run.stages.push(StageReport { stage: "confirmation", passed: c.passed, seconds: t.elapsed().as_secs_f64() });
+        run.confirmation = Some(c);
     }
     run.decision = Some(d);
     let (class, summary) = match outcome {
         Outcome::Crowned => (
             VerdictClass::Crowned,
-            format!("crowned: {bpb:.4} bpb beats {mean:.4} by {:.4} (threshold {threshold:.4})", mean - bpb),
+            match &run.confirmation {
+                Some(c) => format!(
+                    "crowned: {bpb:.4} bpb, confirmed at {:.4} over {} validator runs; beats {mean:.4} by {:.4} (threshold {:.4})",
+                    c.mean,
+                    c.hidden_bpb.len(),
+                    mean - c.mean,
+                    c.threshold
+                ),
+                None => format!("crowned: {bpb:.4} bpb beats {mean:.4} by {:.4} (threshold {threshold:.4})", mean - bpb),
+            },
         ),
         _ if run.confirmation.as_ref().is_some_and(|c| !c.passed) => (
             if outcome == Outcome::MeaningfulFailure { VerdictClass::MeaningfulFailure } else { VerdictClass::Failure },
-            format!("{bpb:.4} bpb beat {mean:.4}, but the validator's confirmation run did not"),
+            format!("{bpb:.4} bpb beat {mean:.4}, but the validator's confirmation runs did not"),
         ),
         Outcome::MeaningfulFailure => {
             (VerdictClass::MeaningfulFailure, format!("{bpb:.4} bpb against {mean:.4}: close, not decisive"))

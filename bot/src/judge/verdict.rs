@@ -43,11 +43,14 @@ pub struct Verdict {
     pub judge_version: &'static str,
 }
 
-/// The guard's run: the challenger retrained by the validator with its own seed.
+/// The guard's runs: the challenger retrained by the validator with its own seeds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Confirmation {
-    pub seed_offset: u64,
-    pub hidden_bpb: f64,
-    pub gain: f64,
+    pub seed_offsets: Vec<u64>,
+    /// One per run; NaN (null in JSON) for a run that failed.
+    pub hidden_bpb: Vec<f64>,
+    pub mean: f64,
+    /// What the mean had to beat: max(min_delta, z·σ·√(1/runs + 1/n)).
+    pub threshold: f64,
     pub passed: bool,
 }

@@ -1,0 +1,110 @@
+//! `cargo xtask judge-sim`: how good is the decision rule on real runs? A scratch
+//! recipe repository with the king at recipe-v0.1.0 and a real improvement (a
+//! better peak learning rate) at recipe-v0.1.1, then `karpa judge-sim`: the king's
+//! noise floor, null patches (the king with other seeds) and the improvement,
+//! every run built and trained in the judge's sandbox. Slow: not part of CI.
+
+use crate::setup;
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::process::Command;
+
+pub struct Sim {
+    pub config: String,
+    /// The improvement: this peak learning rate in the config's table of recipe.toml.
+    pub lr: String,
+    pub seeds: u32,
+    pub nulls: u32,
+    pub improved_runs: u32,
+}
+
+pub fn run(root: &Path, sim: &Sim) -> Result<()> {
+    let env = setup::ensure_all(root)?;
+    crate::cargo(&["build", "--workspace", "--bins"], &env)?;
+    let data = crate::demo::prepared_data(root, &env, &root.join("target/debug/karpa-train"), &sim.config)?;
+    let work = root.join(".karpa/judge-sim").join(&sim.config);
+    let repo = work.join("repo");
+    let _ = std::fs::remove_dir_all(&repo);
+    scratch_repo(root, &repo, &sim.config, &sim.lr)?;
+    let secret = work.join("secret");
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))?;
+    std::fs::write(&secret, hex::encode(bytes))?;
+    let counts = [sim.seeds, sim.nulls, sim.improved_runs].map(|c| c.to_string());
+    crate::run(
+        Command::new(root.join("target/debug/karpa"))
+            .args(["judge-sim", "--king", "recipe-v0.1.0", "--improved", "recipe-v0.1.1", "--config", &sim.config])
+            .args(["--seeds", &counts[0], "--nulls", &counts[1], "--improved-runs", &counts[2], "--repo"])
+            .arg(&repo)
+            .arg("--data")
+            .arg(data.join("public"))
+            .arg("--hidden")
+            .arg(data.join("hidden"))
+            .arg("--secret-file")
+            .arg(&secret)
+            .arg("--target-dir")
+            .arg(root.join("target/recipes"))
+            .arg("--out")
+            .arg(work.join("judge-sim.json")),
+    )?;
+    eprintln!("xtask: every run and the table: {}", work.join("judge-sim.json").display());
+    Ok(())
+}
+
+/// This workspace's tracked files as a recipe repository: the king tagged
+/// recipe-v0.1.0, the improvement tagged recipe-v0.1.1.
+fn scratch_repo(root: &Path, repo: &Path, config: &str, lr: &str) -> Result<()> {
+    let files = git(root, &["ls-files", "-z"])?;
+    for file in files.split('\0').filter(|f| !f.is_empty()) {
+        let dst = repo.join(file);
+        std::fs::create_dir_all(dst.parent().context("a file has a folder")?)?;
+        std::fs::copy(root.join(file), &dst).with_context(|| format!("copying {file}"))?;
+    }
+    git(repo, &["init", "-q", "-b", "main"])?;
+    git(repo, &["add", "-A"])?;
+    git(repo, &["commit", "-q", "-m", "recipe v0.1.0"])?;
+    git(repo, &["tag", "-a", "recipe-v0.1.0", "-m", "recipe v0.1.0"])?;
+    let toml = repo.join("recipe/recipe.toml");
+    let text = std::fs::read_to_string(&toml)?;
+    let patched = set_lr(&text, config, lr)?;
+    std::fs::write(&toml, patched)?;
+    git(repo, &["commit", "-q", "-am", &format!("{config}: peak lr {lr}")])?;
+    git(repo, &["tag", "-a", "recipe-v0.1.1", "-m", "the improvement under test"])?;
+    Ok(())
+}
+
+/// recipe.toml with `lr` replaced inside the `[config]` table only.
+fn set_lr(text: &str, config: &str, lr: &str) -> Result<String> {
+    let mut table = String::new();
+    let mut done = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let t = line.trim_start();
+            if t.starts_with('[') {
+                table = t.trim_start_matches('[').split(']').next().unwrap_or("").trim_matches('"').to_string();
+            } else if table == config && t.starts_with("lr ") && !done {
+                done = true;
+                return format!("lr = {lr}");
+            }
+            line.to_string()
+        })
+        .collect();
+    if !done {
+        bail!("recipe.toml has no lr in [{config}]");
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=Karpa", "-c", "user.email=judge-sim@karpa.invalid", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .context("git")?;
+    if !out.status.success() {
+        bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
