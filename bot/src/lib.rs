@@ -5,6 +5,7 @@
 pub mod allowlist;
 pub mod archive;
 pub mod bundle_cmd;
+pub mod db;
 pub mod judge;
 pub mod judge_cmd;
 pub mod prove;
@@ -12,4 +13,6 @@ pub mod repo;
 pub mod run_check;
 pub mod sandbox;
 pub mod seal;
+pub mod serve_cmd;
+pub mod server;
 pub mod submit;

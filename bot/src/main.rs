@@ -84,6 +84,8 @@ enum Command {
     /// How often the decision rule crowns a null patch, a seed-searched null and a real
     /// improvement: real sandboxed runs, plus the rule under a normal model.
     JudgeSim(judge_cmd::SimArgs),
+    /// Run the GitHub App: webhooks into the durable queue, /healthz and /metrics.
+    Serve(karpa_bot::serve_cmd::ServeArgs),
     /// Proof bundles.
     Bundle {
         #[command(subcommand)]
@@ -179,6 +181,7 @@ fn main() -> ExitCode {
             judge_cmd::noise_floor(repo, king, config, seeds, &validator.paths(), out)
         }
         Command::JudgeSim(args) => judge_cmd::judge_sim(&args),
+        Command::Serve(args) => karpa_bot::serve_cmd::serve(&args),
         Command::Submit(args) => tokio::runtime::Runtime::new()
             .map_err(Into::into)
             .and_then(|rt| rt.block_on(submit::submit(&args)))

@@ -3,6 +3,21 @@
 
 pub mod fake_github;
 
+/// A fresh, migrated database per test in the cluster `cargo xtask test` starts.
+pub async fn fresh_database() -> sqlx::PgPool {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let url = std::env::var("KARPA_TEST_DATABASE_URL")
+        .expect("KARPA_TEST_DATABASE_URL is not set; run the tests with `cargo xtask test`, which starts PostgreSQL");
+    let name = format!("karpa_test_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+    let admin = sqlx::PgPool::connect(&url).await.expect("the test cluster accepts connections");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
+    admin.close().await;
+    let (base, _) = url.rsplit_once('/').expect("a database URL ends in /<db>");
+    karpa_bot::db::connect(&format!("{base}/{name}")).await.expect("migrations apply to a fresh database")
+}
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -9,6 +9,7 @@
 mod bench;
 mod demo;
 mod judge_sim;
+mod postgres;
 mod setup;
 
 use anyhow::{bail, Context, Result};
@@ -77,9 +78,11 @@ fn workspace_root() -> PathBuf {
 fn test(root: &Path, args: &[String]) -> Result<()> {
     let env = setup::ensure_all(root)?;
     cargo(&["build", "--workspace", "--bins"], &env)?;
+    // One throwaway cluster for the run; every test makes its own database in it.
+    let pg = postgres::Cluster::start()?;
     let mut nextest = vec!["nextest", "run", "--workspace", "--no-fail-fast"];
     nextest.extend(args.iter().map(String::as_str));
-    cargo(&nextest, &env)
+    run(Command::new(env!("CARGO")).args(&nextest).envs(env.vars()).env("KARPA_TEST_DATABASE_URL", pg.url()))
 }
 
 /// Runs cargo with the set-up's environment; fails if cargo fails.

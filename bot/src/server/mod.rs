@@ -1,0 +1,96 @@
+//! `karpa serve`: the GitHub App's HTTP face — POST /webhook, GET /healthz,
+//! GET /metrics — over the durable state in PostgreSQL.
+
+pub mod events;
+pub mod metrics;
+pub mod webhook;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use sqlx::PgPool;
+use std::sync::Arc;
+
+/// GitHub caps webhook payloads at 25 MB.
+pub const DEFAULT_MAX_BODY: usize = 25 << 20;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub pool: PgPool,
+    /// Webhook secrets; more than one while rotating.
+    pub secrets: Vec<Vec<u8>>,
+    pub app_id: i64,
+    pub max_body: usize,
+    pub metrics: metrics::Metrics,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, secrets: Vec<Vec<u8>>, app_id: i64, max_body: usize) -> Self {
+        AppState(Arc::new(Inner { pool, secrets, app_id, max_body, metrics: metrics::Metrics::new() }))
+    }
+}
+
+/// A status and a JSON body.
+pub struct Reply(pub StatusCode, pub serde_json::Value);
+
+impl Reply {
+    pub fn error(status: StatusCode, message: impl Into<String>) -> Self {
+        Reply(status, serde_json::json!({"error": message.into()}))
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.max_body;
+    Router::new()
+        .route("/webhook", post(webhook::receive))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> Reply {
+    match sqlx::query("SELECT 1").execute(&state.pool).await {
+        Ok(_) => Reply(StatusCode::OK, serde_json::json!({"status": "ok"})),
+        Err(e) => Reply::error(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut extra = String::from("# HELP karpa_jobs Jobs by state.\n# TYPE karpa_jobs gauge\n");
+    match crate::db::jobs::counts(&state.pool).await {
+        Ok(counts) => {
+            for (s, n) in counts {
+                extra.push_str(&format!("karpa_jobs{{state=\"{s}\"}} {n}\n"));
+            }
+        }
+        Err(e) => return Reply::error(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
+    }
+    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render(&extra))
+        .into_response()
+}
+
+/// Serves until the process is stopped.
+pub async fn serve(state: AppState, listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!("karpa serve: listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, router(state)).await?;
+    Ok(())
+}
