@@ -86,6 +86,8 @@ enum Command {
     JudgeSim(judge_cmd::SimArgs),
     /// Run the GitHub App: webhooks into the durable queue, /healthz and /metrics.
     Serve(karpa_bot::serve_cmd::ServeArgs),
+    /// Load-test the webhook: signed deliveries over loopback into a real database.
+    BenchWebhooks(karpa_bot::bench_webhooks::BenchArgs),
     /// Proof bundles.
     Bundle {
         #[command(subcommand)]
@@ -182,6 +184,7 @@ fn main() -> ExitCode {
         }
         Command::JudgeSim(args) => judge_cmd::judge_sim(&args),
         Command::Serve(args) => karpa_bot::serve_cmd::serve(&args),
+        Command::BenchWebhooks(args) => karpa_bot::bench_webhooks::run(&args),
         Command::Submit(args) => tokio::runtime::Runtime::new()
             .map_err(Into::into)
             .and_then(|rt| rt.block_on(submit::submit(&args)))

@@ -5,6 +5,7 @@
 //! - `cargo xtask setup` — only the set-up (idempotent; each step runs only when missing).
 //! - `cargo xtask bench-trainer` — karpa-train against PyTorch eager, same model and tokens.
 //! - `cargo xtask judge-sim` — the decision rule's false-crown rate and power on real runs.
+//! - `cargo xtask bench-webhooks` — webhook deliveries/s and latency against a real PostgreSQL.
 
 mod bench;
 mod demo;
@@ -41,6 +42,15 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         steps: u32,
     },
+    /// Webhook deliveries/s and p50/p99 latency over loopback into a throwaway PostgreSQL.
+    BenchWebhooks {
+        #[arg(long, default_value_t = 20_000)]
+        deliveries: usize,
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// False-crown rate and power of the decision rule on real sandboxed runs (slow; not in CI).
     JudgeSim {
         #[arg(long, default_value = "tiny")]
@@ -65,6 +75,22 @@ fn main() -> Result<()> {
         Cmd::Demo => demo::run(&root),
         Cmd::Test { args } => test(&root, &args),
         Cmd::BenchTrainer { steps } => bench::run(&root, steps),
+        Cmd::BenchWebhooks { deliveries, seconds, concurrency } => {
+            let env = setup::ensure_all(&root)?;
+            cargo(&["build", "--bin", "karpa"], &env)?;
+            let pg = postgres::Cluster::start()?;
+            run(Command::new(root.join("target/debug/karpa")).args([
+                "bench-webhooks",
+                "--database-url",
+                &pg.url(),
+                "--deliveries",
+                &deliveries.to_string(),
+                "--seconds",
+                &seconds.to_string(),
+                "--concurrency",
+                &concurrency.to_string(),
+            ]))
+        }
         Cmd::JudgeSim { config, lr, seeds, nulls, improved_runs } => {
             judge_sim::run(&root, &judge_sim::Sim { config, lr, seeds, nulls, improved_runs })
         }

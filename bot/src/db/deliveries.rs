@@ -28,17 +28,6 @@ pub async fn record(
     Ok(inserted.rows_affected() == 1)
 }
 
-/// Sets what the webhook did with a delivery it recorded.
-pub async fn set_outcome(tx: &mut Transaction<'_, Postgres>, app_id: i64, guid: &str, outcome: &str) -> Result<()> {
-    sqlx::query("UPDATE deliveries SET outcome = $3 WHERE app_id = $1 AND guid = $2")
-        .bind(app_id)
-        .bind(guid)
-        .bind(outcome)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 pub async fn is_installed(db: impl PgExecutor<'_>, repo: &str) -> Result<bool> {
     Ok(sqlx::query_scalar::<_, i64>("SELECT installation_id FROM installed_repos WHERE repo = $1")
         .bind(repo)

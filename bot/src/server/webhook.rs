@@ -81,12 +81,8 @@ async fn persist(state: &AppState, event: &str, guid: &str, c: super::events::Cl
             return Ok(Reply::error(StatusCode::NOT_FOUND, format!("the App is not installed on {repo}")));
         }
     }
-    let recorded =
-        deliveries::record(&mut tx, state.app_id, guid, event, c.action.as_deref(), c.repo.as_deref(), "received")
-            .await?;
-    if !recorded {
-        return Ok(Reply(StatusCode::ACCEPTED, json!({"status": "duplicate", "delivery": guid})));
-    }
+    // The effect first, then the delivery with what became of it: one statement
+    // fewer than recording and updating. A GUID seen before rolls it all back.
     let (reply, outcome) = match c.intake {
         Intake::Job(job) => match jobs::enqueue(&mut *tx, &job).await? {
             Some(id) => (json!({"status": "queued", "job": id, "kind": job.kind}), format!("job {}", id.0)),
@@ -103,7 +99,13 @@ async fn persist(state: &AppState, event: &str, guid: &str, c: super::events::Cl
         }
         Intake::Ignore(why) => (json!({"status": "ignored", "reason": why}), format!("ignored: {why}")),
     };
-    deliveries::set_outcome(&mut tx, state.app_id, guid, &outcome).await?;
+    let recorded =
+        deliveries::record(&mut tx, state.app_id, guid, event, c.action.as_deref(), c.repo.as_deref(), &outcome)
+            .await?;
+    if !recorded {
+        tx.rollback().await?;
+        return Ok(Reply(StatusCode::ACCEPTED, json!({"status": "duplicate", "delivery": guid})));
+    }
     tx.commit().await?;
     Ok(Reply(StatusCode::ACCEPTED, reply))
 }
