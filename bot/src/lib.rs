@@ -7,6 +7,7 @@ pub mod archive;
 pub mod bench_webhooks;
 pub mod bundle_cmd;
 pub mod db;
+pub mod forge;
 pub mod judge;
 pub mod judge_cmd;
 pub mod prove;

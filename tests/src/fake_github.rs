@@ -6,7 +6,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -16,8 +16,31 @@ use std::sync::{Arc, Mutex};
 pub struct Ledger {
     /// Open and closed pull requests, by repository `owner/name`.
     pub pulls: HashMap<String, Vec<Value>>,
+    /// Check runs by id, each with every request that touched it, in order.
+    pub check_runs: Vec<CheckRun>,
+    /// Tokens the fake accepts: the test's own, and installation tokens it minted.
+    pub tokens: Vec<String>,
     /// Requests nobody expected, as "METHOD path".
     pub unexpected: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckRun {
+    pub repo: String,
+    /// The state after every update (GitHub's merge of the fields sent).
+    pub state: Value,
+    /// Every annotation ever sent (GitHub appends them across updates).
+    pub annotations: Vec<Value>,
+    /// The statuses it went through, in order.
+    pub statuses: Vec<String>,
+}
+
+/// The GitHub App the fake knows: its id, public key and one installation.
+#[derive(Clone)]
+pub struct FakeApp {
+    pub app_id: u64,
+    pub public_key_pem: Vec<u8>,
+    pub installation: u64,
 }
 
 pub struct FakeGitHub {
@@ -29,19 +52,26 @@ pub struct FakeGitHub {
 #[derive(Clone)]
 struct Ctx {
     ledger: Arc<Mutex<Ledger>>,
-    token: String,
     repos: Vec<String>,
+    app: Option<FakeApp>,
 }
 
 impl FakeGitHub {
     /// Starts a server that knows `repos` (owner/name) and accepts `token`.
     pub fn start(repos: &[&str], token: &str) -> Self {
+        Self::start_with(repos, token, None)
+    }
+
+    /// Also serves the App's installation-token endpoint for `app`.
+    pub fn start_with(repos: &[&str], token: &str, app: Option<FakeApp>) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let ledger = Arc::new(Mutex::new(Ledger::default()));
-        let ctx =
-            Ctx { ledger: ledger.clone(), token: token.into(), repos: repos.iter().map(|r| r.to_string()).collect() };
+        let ledger = Arc::new(Mutex::new(Ledger { tokens: vec![token.to_string()], ..Ledger::default() }));
+        let ctx = Ctx { ledger: ledger.clone(), repos: repos.iter().map(|r| r.to_string()).collect(), app };
         let app = Router::new()
             .route("/repos/{owner}/{repo}/pulls", get(list_pulls).post(create_pull))
+            .route("/app/installations/{id}/access_tokens", post(mint_token))
+            .route("/repos/{owner}/{repo}/check-runs", post(create_check_run))
+            .route("/repos/{owner}/{repo}/check-runs/{id}", patch(update_check_run))
             .fallback(unexpected)
             .with_state(ctx);
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
@@ -52,6 +82,10 @@ impl FakeGitHub {
 
     pub fn pulls(&self, repo: &str) -> Vec<Value> {
         self.ledger.lock().unwrap().pulls.get(repo).cloned().unwrap_or_default()
+    }
+
+    pub fn check_runs(&self) -> Vec<CheckRun> {
+        self.ledger.lock().unwrap().check_runs.clone()
     }
 
     pub fn assert_clean(&self) {
@@ -68,8 +102,8 @@ impl Ctx {
     /// Token and repository checks every route shares; a failure is recorded.
     fn admit(&self, headers: &HeaderMap, what: &str, repo: &str) -> Result<(), Response> {
         let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let ok_token = auth == format!("Bearer {}", self.token) || auth == format!("token {}", self.token);
         let mut l = self.ledger.lock().unwrap();
+        let ok_token = l.tokens.iter().any(|t| auth == format!("Bearer {t}") || auth == format!("token {t}"));
         if !ok_token {
             l.unexpected.push(format!("{what} without a valid token"));
             return Err(error(StatusCode::UNAUTHORIZED, "Bad credentials"));
@@ -147,4 +181,139 @@ async fn create_pull(
     });
     pulls.push(pr.clone());
     (StatusCode::CREATED, Json(pr)).into_response()
+}
+
+/// POST /app/installations/{id}/access_tokens: the App's JWT (RS256, signed by
+/// the App's key, iss = app id, not expired) buys an installation token.
+async fn mint_token(State(ctx): State<Ctx>, Path(id): Path<u64>, headers: HeaderMap) -> Response {
+    let Some(app) = &ctx.app else {
+        ctx.ledger.lock().unwrap().unexpected.push(format!("POST access_tokens for {id} with no App configured"));
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let jwt = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(&app.public_key_pem).expect("the test's public key");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    // GitHub takes a numeric `iss` (the App id), which jsonwebtoken does not count
+    // as present; it is compared below instead.
+    validation.set_required_spec_claims(&["exp", "iat"]);
+    validation.validate_aud = false;
+    let claims = jsonwebtoken::decode::<Value>(jwt, &key, &validation).map(|d| d.claims);
+    let mut l = ctx.ledger.lock().unwrap();
+    match claims {
+        Ok(c) if c["iss"].to_string().trim_matches('"') == app.app_id.to_string() && id == app.installation => {
+            let token = format!("ghs_fake_{id}_{}", l.tokens.len());
+            l.tokens.push(token.clone());
+            let expires = "2099-01-01T00:00:00Z";
+            (StatusCode::CREATED, Json(json!({"token": token, "expires_at": expires, "permissions": {}})))
+                .into_response()
+        }
+        Ok(c) => {
+            l.unexpected.push(format!("POST access_tokens for installation {id} with claims {c}"));
+            error(StatusCode::NOT_FOUND, "Not Found")
+        }
+        Err(e) => {
+            l.unexpected.push(format!("POST access_tokens with a bad JWT: {e}"));
+            error(StatusCode::UNAUTHORIZED, "A JSON web token could not be decoded")
+        }
+    }
+}
+
+const STATUSES: [&str; 3] = ["queued", "in_progress", "completed"];
+const CONCLUSIONS: [&str; 6] = ["success", "failure", "neutral", "cancelled", "skipped", "timed_out"];
+const MAX_BYTES: usize = 65_535;
+
+/// GitHub's own limits on a check run's body; a violation is a 422 and a failed test.
+fn check_body_problem(req: &Value) -> Option<String> {
+    if let Some(s) = req.get("status").and_then(Value::as_str) {
+        if !STATUSES.contains(&s) {
+            return Some(format!("status {s:?}"));
+        }
+    }
+    if let Some(c) = req.get("conclusion").and_then(Value::as_str) {
+        if !CONCLUSIONS.contains(&c) {
+            return Some(format!("conclusion {c:?}"));
+        }
+    }
+    if req.get("status").and_then(Value::as_str) == Some("completed") && req.get("conclusion").is_none() {
+        return Some("completed without a conclusion".into());
+    }
+    let out = req.get("output")?;
+    for field in ["summary", "text"] {
+        let len = out.get(field).and_then(Value::as_str).map_or(0, str::len);
+        if len > MAX_BYTES {
+            return Some(format!("output.{field} is {len} bytes"));
+        }
+    }
+    if out.get("title").and_then(Value::as_str).is_none() || out.get("summary").and_then(Value::as_str).is_none() {
+        return Some("output without title and summary".into());
+    }
+    match out.get("annotations").and_then(Value::as_array) {
+        Some(a) if a.len() > 50 => Some(format!("{} annotations in one request", a.len())),
+        _ => None,
+    }
+}
+
+fn apply_check(run: &mut CheckRun, req: &Value) {
+    for (k, v) in req.as_object().into_iter().flatten() {
+        run.state[k] = v.clone();
+    }
+    if let Some(a) = req.pointer("/output/annotations").and_then(Value::as_array) {
+        run.annotations.extend(a.iter().cloned());
+    }
+    if let Some(s) = req.get("status").and_then(Value::as_str) {
+        run.statuses.push(s.to_string());
+    }
+}
+
+async fn create_check_run(
+    State(ctx): State<Ctx>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(req): Json<Value>,
+) -> Response {
+    let slug = format!("{owner}/{repo}");
+    if let Err(r) = ctx.admit(&headers, "POST check-runs", &slug) {
+        return r;
+    }
+    let mut l = ctx.ledger.lock().unwrap();
+    let sha_ok = req["head_sha"].as_str().is_some_and(|s| s.len() == 40);
+    if let Some(problem) =
+        check_body_problem(&req).or((!sha_ok || req["name"].as_str().is_none()).then(|| "name and head_sha".into()))
+    {
+        l.unexpected.push(format!("POST check-runs: {problem}"));
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+    }
+    let id = 9000 + l.check_runs.len() as u64;
+    let mut run = CheckRun { repo: slug, state: json!({"id": id}), annotations: vec![], statuses: vec![] };
+    apply_check(&mut run, &req);
+    let state = run.state.clone();
+    l.check_runs.push(run);
+    (StatusCode::CREATED, Json(state)).into_response()
+}
+
+async fn update_check_run(
+    State(ctx): State<Ctx>,
+    Path((owner, repo, id)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+    Json(req): Json<Value>,
+) -> Response {
+    let slug = format!("{owner}/{repo}");
+    if let Err(r) = ctx.admit(&headers, "PATCH check-runs", &slug) {
+        return r;
+    }
+    let mut l = ctx.ledger.lock().unwrap();
+    if let Some(problem) = check_body_problem(&req) {
+        l.unexpected.push(format!("PATCH check-runs/{id}: {problem}"));
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+    }
+    let Some(run) = l.check_runs.iter_mut().find(|r| r.state["id"] == id && r.repo == slug) else {
+        l.unexpected.push(format!("PATCH check-runs/{id}: no such check run"));
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    apply_check(run, &req);
+    Json(run.state.clone()).into_response()
 }

@@ -1,0 +1,140 @@
+//! The GitHub side of the bot: the App's JWT client, installation clients
+//! (octocrab mints and refreshes their tokens), and check runs. octocrab's
+//! automatic retries are off — they would repeat POSTs (two check runs for one
+//! judgment); the job queue retries whole, idempotent steps instead.
+
+use super::checks::{annotation_batches, CheckOutput, Conclusion, CHECK_NAME};
+use anyhow::{bail, Context, Result};
+use octocrab::models::{AppId, InstallationId};
+use octocrab::service::middleware::retry::RetryConfig;
+use octocrab::Octocrab;
+use serde_json::{json, Value};
+use std::fmt;
+
+/// `owner/name`, checked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RepoName {
+    pub owner: String,
+    pub name: String,
+}
+
+impl RepoName {
+    pub fn parse(full: &str) -> Result<Self> {
+        let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        match full.split_once('/') {
+            Some((o, n)) if ok(o) && ok(n) && n != "." && n != ".." => {
+                Ok(RepoName { owner: o.to_string(), name: n.to_string() })
+            }
+            _ => bail!("{full:?} is not an owner/name repository"),
+        }
+    }
+}
+
+impl fmt::Display for RepoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.owner, self.name)
+    }
+}
+
+/// A full 40-hex commit id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CommitSha(String);
+
+impl CommitSha {
+    pub fn parse(s: &str) -> Result<Self> {
+        if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(CommitSha(s.to_ascii_lowercase()))
+        } else {
+            bail!("{s:?} is not a commit sha")
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct CheckRunId(pub u64);
+
+/// The App itself, authenticated by its JWT (RS256 over the App's private key).
+pub fn app_client(app_id: u64, private_key_pem: &[u8], base_uri: &str) -> Result<Octocrab> {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem).context("the App key is not an RSA PEM")?;
+    Octocrab::builder()
+        .app(AppId(app_id), key)
+        .base_uri(base_uri)
+        .context("the GitHub API URL")?
+        .add_retry_config(RetryConfig::None)
+        .build()
+        .context("cannot build the GitHub client")
+}
+
+/// Acting for one installation: check runs on its repositories.
+pub struct Installation {
+    gh: Octocrab,
+}
+
+impl Installation {
+    pub fn new(app: &Octocrab, id: u64) -> Result<Self> {
+        Ok(Installation { gh: app.installation(InstallationId(id))? })
+    }
+
+    /// Creates the check run for `head`, queued. Returns its id.
+    pub async fn start_check(&self, repo: &RepoName, head: &CommitSha, external_id: &str) -> Result<CheckRunId> {
+        let body = json!({
+            "name": CHECK_NAME, "head_sha": head.as_str(), "status": "queued", "external_id": external_id,
+            "output": {"title": "queued", "summary": "Waiting for a judge."},
+        });
+        let run: Value = self.gh.post(format!("/repos/{repo}/check-runs"), Some(&body)).await?;
+        let id = run["id"].as_u64().context("GitHub answered a check run without an id")?;
+        Ok(CheckRunId(id))
+    }
+
+    /// Marks the check in progress at `stage`.
+    pub async fn check_progress(&self, repo: &RepoName, id: CheckRunId, stage: &str) -> Result<()> {
+        let body = json!({
+            "status": "in_progress",
+            "output": {"title": format!("judging: {stage}"), "summary": format!("Stage **{stage}** is running.")},
+        });
+        self.patch_check(repo, id, &body).await
+    }
+
+    /// Completes the check: conclusion and output with the first 50 annotations,
+    /// then one update per further 50 (GitHub appends them).
+    pub async fn complete_check(
+        &self,
+        repo: &RepoName,
+        id: CheckRunId,
+        conclusion: Conclusion,
+        out: &CheckOutput,
+    ) -> Result<()> {
+        let mut batches = annotation_batches(&out.annotations);
+        let output = |annotations: &[super::checks::Annotation]| json!({"title": out.title, "summary": out.summary, "text": out.text, "annotations": annotations});
+        let first = batches.next().unwrap_or(&[]);
+        let body = json!({"status": "completed", "conclusion": conclusion, "output": output(first)});
+        self.patch_check(repo, id, &body).await?;
+        for more in batches {
+            self.patch_check(repo, id, &json!({"output": output(more)})).await?;
+        }
+        Ok(())
+    }
+
+    async fn patch_check(&self, repo: &RepoName, id: CheckRunId, body: &Value) -> Result<()> {
+        let _: Value = self.gh.patch(format!("/repos/{repo}/check-runs/{}", id.0), Some(body)).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_shas_are_checked() {
+        assert_eq!(RepoName::parse("karpa-net/recipe").unwrap().to_string(), "karpa-net/recipe");
+        for bad in ["karpa-net", "a/b/c", "/x", "x/", "a/..", "a b/c", "a/c?x=1"] {
+            assert!(RepoName::parse(bad).is_err(), "{bad}");
+        }
+        assert!(CommitSha::parse(&"A".repeat(40)).is_ok());
+        assert!(CommitSha::parse(&"a".repeat(39)).is_err() && CommitSha::parse(&"g".repeat(40)).is_err());
+    }
+}

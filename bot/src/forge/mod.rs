@@ -1,0 +1,5 @@
+//! Where PRs come from and verdicts go: GitHub (checks, merges, tags) and, later,
+//! the local forge over a bare repository.
+
+pub mod checks;
+pub mod github;
