@@ -91,7 +91,7 @@ pub struct EvalPaths {
     pub libtorch: Option<PathBuf>,
 }
 
-fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option<NoiseFloor>, DecisionRule)> {
+pub fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option<NoiseFloor>, DecisionRule)> {
     let secret = std::fs::read(&p.secret_file).with_context(|| format!("cannot read {}", p.secret_file.display()))?;
     if secret.len() < 16 {
         bail!("{} holds under 16 bytes; the replay choice would be guessable", p.secret_file.display());
@@ -103,21 +103,8 @@ fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option<Noi
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"));
     let libtorch = crate::prove::resolve_libtorch(p.libtorch.as_deref(), repo)?;
-    let floor = match &p.noise_floor {
-        Some(f) => Some(
-            serde_json::from_slice(&std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?)
-                .with_context(|| format!("{} is not a noise floor", f.display()))?,
-        ),
-        None => None,
-    };
-    let rule = match &p.rule {
-        Some(f) => toml::from_str(&std::fs::read_to_string(f)?)
-            .with_context(|| format!("{} is not a decision rule", f.display()))?,
-        None => DecisionRule::default(),
-    };
-    if let Err(why) = rule.validate() {
-        bail!("the decision rule is not usable: {why}");
-    }
+    let floor = p.noise_floor.as_deref().map(load_noise_floor).transpose()?;
+    let rule = load_rule(p.rule.as_deref())?;
     let setup = EvalSetup {
         target_dir: std::path::absolute(&p.target_dir)?,
         libtorch,
@@ -134,6 +121,24 @@ fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option<Noi
         },
     };
     Ok((setup, floor, rule))
+}
+
+pub fn load_noise_floor(f: &std::path::Path) -> Result<NoiseFloor> {
+    serde_json::from_slice(&std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?)
+        .with_context(|| format!("{} is not a noise floor", f.display()))
+}
+
+/// The decision rule from a TOML file (defaults for absent fields), checked.
+pub fn load_rule(f: Option<&std::path::Path>) -> Result<DecisionRule> {
+    let rule: DecisionRule = match f {
+        Some(f) => toml::from_str(&std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?)
+            .with_context(|| format!("{} is not a decision rule", f.display()))?,
+        None => DecisionRule::default(),
+    };
+    if let Err(why) = rule.validate() {
+        bail!("the decision rule is not usable: {why}");
+    }
+    Ok(rule)
 }
 
 /// `karpa noise-floor`: measures the king and writes the floor as JSON.
@@ -177,7 +182,7 @@ pub fn run(
         bundle,
         ledger: Box::new(JsonlLedger::open(ledger)),
         eval,
-        noise_floor,
+        noise_floors: noise_floor.into_iter().collect(),
         rule,
     })?;
     if json {

@@ -8,6 +8,7 @@ pub mod bench_webhooks;
 pub mod bundle_cmd;
 pub mod db;
 pub mod forge;
+pub mod jobs;
 pub mod judge;
 pub mod judge_cmd;
 pub mod prove;

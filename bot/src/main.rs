@@ -86,6 +86,8 @@ enum Command {
     JudgeSim(judge_cmd::SimArgs),
     /// Run the GitHub App: webhooks into the durable queue, /healthz and /metrics.
     Serve(karpa_bot::serve_cmd::ServeArgs),
+    /// Run judge workers only, on another host: they claim jobs from the shared database.
+    Runner(karpa_bot::serve_cmd::RunnerArgs),
     /// Load-test the webhook: signed deliveries over loopback into a real database.
     BenchWebhooks(karpa_bot::bench_webhooks::BenchArgs),
     /// Proof bundles.
@@ -184,6 +186,7 @@ fn main() -> ExitCode {
         }
         Command::JudgeSim(args) => judge_cmd::judge_sim(&args),
         Command::Serve(args) => karpa_bot::serve_cmd::serve(&args),
+        Command::Runner(args) => karpa_bot::serve_cmd::runner(&args),
         Command::BenchWebhooks(args) => karpa_bot::bench_webhooks::run(&args),
         Command::Submit(args) => tokio::runtime::Runtime::new()
             .map_err(Into::into)

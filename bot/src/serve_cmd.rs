@@ -11,15 +11,142 @@ pub struct ServeArgs {
     /// PostgreSQL URL.
     #[arg(long, env = "KARPA_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
-    /// The GitHub App's id.
-    #[arg(long, env = "KARPA_APP_ID")]
-    pub app_id: i64,
     /// A file holding a webhook secret; repeat while rotating (every one is accepted).
     #[arg(long = "webhook-secret-file", required = true)]
     pub webhook_secret_files: Vec<PathBuf>,
     /// Largest webhook body accepted, in bytes.
     #[arg(long, default_value_t = crate::server::DEFAULT_MAX_BODY)]
     pub max_body: usize,
+    /// In-process workers (0: leave the jobs to `karpa runner` processes).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    #[command(flatten)]
+    pub work: WorkerArgs,
+}
+
+/// What a worker needs, for `karpa serve` and `karpa runner`.
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    /// The GitHub App's id.
+    #[arg(long, env = "KARPA_APP_ID")]
+    pub app_id: u64,
+    /// The GitHub App's private key (PEM).
+    #[arg(long, env = "KARPA_APP_KEY_FILE")]
+    pub app_key_file: PathBuf,
+    /// The GitHub REST API.
+    #[arg(long, default_value = "https://api.github.com")]
+    pub github_api: String,
+    /// The recipe repository's git URL; `{repo}` stands for owner/name.
+    #[arg(long, default_value = "https://github.com/{repo}.git")]
+    pub git_url: String,
+    /// Mirrors and downloaded bundles live here.
+    #[arg(long, default_value = ".karpa/bot")]
+    pub state_dir: PathBuf,
+    /// Largest bundle file accepted, in bytes.
+    #[arg(long, default_value_t = 64 << 30)]
+    pub bundle_max_bytes: u64,
+    /// FROM=TO: fetch bundle URLs starting with FROM from TO instead (a mirror or cache).
+    #[arg(long = "bundle-url-rewrite")]
+    pub bundle_url_rewrites: Vec<String>,
+    /// The hidden evaluation (public data, hidden split, secret); without it verdicts stop at integrity.
+    #[arg(long, requires_all = ["hidden", "secret_file"])]
+    pub data: Option<PathBuf>,
+    #[arg(long, requires = "data")]
+    pub hidden: Option<PathBuf>,
+    #[arg(long, requires = "data")]
+    pub secret_file: Option<PathBuf>,
+    /// Shared cargo target folder for recipe builds.
+    #[arg(long, default_value = "target/recipes")]
+    pub target_dir: PathBuf,
+    /// A measured noise floor (JSON); repeat for several kings or configs.
+    #[arg(long = "noise-floor")]
+    pub noise_floors: Vec<PathBuf>,
+    /// Decision rule (TOML).
+    #[arg(long)]
+    pub rule: Option<PathBuf>,
+    /// Seconds a claimed job stays leased without a heartbeat (a dead worker's job waits this long).
+    #[arg(long, default_value_t = 600)]
+    pub lease_seconds: u64,
+    /// Attempts before a job is dead; the last one shows an `error` verdict instead of retrying.
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: i32,
+}
+
+/// `karpa runner`: workers only, on a host with the accelerator.
+#[derive(clap::Args, Debug)]
+pub struct RunnerArgs {
+    #[arg(long, env = "KARPA_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    #[command(flatten)]
+    pub work: WorkerArgs,
+}
+
+impl WorkerArgs {
+    pub fn services(&self, pool: sqlx::PgPool) -> Result<crate::jobs::Services> {
+        let key = std::fs::read(&self.app_key_file)
+            .with_context(|| format!("cannot read {}", self.app_key_file.display()))?;
+        let app = crate::forge::github::app_client(self.app_id, &key, &self.github_api)?;
+        let rewrites = self
+            .bundle_url_rewrites
+            .iter()
+            .map(|r| match r.split_once('=') {
+                Some((from, to)) => Ok((from.to_string(), to.to_string())),
+                None => bail!("--bundle-url-rewrite takes FROM=TO, got {r:?}"),
+            })
+            .collect::<Result<_>>()?;
+        let rule = crate::judge_cmd::load_rule(self.rule.as_deref())?;
+        let eval = match (&self.data, &self.hidden, &self.secret_file) {
+            (Some(data), Some(hidden), Some(secret_file)) => {
+                let paths = crate::judge_cmd::EvalPaths {
+                    data: data.clone(),
+                    hidden: hidden.clone(),
+                    secret_file: secret_file.clone(),
+                    target_dir: self.target_dir.clone(),
+                    noise_floor: None,
+                    rule: None,
+                    libtorch: None,
+                };
+                Some(crate::judge_cmd::setup(std::path::Path::new("."), &paths)?.0)
+            }
+            _ => None,
+        };
+        Ok(crate::jobs::Services {
+            pool,
+            app,
+            judge: crate::jobs::judge::Settings {
+                state_dir: std::path::absolute(&self.state_dir)?,
+                git_url: self.git_url.clone(),
+                fetcher: crate::forge::bundle_fetch::Fetcher::new(self.bundle_max_bytes, rewrites)?,
+                eval,
+                noise_floors: self
+                    .noise_floors
+                    .iter()
+                    .map(|f| crate::judge_cmd::load_noise_floor(f))
+                    .collect::<Result<_>>()?,
+                rule,
+                max_attempts: self.max_attempts,
+            },
+            lease: std::time::Duration::from_secs(self.lease_seconds.max(1)),
+            backoff: std::time::Duration::from_secs(30),
+        })
+    }
+}
+
+/// Starts `n` workers on `services`; they stop when `stop` turns true.
+pub fn spawn_workers(
+    services: std::sync::Arc<crate::jobs::Services>,
+    n: usize,
+    stop: &tokio::sync::watch::Sender<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    (0..n)
+        .map(|i| {
+            let id = format!("{host}-{}-{i}", std::process::id());
+            tokio::spawn(crate::jobs::work(services.clone(), id, std::time::Duration::from_secs(1), stop.subscribe()))
+        })
+        .collect()
 }
 
 /// Reads the webhook secrets; each must be at least 16 bytes after trimming.
@@ -39,16 +166,35 @@ pub fn read_secrets(files: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
 
 pub fn serve(args: &ServeArgs) -> Result<bool> {
     let secrets = read_secrets(&args.webhook_secret_files)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "karpa_bot=info".into()),
-        )
-        .init();
+    init_tracing();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let pool = crate::db::connect(&args.database_url).await?;
-        let state = crate::server::AppState::new(pool, secrets, args.app_id, args.max_body);
+        let services = std::sync::Arc::new(args.work.services(pool.clone())?);
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let _workers = spawn_workers(services, args.workers, &stop);
+        let state = crate::server::AppState::new(pool, secrets, args.work.app_id as i64, args.max_body);
         crate::server::serve(state, args.listen).await
     })?;
     Ok(true)
+}
+
+pub fn runner(args: &RunnerArgs) -> Result<bool> {
+    init_tracing();
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let pool = crate::db::connect(&args.database_url).await?;
+        let services = std::sync::Arc::new(args.work.services(pool)?);
+        let (stop, _) = tokio::sync::watch::channel(false);
+        for w in spawn_workers(services, args.workers.max(1), &stop) {
+            w.await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(true)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "karpa_bot=info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }

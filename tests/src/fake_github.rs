@@ -18,6 +18,12 @@ pub struct Ledger {
     pub pulls: HashMap<String, Vec<Value>>,
     /// Check runs by id, each with every request that touched it, in order.
     pub check_runs: Vec<CheckRun>,
+    /// Files served at /files/{name} without auth (bundle hosting).
+    pub files: HashMap<String, Vec<u8>>,
+    /// Holds every check-run PATCH this long before answering (a slow GitHub).
+    pub patch_delay: Option<std::time::Duration>,
+    /// Check-run PATCHes that have arrived, answered or not.
+    pub patches_seen: usize,
     /// Tokens the fake accepts: the test's own, and installation tokens it minted.
     pub tokens: Vec<String>,
     /// Requests nobody expected, as "METHOD path".
@@ -69,6 +75,8 @@ impl FakeGitHub {
         let ctx = Ctx { ledger: ledger.clone(), repos: repos.iter().map(|r| r.to_string()).collect(), app };
         let app = Router::new()
             .route("/repos/{owner}/{repo}/pulls", get(list_pulls).post(create_pull))
+            .route("/repos/{owner}/{repo}/pulls/{number}", get(get_pull))
+            .route("/files/{name}", get(get_file))
             .route("/app/installations/{id}/access_tokens", post(mint_token))
             .route("/repos/{owner}/{repo}/check-runs", post(create_check_run))
             .route("/repos/{owner}/{repo}/check-runs/{id}", patch(update_check_run))
@@ -82,6 +90,16 @@ impl FakeGitHub {
 
     pub fn pulls(&self, repo: &str) -> Vec<Value> {
         self.ledger.lock().unwrap().pulls.get(repo).cloned().unwrap_or_default()
+    }
+
+    /// Adds a pull request as GitHub would show it.
+    pub fn add_pull(&self, repo: &str, pr: Value) {
+        self.ledger.lock().unwrap().pulls.entry(repo.to_string()).or_default().push(pr);
+    }
+
+    /// Serves `bytes` at `{url}/files/{name}`.
+    pub fn add_file(&self, name: &str, bytes: Vec<u8>) {
+        self.ledger.lock().unwrap().files.insert(name.to_string(), bytes);
     }
 
     pub fn check_runs(&self) -> Vec<CheckRun> {
@@ -305,6 +323,14 @@ async fn update_check_run(
     if let Err(r) = ctx.admit(&headers, "PATCH check-runs", &slug) {
         return r;
     }
+    let delay = {
+        let mut l = ctx.ledger.lock().unwrap();
+        l.patches_seen += 1;
+        l.patch_delay
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let mut l = ctx.ledger.lock().unwrap();
     if let Some(problem) = check_body_problem(&req) {
         l.unexpected.push(format!("PATCH check-runs/{id}: {problem}"));
@@ -316,4 +342,27 @@ async fn update_check_run(
     };
     apply_check(run, &req);
     Json(run.state.clone()).into_response()
+}
+
+async fn get_pull(
+    State(ctx): State<Ctx>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    let slug = format!("{owner}/{repo}");
+    if let Err(r) = ctx.admit(&headers, "GET pull", &slug) {
+        return r;
+    }
+    let l = ctx.ledger.lock().unwrap();
+    match l.pulls.get(&slug).into_iter().flatten().find(|p| p["number"] == number) {
+        Some(pr) => Json(pr.clone()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+async fn get_file(State(ctx): State<Ctx>, Path(name): Path<String>) -> Response {
+    match ctx.ledger.lock().unwrap().files.get(&name) {
+        Some(bytes) => bytes.clone().into_response(),
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }

@@ -3,8 +3,8 @@
 
 pub mod fake_github;
 
-/// A fresh, migrated database per test in the cluster `cargo xtask test` starts.
-pub async fn fresh_database() -> sqlx::PgPool {
+/// A fresh database per test in the cluster `cargo xtask test` starts; its URL.
+pub async fn fresh_database_url() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     let url = std::env::var("KARPA_TEST_DATABASE_URL")
@@ -15,7 +15,12 @@ pub async fn fresh_database() -> sqlx::PgPool {
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.unwrap();
     admin.close().await;
     let (base, _) = url.rsplit_once('/').expect("a database URL ends in /<db>");
-    karpa_bot::db::connect(&format!("{base}/{name}")).await.expect("migrations apply to a fresh database")
+    format!("{base}/{name}")
+}
+
+/// A fresh, migrated database per test.
+pub async fn fresh_database() -> sqlx::PgPool {
+    karpa_bot::db::connect(&fresh_database_url().await).await.expect("migrations apply to a fresh database")
 }
 
 use std::path::{Path, PathBuf};
@@ -23,6 +28,18 @@ use std::process::{Command, Output};
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the workspace").to_path_buf()
+}
+
+/// Runs git in `dir` with a fixed identity; its stdout. Fails the test on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=Karpa Test", "-c", "user.email=test@karpa.invalid", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("git prints UTF-8")
 }
 
 /// A binary of the workspace, built next to this test's own target folder.

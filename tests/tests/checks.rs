@@ -18,7 +18,8 @@ fn key(name: &str) -> Vec<u8> {
 }
 
 fn fake() -> FakeGitHub {
-    let app = FakeApp { app_id: APP_ID, public_key_pem: key("github-app.test-key.pub.pem"), installation: INSTALLATION };
+    let app =
+        FakeApp { app_id: APP_ID, public_key_pem: key("github-app.test-key.pub.pem"), installation: INSTALLATION };
     FakeGitHub::start_with(&[REPO], "no-personal-token-in-this-test", Some(app))
 }
 

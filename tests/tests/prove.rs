@@ -2,20 +2,8 @@
 //! tagged recipe-v0.1.0), a real patch, `karpa-train` built from the patched tree,
 //! real training on `micro`, and a bundle that `karpa bundle verify` accepts.
 
-use karpa_tests::{binary, corpus, demo_salt_file, run, workspace_root};
+use karpa_tests::{binary, corpus, demo_salt_file, git, run, workspace_root};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=Karpa Test", "-c", "user.email=test@karpa.invalid", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// A recipe repository holding this workspace's tracked files, tagged recipe-v0.1.0.
 fn recipe_repo(dir: &Path) -> PathBuf {

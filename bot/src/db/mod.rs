@@ -3,6 +3,8 @@
 
 pub mod deliveries;
 pub mod jobs;
+pub mod judgments;
+pub mod ledger;
 
 use anyhow::{Context, Result};
 use sqlx::postgres::{PgPool, PgPoolOptions};

@@ -68,7 +68,15 @@ pub fn app_client(app_id: u64, private_key_pem: &[u8], base_uri: &str) -> Result
         .context("cannot build the GitHub client")
 }
 
-/// Acting for one installation: check runs on its repositories.
+/// What the judge needs to know about a PR, fresh from GitHub.
+#[derive(Debug, Clone)]
+pub struct PullInfo {
+    pub open: bool,
+    pub head: CommitSha,
+    pub body: String,
+}
+
+/// Acting for one installation: PRs and check runs on its repositories.
 pub struct Installation {
     gh: Octocrab,
 }
@@ -76,6 +84,21 @@ pub struct Installation {
 impl Installation {
     pub fn new(app: &Octocrab, id: u64) -> Result<Self> {
         Ok(Installation { gh: app.installation(InstallationId(id))? })
+    }
+
+    pub async fn pull(&self, repo: &RepoName, number: u64) -> Result<PullInfo> {
+        let pr: Value = self.gh.get(format!("/repos/{repo}/pulls/{number}"), None::<&()>).await?;
+        Ok(PullInfo {
+            open: pr["state"] == "open",
+            head: CommitSha::parse(pr["head"]["sha"].as_str().unwrap_or_default())?,
+            body: pr["body"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+
+    /// A token for git over HTTPS as this installation.
+    pub async fn git_token(&self) -> Result<String> {
+        let token = self.gh.installation_token().await?;
+        Ok(octocrab::secrecy::ExposeSecret::expose_secret(&token).to_string())
     }
 
     /// Creates the check run for `head`, queued. Returns its id.

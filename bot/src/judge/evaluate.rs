@@ -20,6 +20,7 @@ pub const REPLAY_STEPS: u64 = 5;
 pub const REPLAY_TOLERANCE: f64 = 0.05;
 
 /// What this validator brings to an evaluation.
+#[derive(Clone)]
 pub struct EvalSetup {
     /// Shared cargo target folder for PR builds (read-write during builds only).
     pub target_dir: PathBuf,

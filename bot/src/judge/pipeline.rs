@@ -24,7 +24,8 @@ pub struct JudgeInput {
     pub ledger: Box<dyn Ledger>,
     /// Hidden evaluation: without it the judgment stops after the integrity stages.
     pub eval: Option<EvalSetup>,
-    pub noise_floor: Option<NoiseFloor>,
+    /// Measured noise floors; the one for the current king and the bundle's config is used.
+    pub noise_floors: Vec<NoiseFloor>,
     pub rule: DecisionRule,
 }
 
@@ -242,7 +243,7 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
 
     // 7. Decision against the king's noise floor.
     let Some(floor) =
-        input.noise_floor.as_ref().filter(|f| f.king == king.tag && f.config == manifest.config && f.n() >= 2)
+        input.noise_floors.iter().find(|f| f.king == king.tag && f.config == manifest.config && f.n() >= 2)
     else {
         return Ok(run.verdict(
             VerdictClass::Error,

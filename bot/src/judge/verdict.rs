@@ -43,6 +43,24 @@ pub struct Verdict {
     pub judge_version: &'static str,
 }
 
+impl Verdict {
+    /// A verdict reached before the pipeline could start (no locator, no bundle).
+    pub fn at_intake(class: VerdictClass, finding: Finding, summary: impl Into<String>) -> Self {
+        Verdict {
+            class,
+            summary: summary.into(),
+            bundle_digest: None,
+            king: None,
+            findings: vec![finding],
+            stages: vec![StageReport { stage: "intake", passed: false, seconds: 0.0 }],
+            eval: None,
+            decision: None,
+            confirmation: None,
+            judge_version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
 /// The guard's runs: the challenger retrained by the validator with its own seeds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Confirmation {

@@ -1,0 +1,43 @@
+//! Judgments: the check run each judge job owns, and its verdict once judged.
+
+use crate::judge::verdict::Verdict;
+use anyhow::Result;
+use sqlx::PgPool;
+
+/// The job's check run, if one was created before (a retried job reuses it).
+pub async fn check_run(pool: &PgPool, job_key: &str) -> Result<Option<u64>> {
+    let id: Option<Option<i64>> = sqlx::query_scalar("SELECT check_run_id FROM judgments WHERE job_key = $1")
+        .bind(job_key)
+        .fetch_optional(pool)
+        .await?;
+    Ok(id.flatten().map(|i| i as u64))
+}
+
+pub async fn set_check_run(pool: &PgPool, job_key: &str, repo: &str, pr: u64, head: &str, check: u64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO judgments (job_key, repo, pr, head_sha, check_run_id) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (job_key) DO UPDATE SET check_run_id = excluded.check_run_id",
+    )
+    .bind(job_key)
+    .bind(repo)
+    .bind(pr as i64)
+    .bind(head)
+    .bind(check as i64)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn record_verdict(pool: &PgPool, job_key: &str, v: &Verdict) -> Result<()> {
+    let class = serde_json::to_value(v.class)?;
+    sqlx::query(
+        "UPDATE judgments SET verdict = $2, class = $3, bundle_digest = $4, judged_at = now() WHERE job_key = $1",
+    )
+    .bind(job_key)
+    .bind(serde_json::to_value(v)?)
+    .bind(class.as_str())
+    .bind(v.bundle_digest.as_deref())
+    .execute(pool)
+    .await?;
+    Ok(())
+}

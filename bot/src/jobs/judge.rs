@@ -1,0 +1,109 @@
+//! The judge job: a PR head with its bundle, from intake to a completed check.
+//! Every step is idempotent, so a retried or re-claimed job converges: the check
+//! run is created once (its id is stored), bundles are cached by digest, the
+//! mirror fetch and the pipeline are repeatable, and the ledger accepts the same
+//! bundle twice.
+
+use super::Services;
+use crate::db::{jobs::Lease, judgments, ledger::PgLedger};
+use crate::forge::bundle_fetch::Fetcher;
+use crate::forge::checks::{conclusion, render, Conclusion, Links};
+use crate::forge::github::{CheckRunId, CommitSha, Installation, RepoName};
+use crate::judge::decision::{DecisionRule, NoiseFloor};
+use crate::judge::evaluate::EvalSetup;
+use crate::judge::pipeline::{judge, JudgeInput};
+use crate::judge::verdict::{Verdict, VerdictClass};
+use crate::judge::Finding;
+use anyhow::{bail, Result};
+use proof::locator::Locator;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+pub struct Settings {
+    /// mirrors/ and bundles/ live here.
+    pub state_dir: PathBuf,
+    /// The recipe repository's git URL, `{repo}` standing for owner/name.
+    pub git_url: String,
+    pub fetcher: Fetcher,
+    /// Without it, judgments stop after the integrity stages (verdict `error`).
+    pub eval: Option<EvalSetup>,
+    pub noise_floors: Vec<NoiseFloor>,
+    pub rule: DecisionRule,
+    /// The attempt at which an `error` verdict is shown instead of retried.
+    pub max_attempts: i32,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    repo: String,
+    installation: u64,
+    pr: u64,
+    head_sha: String,
+}
+
+pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
+    let p: Payload = serde_json::from_value(lease.payload.clone())?;
+    let key = format!("job-{}", lease.id.0);
+    let repo = RepoName::parse(&p.repo)?;
+    let head = CommitSha::parse(&p.head_sha)?;
+    let gh = Installation::new(&s.app, p.installation)?;
+    let pr = gh.pull(&repo, p.pr).await?;
+    if !pr.open || pr.head != head {
+        tracing::info!(%repo, pr = p.pr, "closed or pushed again since; nothing to judge");
+        return Ok(());
+    }
+    let check = match judgments::check_run(&s.pool, &key).await? {
+        Some(id) => CheckRunId(id),
+        None => {
+            let id = gh.start_check(&repo, &head, &key).await?;
+            judgments::set_check_run(&s.pool, &key, &p.repo, p.pr, head.as_str(), id.0).await?;
+            id
+        }
+    };
+    gh.check_progress(&repo, check, "intake").await?;
+    let verdict = intake_and_judge(s, &gh, &repo, p.pr, &head, &pr.body).await?;
+    judgments::record_verdict(&s.pool, &key, &verdict).await?;
+    let links = Links::default();
+    match conclusion(verdict.class) {
+        Some(c) => gh.complete_check(&repo, check, c, &render(&verdict, &links)).await?,
+        None if lease.attempt < s.judge.max_attempts => bail!("not judged on this try: {}", verdict.summary),
+        None => gh.complete_check(&repo, check, Conclusion::Neutral, &render(&verdict, &links)).await?,
+    }
+    Ok(())
+}
+
+async fn intake_and_judge(
+    s: &Services,
+    gh: &Installation,
+    repo: &RepoName,
+    pr: u64,
+    head: &CommitSha,
+    body: &str,
+) -> Result<Verdict> {
+    let reject = |f: Finding| Verdict::at_intake(VerdictClass::Rejected, f, "the bundle could not be taken in");
+    let loc = match Locator::parse_from_body(body) {
+        Ok(l) => l,
+        Err(e) => return Ok(reject(Finding::reject("intake.locator", "PR body", None, e.to_string()))),
+    };
+    let bundle = match s.judge.fetcher.fetch(&loc, &s.judge.state_dir.join("bundles")).await? {
+        Ok(file) => file,
+        Err(f) => return Ok(reject(f)),
+    };
+    let url = s.judge.git_url.replace("{repo}", &repo.to_string());
+    let token = if url.starts_with("https://") { Some(gh.git_token().await?) } else { None };
+    let mirror = s.judge.state_dir.join("mirrors").join(&repo.owner).join(format!("{}.git", repo.name));
+    let input = JudgeInput {
+        repo: mirror.clone(),
+        pr_head: head.as_str().to_string(),
+        bundle,
+        ledger: Box::new(PgLedger::new(s.pool.clone(), tokio::runtime::Handle::current())),
+        eval: s.judge.eval.clone(),
+        noise_floors: s.judge.noise_floors.clone(),
+        rule: s.judge.rule.clone(),
+    };
+    tokio::task::spawn_blocking(move || {
+        crate::forge::mirror::fetch(&mirror, &url, pr, token.as_deref())?;
+        judge(&input)
+    })
+    .await?
+}

@@ -1,0 +1,76 @@
+//! Workers: claim a job, run its handler while a heartbeat keeps the lease,
+//! then mark it done or failed (retried with backoff, dead after its attempts).
+//! The same loop runs inside `karpa serve` and in `karpa runner` on other hosts.
+
+pub mod judge;
+
+use crate::db::jobs::{self, Lease};
+use anyhow::{bail, Result};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the handlers need: the database, the GitHub App, the judge's settings.
+pub struct Services {
+    pub pool: PgPool,
+    pub app: octocrab::Octocrab,
+    pub judge: judge::Settings,
+    /// How long a claim lasts without a heartbeat.
+    pub lease: Duration,
+    /// First retry delay; doubles per attempt.
+    pub backoff: Duration,
+}
+
+/// Runs jobs until `stop` turns true; sleeps `idle` when the queue is empty.
+pub async fn work(s: Arc<Services>, worker: String, idle: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        match run_one(&s, &worker).await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => tracing::error!(worker, "the queue is unreachable: {e:#}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(idle) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Claims and runs one job; false when none was ready.
+pub async fn run_one(s: &Services, worker: &str) -> Result<bool> {
+    let Some(lease) = jobs::claim(&s.pool, worker, s.lease).await? else { return Ok(false) };
+    tracing::info!(worker, job = lease.id.0, kind = lease.kind, attempt = lease.attempt, "claimed");
+    let beat = {
+        let (pool, id, worker, every) = (s.pool.clone(), lease.id, lease.worker.clone(), s.lease / 3);
+        let probe = Lease { id, kind: String::new(), payload: serde_json::Value::Null, attempt: 0, worker };
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if !matches!(jobs::heartbeat(&pool, &probe, every * 3).await, Ok(true)) {
+                    return;
+                }
+            }
+        })
+    };
+    let outcome = dispatch(s, &lease).await;
+    beat.abort();
+    match outcome {
+        Ok(()) => {
+            jobs::complete(&s.pool, lease).await?;
+        }
+        Err(e) => {
+            tracing::warn!(worker, job = lease.id.0, "failed: {e:#}");
+            jobs::fail(&s.pool, lease, &format!("{e:#}"), s.backoff).await?;
+        }
+    }
+    Ok(true)
+}
+
+async fn dispatch(s: &Services, lease: &Lease) -> Result<()> {
+    match lease.kind.as_str() {
+        "judge" | "rejudge" => judge::run(s, lease).await,
+        // A closed PR's pending judgment finds the PR closed and stops by itself.
+        "pr-closed" => Ok(()),
+        other => bail!("no handler for jobs of kind {other:?}"),
+    }
+}
