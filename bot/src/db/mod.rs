@@ -4,6 +4,7 @@
 pub mod deliveries;
 pub mod jobs;
 pub mod judgments;
+pub mod kings;
 pub mod ledger;
 
 use anyhow::{Context, Result};

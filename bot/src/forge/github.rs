@@ -76,6 +76,17 @@ pub struct PullInfo {
     pub body: String,
 }
 
+/// What a sha-guarded merge came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Merge {
+    /// Merged (now or before): the merge commit.
+    Merged(CommitSha),
+    /// 409: the PR's head is no longer the judged commit.
+    HeadMoved,
+    /// 405: GitHub will not merge it now (conflicts, base moved, protection).
+    NotMergeable(String),
+}
+
 /// Acting for one installation: PRs and check runs on its repositories.
 pub struct Installation {
     gh: Octocrab,
@@ -93,6 +104,122 @@ impl Installation {
             head: CommitSha::parse(pr["head"]["sha"].as_str().unwrap_or_default())?,
             body: pr["body"].as_str().unwrap_or_default().to_string(),
         })
+    }
+
+    /// Squash-merges PR `number` if its head is still `head`.
+    pub async fn merge(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        head: &CommitSha,
+        title: &str,
+        message: &str,
+    ) -> Result<Merge> {
+        let body =
+            json!({"sha": head.as_str(), "merge_method": "squash", "commit_title": title, "commit_message": message});
+        let route = format!("/repos/{repo}/pulls/{number}/merge");
+        match self.gh.put::<Value, _, _>(route, Some(&body)).await {
+            Ok(v) => Ok(Merge::Merged(CommitSha::parse(v["sha"].as_str().unwrap_or_default())?)),
+            Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 409 => Ok(Merge::HeadMoved),
+            Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 405 => {
+                // Already merged by us on an earlier try? Then that merge stands.
+                let pr: Value = self.gh.get(format!("/repos/{repo}/pulls/{number}"), None::<&()>).await?;
+                match (pr["merged"].as_bool(), pr["merge_commit_sha"].as_str()) {
+                    (Some(true), Some(sha)) if pr["head"]["sha"] == head.as_str() => {
+                        Ok(Merge::Merged(CommitSha::parse(sha)?))
+                    }
+                    _ => Ok(Merge::NotMergeable(source.message)),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Prepends `entry` to CHANGELOG.md on `branch` unless it is there; the new
+    /// head commit of `branch` (GitHub checks the file's blob sha, so a
+    /// concurrent edit fails instead of being overwritten).
+    pub async fn prepend_changelog(
+        &self,
+        repo: &RepoName,
+        branch: &str,
+        marker: &str,
+        entry: &str,
+    ) -> Result<CommitSha> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let route = format!("/repos/{repo}/contents/CHANGELOG.md");
+        let current: Option<Value> = match self.gh.get(format!("{route}?ref={branch}"), None::<&()>).await {
+            Ok(v) => Some(v),
+            Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 404 => None,
+            Err(e) => return Err(e.into()),
+        };
+        let old = match &current {
+            Some(v) => String::from_utf8(b64.decode(v["content"].as_str().unwrap_or_default().replace('\n', ""))?)?,
+            None => "# Changelog\n\nEvery crowned recipe release, newest first.\n".to_string(),
+        };
+        if old.contains(marker) {
+            let head: Value = self.gh.get(format!("/repos/{repo}/commits/{branch}"), None::<&()>).await?;
+            return CommitSha::parse(head["sha"].as_str().unwrap_or_default());
+        }
+        let (title, rest) = old.split_once("\n\n").unwrap_or((&old, ""));
+        let new = format!("{title}\n\n{entry}\n{rest}");
+        let mut body = json!({"message": format!("CHANGELOG: {marker}"), "content": b64.encode(new), "branch": branch});
+        if let Some(v) = &current {
+            body["sha"] = v["sha"].clone();
+        }
+        let done: Value = self.gh.put(route, Some(&body)).await?;
+        CommitSha::parse(done["commit"]["sha"].as_str().unwrap_or_default())
+    }
+
+    /// An annotated tag `tag` on `commit` and its ref; an existing ref on the same
+    /// commit counts as done.
+    pub async fn create_tag(&self, repo: &RepoName, tag: &str, message: &str, commit: &CommitSha) -> Result<()> {
+        let body = json!({"tag": tag, "message": message, "object": commit.as_str(), "type": "commit"});
+        let obj: Value = self.gh.post(format!("/repos/{repo}/git/tags"), Some(&body)).await?;
+        let refb = json!({"ref": format!("refs/tags/{tag}"), "sha": obj["sha"]});
+        match self.gh.post::<_, Value>(format!("/repos/{repo}/git/refs"), Some(&refb)).await {
+            Ok(_) => Ok(()),
+            Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 422 => {
+                let existing: Value = self.gh.get(format!("/repos/{repo}/git/ref/tags/{tag}"), None::<&()>).await?;
+                let obj_sha = existing["object"]["sha"].as_str().unwrap_or_default();
+                let tag_obj: Value = self.gh.get(format!("/repos/{repo}/git/tags/{obj_sha}"), None::<&()>).await?;
+                if tag_obj["object"]["sha"] == commit.as_str() {
+                    Ok(())
+                } else {
+                    bail!("tag {tag} already exists on another commit")
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A release for `tag`; one that exists already counts as done.
+    pub async fn create_release(&self, repo: &RepoName, tag: &str, body: &str) -> Result<()> {
+        let req = json!({"tag_name": tag, "name": tag, "body": body});
+        match self.gh.post::<_, Value>(format!("/repos/{repo}/releases"), Some(&req)).await {
+            Ok(_) => Ok(()),
+            Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 422 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Open PR numbers (up to 100 per page, all pages).
+    pub async fn open_pulls(&self, repo: &RepoName) -> Result<Vec<(u64, CommitSha)>> {
+        let mut out = Vec::new();
+        for page in 1.. {
+            let list: Vec<Value> =
+                self.gh.get(format!("/repos/{repo}/pulls?state=open&per_page=100&page={page}"), None::<&()>).await?;
+            for pr in &list {
+                out.push((
+                    pr["number"].as_u64().unwrap_or_default(),
+                    CommitSha::parse(pr["head"]["sha"].as_str().unwrap_or_default())?,
+                ));
+            }
+            if list.len() < 100 {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// A token for git over HTTPS as this installation.

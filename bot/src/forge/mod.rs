@@ -3,5 +3,6 @@
 
 pub mod bundle_fetch;
 pub mod checks;
+pub mod crown;
 pub mod github;
 pub mod mirror;

@@ -12,6 +12,9 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+mod repo;
+pub use repo::RepoState;
+
 #[derive(Default)]
 pub struct Ledger {
     /// Open and closed pull requests, by repository `owner/name`.
@@ -28,6 +31,8 @@ pub struct Ledger {
     pub tokens: Vec<String>,
     /// Requests nobody expected, as "METHOD path".
     pub unexpected: Vec<String>,
+    /// Branches, files, tags and releases, by repository `owner/name`.
+    pub repos: HashMap<String, RepoState>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,8 +61,8 @@ pub struct FakeGitHub {
 }
 
 #[derive(Clone)]
-struct Ctx {
-    ledger: Arc<Mutex<Ledger>>,
+pub(crate) struct Ctx {
+    pub(crate) ledger: Arc<Mutex<Ledger>>,
     repos: Vec<String>,
     app: Option<FakeApp>,
 }
@@ -76,6 +81,7 @@ impl FakeGitHub {
         let app = Router::new()
             .route("/repos/{owner}/{repo}/pulls", get(list_pulls).post(create_pull))
             .route("/repos/{owner}/{repo}/pulls/{number}", get(get_pull))
+            .merge(repo::routes())
             .route("/files/{name}", get(get_file))
             .route("/app/installations/{id}/access_tokens", post(mint_token))
             .route("/repos/{owner}/{repo}/check-runs", post(create_check_run))
@@ -112,13 +118,30 @@ impl FakeGitHub {
     }
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"message": message, "documentation_url": "https://docs.github.com/rest"}))).into_response()
 }
 
 impl Ctx {
+    /// Admits the request and runs `f` on the ledger with the repository's slug.
+    pub(crate) fn with_repo(
+        &self,
+        headers: &HeaderMap,
+        what: &str,
+        owner: &str,
+        repo: &str,
+        f: impl FnOnce(&mut Ledger, &str) -> Response,
+    ) -> Response {
+        let slug = format!("{owner}/{repo}");
+        if let Err(r) = self.admit(headers, what, &slug) {
+            return r;
+        }
+        let mut l = self.ledger.lock().unwrap();
+        f(&mut l, &slug)
+    }
+
     /// Token and repository checks every route shares; a failure is recorded.
-    fn admit(&self, headers: &HeaderMap, what: &str, repo: &str) -> Result<(), Response> {
+    pub(crate) fn admit(&self, headers: &HeaderMap, what: &str, repo: &str) -> Result<(), Response> {
         let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
         let mut l = self.ledger.lock().unwrap();
         let ok_token = l.tokens.iter().any(|t| auth == format!("Bearer {t}") || auth == format!("token {t}"));
@@ -145,22 +168,19 @@ async fn list_pulls(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let slug = format!("{owner}/{repo}");
-    if let Err(r) = ctx.admit(&headers, "GET pulls", &slug) {
-        return r;
-    }
-    let l = ctx.ledger.lock().unwrap();
-    let state = q.get("state").map(String::as_str).unwrap_or("open");
-    let items: Vec<Value> = l
-        .pulls
-        .get(&slug)
-        .into_iter()
-        .flatten()
-        .filter(|p| state == "all" || p["state"] == state)
-        .filter(|p| q.get("head").is_none_or(|h| p["head"]["label"] == h.as_str()))
-        .cloned()
-        .collect();
-    Json(Value::Array(items)).into_response()
+    ctx.with_repo(&headers, "GET pulls", &owner, &repo, |l, slug| {
+        let state = q.get("state").map(String::as_str).unwrap_or("open");
+        let items: Vec<Value> = l
+            .pulls
+            .get(slug)
+            .into_iter()
+            .flatten()
+            .filter(|p| state == "all" || p["state"] == state)
+            .filter(|p| q.get("head").is_none_or(|h| p["head"]["label"] == h.as_str()))
+            .cloned()
+            .collect();
+        Json(Value::Array(items)).into_response()
+    })
 }
 
 async fn create_pull(
@@ -293,24 +313,21 @@ async fn create_check_run(
     headers: HeaderMap,
     Json(req): Json<Value>,
 ) -> Response {
-    let slug = format!("{owner}/{repo}");
-    if let Err(r) = ctx.admit(&headers, "POST check-runs", &slug) {
-        return r;
-    }
-    let mut l = ctx.ledger.lock().unwrap();
-    let sha_ok = req["head_sha"].as_str().is_some_and(|s| s.len() == 40);
-    if let Some(problem) =
-        check_body_problem(&req).or((!sha_ok || req["name"].as_str().is_none()).then(|| "name and head_sha".into()))
-    {
-        l.unexpected.push(format!("POST check-runs: {problem}"));
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
-    }
-    let id = 9000 + l.check_runs.len() as u64;
-    let mut run = CheckRun { repo: slug, state: json!({"id": id}), annotations: vec![], statuses: vec![] };
-    apply_check(&mut run, &req);
-    let state = run.state.clone();
-    l.check_runs.push(run);
-    (StatusCode::CREATED, Json(state)).into_response()
+    ctx.with_repo(&headers, "POST check-runs", &owner, &repo, |l, slug| {
+        let sha_ok = req["head_sha"].as_str().is_some_and(|s| s.len() == 40);
+        let named = sha_ok && req["name"].as_str().is_some();
+        if let Some(problem) = check_body_problem(&req).or((!named).then(|| "name and head_sha".into())) {
+            l.unexpected.push(format!("POST check-runs: {problem}"));
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+        }
+        let id = 9000 + l.check_runs.len() as u64;
+        let mut run =
+            CheckRun { repo: slug.to_string(), state: json!({"id": id}), annotations: vec![], statuses: vec![] };
+        apply_check(&mut run, &req);
+        let state = run.state.clone();
+        l.check_runs.push(run);
+        (StatusCode::CREATED, Json(state)).into_response()
+    })
 }
 
 async fn update_check_run(
@@ -349,15 +366,12 @@ async fn get_pull(
     Path((owner, repo, number)): Path<(String, String, u64)>,
     headers: HeaderMap,
 ) -> Response {
-    let slug = format!("{owner}/{repo}");
-    if let Err(r) = ctx.admit(&headers, "GET pull", &slug) {
-        return r;
-    }
-    let l = ctx.ledger.lock().unwrap();
-    match l.pulls.get(&slug).into_iter().flatten().find(|p| p["number"] == number) {
-        Some(pr) => Json(pr.clone()).into_response(),
-        None => error(StatusCode::NOT_FOUND, "Not Found"),
-    }
+    ctx.with_repo(&headers, "GET pull", &owner, &repo, |l, slug| {
+        match l.pulls.get(slug).into_iter().flatten().find(|p| p["number"] == number) {
+            Some(pr) => Json(pr.clone()).into_response(),
+            None => error(StatusCode::NOT_FOUND, "Not Found"),
+        }
+    })
 }
 
 async fn get_file(State(ctx): State<Ctx>, Path(name): Path<String>) -> Response {

@@ -1,0 +1,238 @@
+//! The repository side of the fake: the PR merge (guarded by the head sha),
+//! CHANGELOG.md through the contents API (guarded by the blob sha), annotated
+//! tags and their refs, releases. Commit ids are made up but consistent.
+
+use super::{error, Ctx};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Default)]
+pub struct RepoState {
+    /// The head of the default branch, `main`.
+    pub main: String,
+    /// Files on main, by path.
+    pub files: HashMap<String, String>,
+    /// Annotated tag objects by their sha.
+    pub tag_objects: HashMap<String, Value>,
+    /// refs/tags/* → tag object sha.
+    pub tag_refs: HashMap<String, String>,
+    pub releases: Vec<Value>,
+    /// Every commit made on main, in order (merges and content updates).
+    pub commits: Vec<String>,
+    /// Merges GitHub would answer 405 to (e.g. conflicts), by PR number.
+    pub unmergeable: Vec<u64>,
+}
+
+impl RepoState {
+    fn new_sha(&mut self, what: &str) -> String {
+        let sha = format!("{:08x}{:032x}", what.len() as u32, self.commits.len() + 1);
+        self.commits.push(sha.clone());
+        self.main = sha.clone();
+        sha
+    }
+}
+
+pub(crate) fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/repos/{owner}/{repo}/pulls/{number}/merge", put(merge))
+        .route("/repos/{owner}/{repo}/contents/{*path}", get(get_content).put(put_content))
+        .route("/repos/{owner}/{repo}/commits/{reference}", get(get_commit))
+        .route("/repos/{owner}/{repo}/git/tags", post(create_tag))
+        .route("/repos/{owner}/{repo}/git/tags/{sha}", get(get_tag))
+        .route("/repos/{owner}/{repo}/git/refs", post(create_ref))
+        .route("/repos/{owner}/{repo}/git/ref/tags/{tag}", get(get_tag_ref))
+        .route("/repos/{owner}/{repo}/releases", post(create_release))
+}
+
+async fn merge(
+    State(ctx): State<Ctx>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+    Json(req): Json<Value>,
+) -> Response {
+    ctx.with_repo(&headers, "PUT merge", &owner, &repo, |l, slug| {
+        if req["merge_method"] != "squash" || req["sha"].as_str().is_none() {
+            l.unexpected.push(format!("PUT merge #{number} without squash and a head sha: {req}"));
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+        }
+        let unmergeable = l.repos.get(slug).is_some_and(|r| r.unmergeable.contains(&number));
+        let Some(pr) = l.pulls.get(slug).and_then(|ps| ps.iter().position(|p| p["number"] == number)) else {
+            return error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let p = &l.pulls[slug][pr];
+        if p["state"] != "open" || unmergeable {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "Pull Request is not mergeable");
+        }
+        if p["head"]["sha"] != req["sha"] {
+            return error(StatusCode::CONFLICT, "Head branch was modified. Review and try the merge again.");
+        }
+        let sha = l.repos.entry(slug.to_string()).or_default().new_sha("merge");
+        let p = &mut l.pulls.get_mut(slug).expect("found above")[pr];
+        p["state"] = json!("closed");
+        p["merged"] = json!(true);
+        p["merge_commit_sha"] = json!(sha);
+        Json(json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"})).into_response()
+    })
+}
+
+async fn get_content(
+    State(ctx): State<Ctx>,
+    Path((owner, repo, path)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    ctx.with_repo(&headers, "GET contents", &owner, &repo, |l, slug| {
+        match l.repos.get(slug).and_then(|r| r.files.get(&path)) {
+            Some(text) => Json(json!({
+                "path": path, "sha": blob_sha(text), "encoding": "base64",
+                "content": base64::engine::general_purpose::STANDARD.encode(text),
+            }))
+            .into_response(),
+            None => error(StatusCode::NOT_FOUND, "Not Found"),
+        }
+    })
+}
+
+fn blob_sha(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..20])
+}
+
+async fn put_content(
+    State(ctx): State<Ctx>,
+    Path((owner, repo, path)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    Json(req): Json<Value>,
+) -> Response {
+    ctx.with_repo(&headers, "PUT contents", &owner, &repo, |l, slug| {
+        let state = l.repos.entry(slug.to_string()).or_default();
+        let current = state.files.get(&path).map(|t| blob_sha(t));
+        if req["sha"].as_str().map(str::to_string) != current {
+            return error(StatusCode::CONFLICT, "sha does not match");
+        }
+        let Some(text) = req["content"]
+            .as_str()
+            .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+        else {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "content is not base64");
+        };
+        state.files.insert(path.clone(), text);
+        let sha = state.new_sha("contents");
+        (StatusCode::OK, Json(json!({"commit": {"sha": sha}, "content": {"path": path}}))).into_response()
+    })
+}
+
+async fn get_commit(
+    State(ctx): State<Ctx>,
+    Path((owner, repo, reference)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    ctx.with_repo(&headers, "GET commit", &owner, &repo, |l, slug| {
+        match l.repos.get(slug).filter(|_| reference == "main") {
+            Some(r) => Json(json!({"sha": r.main})).into_response(),
+            None => error(StatusCode::NOT_FOUND, "Not Found"),
+        }
+    })
+}
+
+async fn create_tag(
+    State(ctx): State<Ctx>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(req): Json<Value>,
+) -> Response {
+    ctx.with_repo(&headers, "POST git/tags", &owner, &repo, |l, slug| {
+        let state = l.repos.entry(slug.to_string()).or_default();
+        let known = req["object"].as_str().is_some_and(|o| state.commits.iter().any(|c| c == o));
+        if req["type"] != "commit" || req["tag"].as_str().is_none() || !known {
+            l.unexpected.push(format!("POST git/tags: {req}"));
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+        }
+        let sha = format!("{:040x}", 0xa000 + state.tag_objects.len());
+        let obj = json!({"sha": sha, "tag": req["tag"], "message": req["message"],
+                         "object": {"sha": req["object"], "type": "commit"}});
+        state.tag_objects.insert(sha, obj.clone());
+        (StatusCode::CREATED, Json(obj)).into_response()
+    })
+}
+
+async fn get_tag(
+    State(ctx): State<Ctx>,
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    ctx.with_repo(&headers, "GET git/tags", &owner, &repo, |l, slug| {
+        match l.repos.get(slug).and_then(|r| r.tag_objects.get(&sha)) {
+            Some(t) => Json(t.clone()).into_response(),
+            None => error(StatusCode::NOT_FOUND, "Not Found"),
+        }
+    })
+}
+
+async fn create_ref(
+    State(ctx): State<Ctx>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(req): Json<Value>,
+) -> Response {
+    ctx.with_repo(&headers, "POST git/refs", &owner, &repo, |l, slug| {
+        let state = l.repos.entry(slug.to_string()).or_default();
+        let (Some(name), Some(sha)) = (req["ref"].as_str(), req["sha"].as_str()) else {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+        };
+        let Some(tag) = name.strip_prefix("refs/tags/") else {
+            l.unexpected.push(format!("POST git/refs for {name}"));
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+        };
+        if state.tag_refs.contains_key(tag) {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "Reference already exists");
+        }
+        state.tag_refs.insert(tag.to_string(), sha.to_string());
+        (StatusCode::CREATED, Json(json!({"ref": name, "object": {"sha": sha, "type": "tag"}}))).into_response()
+    })
+}
+
+async fn get_tag_ref(
+    State(ctx): State<Ctx>,
+    Path((owner, repo, tag)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    ctx.with_repo(&headers, "GET git/ref", &owner, &repo, |l, slug| {
+        match l.repos.get(slug).and_then(|r| r.tag_refs.get(&tag)) {
+            Some(sha) => {
+                Json(json!({"ref": format!("refs/tags/{tag}"), "object": {"sha": sha, "type": "tag"}})).into_response()
+            }
+            None => error(StatusCode::NOT_FOUND, "Not Found"),
+        }
+    })
+}
+
+async fn create_release(
+    State(ctx): State<Ctx>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(_q): Query<HashMap<String, String>>,
+    Json(req): Json<Value>,
+) -> Response {
+    ctx.with_repo(&headers, "POST releases", &owner, &repo, |l, slug| {
+        let state = l.repos.entry(slug.to_string()).or_default();
+        let Some(tag) = req["tag_name"].as_str() else {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+        };
+        if !state.tag_refs.contains_key(tag) {
+            l.unexpected.push(format!("POST releases for {tag}, which has no tag"));
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+        }
+        if state.releases.iter().any(|r| r["tag_name"] == tag) {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed: already_exists");
+        }
+        state.releases.push(req.clone());
+        (StatusCode::CREATED, Json(req)).into_response()
+    })
+}

@@ -1,0 +1,116 @@
+//! Crowning against the strict fake GitHub and a real PostgreSQL: two winning
+//! PRs at once make one crown (the other is stale), a retried crown changes
+//! nothing, a PR pushed after its judgment is not merged (409), and the record
+//! on GitHub is complete: squash merge, CHANGELOG entry, annotated tag on it,
+//! release, king row.
+
+use karpa_bot::db::kings::{self, MergeLock};
+use karpa_bot::forge::crown::{crown, CrownOutcome, Crowning};
+use karpa_bot::forge::github::{app_client, CommitSha, Installation, RepoName};
+use karpa_bot::judge::decision::{Decision, Outcome};
+use karpa_bot::judge::verdict::{StageReport, Verdict, VerdictClass};
+use karpa_tests::fake_github::{FakeApp, FakeGitHub, RepoState};
+use serde_json::json;
+
+const REPO: &str = "karpa-net/recipe";
+const KING_COMMIT: &str = "00000000000000000000000000000000000000c0";
+
+fn crowned(king: &str, digest: char, bpb: f64) -> Verdict {
+    Verdict {
+        class: VerdictClass::Crowned,
+        summary: format!("crowned: {bpb:.4} bpb beats 2.4000"),
+        bundle_digest: Some(digest.to_string().repeat(64)),
+        king: Some(king.into()),
+        findings: vec![],
+        stages: vec![StageReport { stage: "decision", passed: true, seconds: 0.0 }],
+        eval: None,
+        decision: Some(Decision {
+            outcome: Outcome::Crowned,
+            king_mean: 2.4,
+            sigma: 0.01,
+            n: 10,
+            challenger: bpb,
+            gain: 2.4 - bpb,
+            threshold: 0.03,
+        }),
+        confirmation: None,
+        judge_version: "test",
+    }
+}
+
+fn head(n: u64) -> String {
+    format!("{n:040x}")
+}
+
+#[test]
+fn one_crown_from_two_winners_and_a_complete_record() {
+    let fixtures = karpa_tests::workspace_root().join("tests/fixtures");
+    let app = FakeApp {
+        app_id: 4242,
+        public_key_pem: std::fs::read(fixtures.join("github-app.test-key.pub.pem")).unwrap(),
+        installation: 1,
+    };
+    let gh = FakeGitHub::start_with(&[REPO], "unused", Some(app));
+    {
+        let mut l = gh.ledger.lock().unwrap();
+        let state = RepoState { main: KING_COMMIT.into(), commits: vec![KING_COMMIT.into()], ..Default::default() };
+        l.repos.insert(REPO.into(), state);
+    }
+    for n in [7, 8, 9] {
+        gh.add_pull(REPO, json!({"number": n, "state": "open", "head": {"sha": head(n)}, "base": {"ref": "main"}}));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = karpa_tests::fresh_database().await;
+        kings::seed(&pool, REPO, "recipe-v0.1.0", KING_COMMIT).await.unwrap();
+        let app = app_client(4242, &std::fs::read(fixtures.join("github-app.test-key.pem")).unwrap(), &gh.url).unwrap();
+        let repo = RepoName::parse(REPO).unwrap();
+        let attempt = |n: u64, king: &'static str, digest: char| {
+            let (pool, app, repo) = (pool.clone(), app.clone(), repo.clone());
+            async move {
+                let inst = Installation::new(&app, 1).unwrap();
+                let verdict = crowned(king, digest, 2.35);
+                let head = CommitSha::parse(&head(n)).unwrap();
+                let mut lock = MergeLock::acquire(&pool).await.unwrap();
+                let c = Crowning { repo: &repo, pr: n, head: &head, base: "main", verdict: &verdict };
+                let out = crown(&inst, &mut lock, &c).await.unwrap();
+                lock.release().await.unwrap();
+                out
+            }
+        };
+        // Two winners judged against the same king, crowned at the same time.
+        let (a, b) = tokio::join!(attempt(7, "recipe-v0.1.0", 'a'), attempt(8, "recipe-v0.1.0", 'b'));
+        let (winner, stale) = match (&a, &b) {
+            (CrownOutcome::Crowned { .. }, CrownOutcome::Stale { .. }) => (7, &b),
+            (CrownOutcome::Stale { .. }, CrownOutcome::Crowned { .. }) => (8, &a),
+            _ => panic!("exactly one crown: {a:?} {b:?}"),
+        };
+        assert_eq!(stale, &CrownOutcome::Stale { king: "recipe-v0.1.1".into() });
+        // The winner's job retried after crowning: nothing new happens.
+        let digest = if winner == 7 { 'a' } else { 'b' };
+        let again = attempt(winner, "recipe-v0.1.0", digest).await;
+        assert!(matches!(&again, CrownOutcome::Crowned { tag, .. } if tag == "recipe-v0.1.1"), "{again:?}");
+        // PR 9 was judged on the new king, then pushed again before the merge.
+        gh.ledger.lock().unwrap().pulls.get_mut(REPO).unwrap()[2]["head"]["sha"] = json!(head(99));
+        assert_eq!(attempt(9, "recipe-v0.1.1", 'c').await, CrownOutcome::HeadMoved);
+
+        let kings: Vec<(String, Option<i64>)> =
+            sqlx::query_as("SELECT tag, pr FROM kings ORDER BY crowned_at").fetch_all(&pool).await.unwrap();
+        assert_eq!(kings, [("recipe-v0.1.0".to_string(), None), ("recipe-v0.1.1".to_string(), Some(winner as i64))]);
+    });
+
+    gh.assert_clean();
+    let l = gh.ledger.lock().unwrap();
+    let state = &l.repos[REPO];
+    assert_eq!(state.commits.len(), 3, "the king, one squash merge, one CHANGELOG commit");
+    let changelog = &state.files["CHANGELOG.md"];
+    assert_eq!(changelog.matches("## recipe-v0.1.1").count(), 1, "{changelog}");
+    let tag_obj = &state.tag_objects[&state.tag_refs["recipe-v0.1.1"]];
+    assert_eq!(tag_obj["object"]["sha"], state.commits[2], "the tag names the commit with the CHANGELOG entry");
+    let message = tag_obj["message"].as_str().unwrap();
+    assert!(message.contains("bundle-digest: ") && message.contains("2.3500"), "{message}");
+    assert_eq!(state.releases.len(), 1);
+    let merged: Vec<u64> =
+        l.pulls[REPO].iter().filter(|p| p["merged"] == true).map(|p| p["number"].as_u64().unwrap()).collect();
+    assert_eq!(merged.len(), 1);
+}
