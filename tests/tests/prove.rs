@@ -149,14 +149,20 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     let v = judge_eval(Some(&floor(bpb + 0.2)));
     assert_eq!(v["class"], "crowned", "{v:#}");
     assert!((v["decision"]["gain"].as_f64().unwrap() - 0.2).abs() < 1e-9);
-    // The guard retrained the challenger twice, with seeds of the validator's choosing.
+    // The guard retrained the challenger three times, with seeds of the validator's choosing.
     let c = &v["confirmation"];
     assert_eq!(c["passed"], true, "{v:#}");
     let seeds: Vec<u64> = c["seed_offsets"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect();
-    assert!(seeds.len() == 2 && seeds[0] != seeds[1] && seeds.iter().all(|s| *s >= 1 << 40), "{c}");
+    let distinct: std::collections::BTreeSet<_> = seeds.iter().collect();
+    assert!(seeds.len() == 3 && distinct.len() == 3 && seeds.iter().all(|s| *s >= 1 << 40), "{c}");
     let confirmed: Vec<f64> = c["hidden_bpb"].as_array().unwrap().iter().map(|b| b.as_f64().unwrap()).collect();
     assert!(confirmed.iter().all(|b| *b != bpb && (b - bpb).abs() < 0.2), "{bpb} vs {confirmed:?}");
     assert_eq!(judge_eval(Some(&floor(bpb - 0.5)))["class"], "failure");
+
+    // The bot, on the same PR: webhook-free here (the job is queued directly), but
+    // everything after is real — bundle download, mirror, sandboxed eval, the
+    // guard's runs, the crown on (fake) GitHub.
+    bot_crowns_the_pr(repo, &file, data, &secret, &floor(bpb + 0.2));
 
     // A measured noise floor for the king (2 seeds), then a verdict against it.
     let measured = tmp.join("floor.json");
@@ -356,4 +362,105 @@ fn prove_refuses_recipe_code_the_judge_would_reject() {
         r.stderr
     );
     assert!(!out.exists());
+}
+
+/// The judge job on PR 1 of a fake GitHub whose git remote is `repo`: crowned,
+/// merged, tagged recipe-v0.1.1 and released.
+fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path, floor: &Path) {
+    use karpa_bot::db::jobs::{self, NewJob};
+    use karpa_tests::fake_github::{FakeApp, FakeGitHub, RepoState};
+    const REPO: &str = "karpa-net/recipe";
+    let fixtures = workspace_root().join("tests/fixtures");
+    let app = FakeApp {
+        app_id: 4242,
+        public_key_pem: std::fs::read(fixtures.join("github-app.test-key.pub.pem")).unwrap(),
+        installation: 1,
+    };
+    let gh = FakeGitHub::start_with(&[REPO], "unused", Some(app));
+    let head = git(repo, &["rev-parse", "pr/1"]).trim().to_string();
+    let king = git(repo, &["rev-parse", "recipe-v0.1.0^{commit}"]).trim().to_string();
+    git(repo, &["update-ref", "refs/pull/1/head", &head]);
+    let bytes = std::fs::read(bundle_file).unwrap();
+    let sha = proof::sha256_file(bundle_file).unwrap();
+    let manifest: proof::bundle::BundleManifest =
+        serde_json::from_slice(&std::fs::read(tmp_bundle_manifest(bundle_file)).unwrap()).unwrap();
+    gh.add_file("bundle.tar", bytes);
+    let locator = proof::locator::Locator {
+        url: "https://bundles.example/bundle.tar".into(),
+        sha256: sha,
+        bundle_digest: manifest.digest(),
+    };
+    let body = format!("A higher peak learning rate.\n\n{}", locator.render());
+    gh.add_pull(
+        REPO,
+        serde_json::json!({"number": 1, "state": "open", "body": body,
+        "head": {"sha": head}, "base": {"ref": "main"}}),
+    );
+    gh.ledger
+        .lock()
+        .unwrap()
+        .repos
+        .insert(REPO.into(), RepoState { main: king.clone(), commits: vec![king], ..Default::default() });
+    let paths = karpa_bot::judge_cmd::EvalPaths {
+        data: data.join("public"),
+        hidden: data.join("hidden"),
+        secret_file: secret.to_path_buf(),
+        target_dir: workspace_root().join("target/recipes"),
+        noise_floor: Some(floor.to_path_buf()),
+        rule: None,
+        libtorch: None,
+    };
+    let (eval, floor, rule) = karpa_bot::judge_cmd::setup(&workspace_root(), &paths).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = karpa_tests::fresh_database().await;
+        let payload = serde_json::json!({"repo": REPO, "installation": 1, "pr": 1, "head_sha": head});
+        let job = NewJob { kind: "judge".into(), dedupe_key: format!("judge:{REPO}#1@{head}"), payload };
+        jobs::enqueue(&pool, &job).await.unwrap();
+        let services = karpa_bot::jobs::Services {
+            pool: pool.clone(),
+            app: karpa_bot::forge::github::app_client(
+                4242,
+                &std::fs::read(fixtures.join("github-app.test-key.pem")).unwrap(),
+                &gh.url,
+            )
+            .unwrap(),
+            judge: karpa_bot::jobs::judge::Settings {
+                state_dir: bundle_file.parent().unwrap().join("bot-state"),
+                git_url: repo.to_string_lossy().into_owned(),
+                fetcher: karpa_bot::forge::bundle_fetch::Fetcher::new(
+                    1 << 30,
+                    vec![("https://bundles.example/".into(), format!("{}/files/", gh.url))],
+                )
+                .unwrap(),
+                eval: Some(eval),
+                noise_floors: floor.into_iter().collect(),
+                rule,
+                max_attempts: 1,
+            },
+            lease: std::time::Duration::from_secs(600),
+            backoff: std::time::Duration::from_secs(1),
+        };
+        while karpa_bot::jobs::run_one(&services, "w").await.unwrap() {}
+        let (state, err): (String, Option<String>) =
+            sqlx::query_as("SELECT state, last_error FROM jobs").fetch_one(&pool).await.unwrap();
+        assert_eq!(state, "done", "{err:?}");
+        let kings: Vec<(String,)> =
+            sqlx::query_as("SELECT tag FROM kings ORDER BY crowned_at").fetch_all(&pool).await.unwrap();
+        assert_eq!(kings, [("recipe-v0.1.0".to_string(),), ("recipe-v0.1.1".to_string(),)]);
+    });
+    gh.assert_clean();
+    let runs = gh.check_runs();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state["conclusion"], "success", "{}", runs[0].state);
+    let summary = runs[0].state["output"]["summary"].as_str().unwrap();
+    assert!(summary.contains("released as recipe-v0.1.1") && summary.contains("validator seeds"), "{summary}");
+    let l = gh.ledger.lock().unwrap();
+    assert!(l.repos[REPO].tag_refs.contains_key("recipe-v0.1.1") && l.repos[REPO].releases.len() == 1);
+    assert_eq!(l.pulls[REPO][0]["merged"], true);
+}
+
+/// The manifest of the bundle packed at `file` (its folder sits next to it).
+fn tmp_bundle_manifest(file: &Path) -> PathBuf {
+    file.parent().unwrap().join("bundle/manifest.json")
 }

@@ -73,6 +73,8 @@ pub fn app_client(app_id: u64, private_key_pem: &[u8], base_uri: &str) -> Result
 pub struct PullInfo {
     pub open: bool,
     pub head: CommitSha,
+    /// The branch it targets.
+    pub base: String,
     pub body: String,
 }
 
@@ -102,6 +104,7 @@ impl Installation {
         Ok(PullInfo {
             open: pr["state"] == "open",
             head: CommitSha::parse(pr["head"]["sha"].as_str().unwrap_or_default())?,
+            base: pr["base"]["ref"].as_str().unwrap_or("main").to_string(),
             body: pr["body"].as_str().unwrap_or_default().to_string(),
         })
     }

@@ -5,9 +5,12 @@
 //! bundle twice.
 
 use super::Services;
-use crate::db::{jobs::Lease, judgments, ledger::PgLedger};
+use crate::db::jobs::{self, Lease, NewJob};
+use crate::db::kings::{MergeLock, NewKing};
+use crate::db::{judgments, ledger::PgLedger};
 use crate::forge::bundle_fetch::Fetcher;
 use crate::forge::checks::{conclusion, render, Conclusion, Links};
+use crate::forge::crown::{crown, CrownOutcome, Crowning};
 use crate::forge::github::{CheckRunId, CommitSha, Installation, RepoName};
 use crate::judge::decision::{DecisionRule, NoiseFloor};
 use crate::judge::evaluate::EvalSetup;
@@ -61,7 +64,11 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
         }
     };
     gh.check_progress(&repo, check, "intake").await?;
-    let verdict = intake_and_judge(s, &gh, &repo, p.pr, &head, &pr.body).await?;
+    let mut verdict = intake_and_judge(s, &gh, &repo, p.pr, &head, &pr.body).await?;
+    if verdict.class == VerdictClass::Crowned {
+        gh.check_progress(&repo, check, "crowning").await?;
+        take_the_crown(s, &gh, &repo, &p, &head, &pr.base, &mut verdict).await?;
+    }
     judgments::record_verdict(&s.pool, &key, &verdict).await?;
     let links = Links::default();
     match conclusion(verdict.class) {
@@ -70,6 +77,69 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
         None => gh.complete_check(&repo, check, Conclusion::Neutral, &render(&verdict, &links)).await?,
     }
     Ok(())
+}
+
+/// Merges, tags and releases under the merge lock, then asks every other open PR
+/// to be judged again (they are now stale). A lost race makes the verdict stale.
+async fn take_the_crown(
+    s: &Services,
+    gh: &Installation,
+    repo: &RepoName,
+    p: &Payload,
+    head: &CommitSha,
+    base: &str,
+    verdict: &mut Verdict,
+) -> Result<()> {
+    let mut lock = MergeLock::acquire(&s.pool).await?;
+    if lock.king(&p.repo).await?.is_none() {
+        // The first crown on this repository: the release it was judged against
+        // (the mirror's newest tag) is the king to replace.
+        let mirror = mirror_dir(s, repo);
+        let tag = verdict.king.clone().unwrap_or_default();
+        let commit = tokio::task::spawn_blocking(move || -> Result<String> {
+            Ok(crate::repo::RecipeRepo::open(&mirror)?.king(Some(&tag))?.commit.to_string())
+        })
+        .await??;
+        let first = NewKing {
+            tag: verdict.king.as_deref().unwrap_or_default(),
+            commit: &commit,
+            pr: None,
+            bundle_digest: None,
+            hidden_bpb: None,
+            verdict: None,
+        };
+        lock.crown(&p.repo, &first).await?;
+    }
+    let c = Crowning { repo, pr: p.pr, head, base, verdict };
+    let outcome = crown(gh, &mut lock, &c).await?;
+    lock.release().await?;
+    match outcome {
+        CrownOutcome::Crowned { tag, .. } => {
+            verdict.summary = format!("{}; released as {tag}", verdict.summary);
+            for (n, sha) in gh.open_pulls(repo).await?.into_iter().filter(|(n, _)| *n != p.pr) {
+                let payload = serde_json::json!({"repo": p.repo, "installation": p.installation, "pr": n, "head_sha": sha.as_str()});
+                let job = NewJob {
+                    kind: "rejudge".into(),
+                    dedupe_key: format!("rejudge:{}#{n}@{}/king-{tag}", p.repo, sha.as_str()),
+                    payload,
+                };
+                jobs::enqueue(&s.pool, &job).await?;
+            }
+        }
+        CrownOutcome::Stale { king } => {
+            verdict.class = VerdictClass::Stale;
+            verdict.summary = format!("{}, but {king} was crowned first; rebase and re-prove", verdict.summary);
+        }
+        CrownOutcome::HeadMoved => {
+            verdict.class = VerdictClass::Stale;
+            verdict.summary = "the PR was pushed again after this judgment; the new head is judged on its own".into();
+        }
+    }
+    Ok(())
+}
+
+fn mirror_dir(s: &Services, repo: &RepoName) -> PathBuf {
+    s.judge.state_dir.join("mirrors").join(&repo.owner).join(format!("{}.git", repo.name))
 }
 
 async fn intake_and_judge(
@@ -91,7 +161,7 @@ async fn intake_and_judge(
     };
     let url = s.judge.git_url.replace("{repo}", &repo.to_string());
     let token = if url.starts_with("https://") { Some(gh.git_token().await?) } else { None };
-    let mirror = s.judge.state_dir.join("mirrors").join(&repo.owner).join(format!("{}.git", repo.name));
+    let mirror = mirror_dir(s, repo);
     let input = JudgeInput {
         repo: mirror.clone(),
         pr_head: head.as_str().to_string(),
