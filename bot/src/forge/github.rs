@@ -76,6 +76,8 @@ pub struct PullInfo {
     /// The branch it targets.
     pub base: String,
     pub body: String,
+    /// Who opened it.
+    pub author: String,
 }
 
 /// What a sha-guarded merge came to.
@@ -106,6 +108,7 @@ impl Installation {
             head: CommitSha::parse(pr["head"]["sha"].as_str().unwrap_or_default())?,
             base: pr["base"]["ref"].as_str().unwrap_or("main").to_string(),
             body: pr["body"].as_str().unwrap_or_default().to_string(),
+            author: pr["user"]["login"].as_str().unwrap_or_default().to_string(),
         })
     }
 
@@ -223,6 +226,29 @@ impl Installation {
             }
         }
         Ok(out)
+    }
+
+    /// The user's permission on the repository: admin, maintain, write, triage, read or none.
+    pub async fn permission(&self, repo: &RepoName, user: &str) -> Result<String> {
+        let v: Value = self.gh.get(format!("/repos/{repo}/collaborators/{user}/permission"), None::<&()>).await?;
+        Ok(v["permission"].as_str().unwrap_or("none").to_string())
+    }
+
+    /// Posts `body` on PR `number` unless a comment carrying `marker` is there
+    /// already (a retried job does not comment twice).
+    pub async fn comment_once(&self, repo: &RepoName, number: u64, marker: &str, body: &str) -> Result<()> {
+        let route = format!("/repos/{repo}/issues/{number}/comments");
+        for page in 1.. {
+            let list: Vec<Value> = self.gh.get(format!("{route}?per_page=100&page={page}"), None::<&()>).await?;
+            if list.iter().any(|c| c["body"].as_str().is_some_and(|b| b.contains(marker))) {
+                return Ok(());
+            }
+            if list.len() < 100 {
+                break;
+            }
+        }
+        let _: Value = self.gh.post(route, Some(&json!({"body": format!("{body}\n\n{marker}")}))).await?;
+        Ok(())
     }
 
     /// A token for git over HTTPS as this installation.

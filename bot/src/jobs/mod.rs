@@ -2,6 +2,7 @@
 //! then mark it done or failed (retried with backoff, dead after its attempts).
 //! The same loop runs inside `karpa serve` and in `karpa runner` on other hosts.
 
+pub mod command;
 pub mod judge;
 
 use crate::db::jobs::{self, Lease};
@@ -69,6 +70,7 @@ pub async fn run_one(s: &Services, worker: &str) -> Result<bool> {
 async fn dispatch(s: &Services, lease: &Lease) -> Result<()> {
     match lease.kind.as_str() {
         "judge" | "rejudge" => judge::run(s, lease).await,
+        "command" => command::run(s, lease).await,
         // A closed PR's pending judgment finds the PR closed and stops by itself.
         "pr-closed" => Ok(()),
         other => bail!("no handler for jobs of kind {other:?}"),

@@ -31,6 +31,10 @@ pub struct Ledger {
     pub tokens: Vec<String>,
     /// Requests nobody expected, as "METHOD path".
     pub unexpected: Vec<String>,
+    /// Repository permissions by user login (others read).
+    pub permissions: HashMap<String, String>,
+    /// Issue and PR comments by (repository, number).
+    pub comments: HashMap<(String, u64), Vec<Value>>,
     /// Branches, files, tags and releases, by repository `owner/name`.
     pub repos: HashMap<String, RepoState>,
 }
