@@ -3,6 +3,58 @@
 
 pub mod fake_github;
 
+/// The GitHub App the tests' fake knows (key pair in tests/fixtures).
+pub const TEST_APP_ID: u64 = 4242;
+
+pub fn fixture(name: &str) -> PathBuf {
+    workspace_root().join("tests/fixtures").join(name)
+}
+
+/// A fake GitHub serving `repo` to the test App, installed as `installation`.
+pub fn fake_github_for_app(repo: &str, installation: u64) -> fake_github::FakeGitHub {
+    let app = fake_github::FakeApp {
+        app_id: TEST_APP_ID,
+        public_key_pem: std::fs::read(fixture("github-app.test-key.pub.pem")).expect("the test key"),
+        installation,
+    };
+    fake_github::FakeGitHub::start_with(&[repo], "no-personal-token", Some(app))
+}
+
+/// Worker services against `gh` with the test App's key.
+pub fn services(
+    pool: sqlx::PgPool,
+    gh: &fake_github::FakeGitHub,
+    judge: karpa_bot::jobs::judge::Settings,
+) -> karpa_bot::jobs::Services {
+    let key = std::fs::read(fixture("github-app.test-key.pem")).expect("the test key");
+    karpa_bot::jobs::Services {
+        pool,
+        app: karpa_bot::forge::github::app_client(TEST_APP_ID, &key, &gh.url).expect("an App client"),
+        judge,
+        lease: std::time::Duration::from_secs(60),
+        backoff: std::time::Duration::from_millis(1),
+    }
+}
+
+/// Judge settings without a hidden evaluation; bundle URLs under
+/// https://bundles.example/ are fetched from `gh`'s /files/.
+pub fn judge_settings(
+    state_dir: &Path,
+    git_url: &str,
+    gh: &fake_github::FakeGitHub,
+) -> karpa_bot::jobs::judge::Settings {
+    let rewrite = vec![("https://bundles.example/".to_string(), format!("{}/files/", gh.url))];
+    karpa_bot::jobs::judge::Settings {
+        state_dir: state_dir.to_path_buf(),
+        git_url: git_url.to_string(),
+        fetcher: karpa_bot::forge::bundle_fetch::Fetcher::new(1 << 30, rewrite).expect("a fetcher"),
+        eval: None,
+        noise_floors: vec![],
+        rule: Default::default(),
+        max_attempts: 3,
+    }
+}
+
 /// A fresh database per test in the cluster `cargo xtask test` starts; its URL.
 pub async fn fresh_database_url() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -5,16 +5,13 @@
 //! no check at all.
 
 use karpa_bot::db::jobs::{self, NewJob};
-use karpa_bot::forge::bundle_fetch::Fetcher;
-use karpa_bot::jobs::{judge::Settings, run_one, Services};
-use karpa_tests::fake_github::{FakeApp, FakeGitHub};
+use karpa_bot::jobs::run_one;
+use karpa_tests::fake_github::FakeGitHub;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::time::Duration;
 
 const REPO: &str = "karpa-net/recipe";
-const APP_ID: u64 = 4242;
 const INSTALLATION: u64 = 51234567;
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -63,13 +60,7 @@ fn pull(number: u64, head: &str, state: &str, body: &str) -> Value {
 #[test]
 fn broken_prs_end_as_failed_checks_naming_the_problem() {
     let tmp = tempfile::tempdir().unwrap();
-    let keys = karpa_tests::workspace_root().join("tests/fixtures");
-    let app = FakeApp {
-        app_id: APP_ID,
-        public_key_pem: std::fs::read(keys.join("github-app.test-key.pub.pem")).unwrap(),
-        installation: INSTALLATION,
-    };
-    let gh = FakeGitHub::start_with(&[REPO], "unused", Some(app));
+    let gh = karpa_tests::fake_github_for_app(REPO, INSTALLATION);
     let (git_url, heads) = remote(tmp.path(), &[7, 8, 9, 10, 11]);
 
     let garbage = b"this is not a tar archive at all".repeat(100);
@@ -87,34 +78,14 @@ fn broken_prs_end_as_failed_checks_naming_the_problem() {
 }
 
 async fn judge_them(gh: &FakeGitHub, tmp: &Path, git_url: String, heads: Vec<String>) {
-    let keys = karpa_tests::workspace_root().join("tests/fixtures");
     let pool = karpa_tests::fresh_database().await;
     for (pr, head) in [(7, &heads[0]), (8, &heads[1]), (9, &heads[2]), (10, &heads[3]), (11, &heads[4])] {
         let payload = json!({"repo": REPO, "installation": INSTALLATION, "pr": pr, "head_sha": head});
         let job = NewJob { kind: "judge".into(), dedupe_key: format!("judge:{REPO}#{pr}@{head}"), payload };
         jobs::enqueue(&pool, &job).await.unwrap().unwrap();
     }
-    let services = Services {
-        pool: pool.clone(),
-        app: karpa_bot::forge::github::app_client(
-            APP_ID,
-            &std::fs::read(keys.join("github-app.test-key.pem")).unwrap(),
-            &gh.url,
-        )
-        .unwrap(),
-        judge: Settings {
-            state_dir: tmp.join("state"),
-            git_url,
-            fetcher: Fetcher::new(1 << 20, vec![("https://bundles.example/".into(), format!("{}/files/", gh.url))])
-                .unwrap(),
-            eval: None,
-            noise_floors: vec![],
-            rule: Default::default(),
-            max_attempts: 3,
-        },
-        lease: Duration::from_secs(60),
-        backoff: Duration::from_millis(1),
-    };
+    let services =
+        karpa_tests::services(pool.clone(), gh, karpa_tests::judge_settings(&tmp.join("state"), &git_url, gh));
     while run_one(&services, "w1").await.unwrap() {}
 
     gh.assert_clean();

@@ -4,7 +4,6 @@
 //! one check run, completed exactly once.
 
 use karpa_bot::server::webhook::sign;
-use karpa_tests::fake_github::{FakeApp, FakeGitHub};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -53,13 +52,12 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 fn start_bot(port: u16, db: &str, gh: &str, dir: &Path) -> Child {
-    let fixtures = karpa_tests::workspace_root().join("tests/fixtures");
     let child = Command::new(karpa_tests::binary("karpa"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", db, "--app-id", "4242"])
         .args(["--github-api", gh, "--lease-seconds", "2", "--workers", "1", "--webhook-secret-file"])
         .arg(dir.join("secret"))
         .arg("--app-key-file")
-        .arg(fixtures.join("github-app.test-key.pem"))
+        .arg(karpa_tests::fixture("github-app.test-key.pem"))
         .arg("--state-dir")
         .arg(dir.join("state"))
         .spawn()
@@ -74,15 +72,9 @@ fn start_bot(port: u16, db: &str, gh: &str, dir: &Path) -> Child {
 fn sigkill_mid_judgment_then_restart_makes_one_check_run() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("secret"), SECRET).unwrap();
-    let fixtures = karpa_tests::workspace_root().join("tests/fixtures");
-    let app = FakeApp {
-        app_id: 4242,
-        public_key_pem: std::fs::read(fixtures.join("github-app.test-key.pub.pem")).unwrap(),
-        installation: 51234567,
-    };
-    let gh = FakeGitHub::start_with(&[REPO], "unused", Some(app));
+    let gh = karpa_tests::fake_github_for_app(REPO, 51234567);
     let fixture = |name: &str| -> Value {
-        serde_json::from_slice(&std::fs::read(fixtures.join("webhooks").join(name)).unwrap()).unwrap()
+        serde_json::from_slice(&std::fs::read(karpa_tests::fixture(&format!("webhooks/{name}"))).unwrap()).unwrap()
     };
     let mut opened = fixture("pull_request.opened.json");
     opened["pull_request"]["body"] = json!("No locator in this one.");

@@ -7,20 +7,18 @@ use karpa_bot::forge::checks::{conclusion, render, Conclusion, Links};
 use karpa_bot::forge::github::{app_client, CommitSha, Installation, RepoName};
 use karpa_bot::judge::verdict::{StageReport, Verdict, VerdictClass};
 use karpa_bot::judge::Finding;
-use karpa_tests::fake_github::{FakeApp, FakeGitHub};
+use karpa_tests::fake_github::FakeGitHub;
 
 const REPO: &str = "karpa-net/recipe";
-const APP_ID: u64 = 4242;
+const APP_ID: u64 = karpa_tests::TEST_APP_ID;
 const INSTALLATION: u64 = 51234567;
 
 fn key(name: &str) -> Vec<u8> {
-    std::fs::read(karpa_tests::workspace_root().join("tests/fixtures").join(name)).unwrap()
+    std::fs::read(karpa_tests::fixture(name)).unwrap()
 }
 
 fn fake() -> FakeGitHub {
-    let app =
-        FakeApp { app_id: APP_ID, public_key_pem: key("github-app.test-key.pub.pem"), installation: INSTALLATION };
-    FakeGitHub::start_with(&[REPO], "no-personal-token-in-this-test", Some(app))
+    karpa_tests::fake_github_for_app(REPO, INSTALLATION)
 }
 
 fn rejected_with(findings: Vec<Finding>) -> Verdict {

@@ -4,23 +4,14 @@
 //! job runs twice.
 
 use karpa_bot::db::jobs::{self, NewJob};
-use karpa_bot::forge::bundle_fetch::Fetcher;
-use karpa_bot::jobs::{judge::Settings, run_one, Services};
-use karpa_tests::fake_github::{FakeApp, FakeGitHub};
+use karpa_bot::jobs::run_one;
 use serde_json::json;
-use std::time::Duration;
 
 const REPO: &str = "karpa-net/recipe";
 
 #[test]
 fn retry_explain_and_help() {
-    let fixtures = karpa_tests::workspace_root().join("tests/fixtures");
-    let app = FakeApp {
-        app_id: 4242,
-        public_key_pem: std::fs::read(fixtures.join("github-app.test-key.pub.pem")).unwrap(),
-        installation: 1,
-    };
-    let gh = FakeGitHub::start_with(&[REPO], "unused", Some(app));
+    let gh = karpa_tests::fake_github_for_app(REPO, 1);
     let head = "4c".repeat(20);
     gh.add_pull(
         REPO,
@@ -32,26 +23,8 @@ fn retry_explain_and_help() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let pool = karpa_tests::fresh_database().await;
-        let services = Services {
-            pool: pool.clone(),
-            app: karpa_bot::forge::github::app_client(
-                4242,
-                &std::fs::read(fixtures.join("github-app.test-key.pem")).unwrap(),
-                &gh.url,
-            )
-            .unwrap(),
-            judge: Settings {
-                state_dir: tmp.path().to_path_buf(),
-                git_url: "unused".into(),
-                fetcher: Fetcher::new(1, vec![]).unwrap(),
-                eval: None,
-                noise_floors: vec![],
-                rule: Default::default(),
-                max_attempts: 3,
-            },
-            lease: Duration::from_secs(60),
-            backoff: Duration::from_millis(1),
-        };
+        let settings = karpa_tests::judge_settings(tmp.path(), "unused", &gh);
+        let services = karpa_tests::services(pool.clone(), &gh, settings);
         let command = |id: u64, author: &str, command: &str, key: &str| NewJob {
             kind: "command".into(),
             dedupe_key: key.into(),

@@ -9,7 +9,7 @@ use karpa_bot::forge::crown::{crown, CrownOutcome, Crowning};
 use karpa_bot::forge::github::{app_client, CommitSha, Installation, RepoName};
 use karpa_bot::judge::decision::{Decision, Outcome};
 use karpa_bot::judge::verdict::{StageReport, Verdict, VerdictClass};
-use karpa_tests::fake_github::{FakeApp, FakeGitHub, RepoState};
+use karpa_tests::fake_github::RepoState;
 use serde_json::json;
 
 const REPO: &str = "karpa-net/recipe";
@@ -44,13 +44,7 @@ fn head(n: u64) -> String {
 
 #[test]
 fn one_crown_from_two_winners_and_a_complete_record() {
-    let fixtures = karpa_tests::workspace_root().join("tests/fixtures");
-    let app = FakeApp {
-        app_id: 4242,
-        public_key_pem: std::fs::read(fixtures.join("github-app.test-key.pub.pem")).unwrap(),
-        installation: 1,
-    };
-    let gh = FakeGitHub::start_with(&[REPO], "unused", Some(app));
+    let gh = karpa_tests::fake_github_for_app(REPO, 1);
     {
         let mut l = gh.ledger.lock().unwrap();
         let state = RepoState { main: KING_COMMIT.into(), commits: vec![KING_COMMIT.into()], ..Default::default() };
@@ -63,7 +57,8 @@ fn one_crown_from_two_winners_and_a_complete_record() {
     rt.block_on(async {
         let pool = karpa_tests::fresh_database().await;
         kings::seed(&pool, REPO, "recipe-v0.1.0", KING_COMMIT).await.unwrap();
-        let app = app_client(4242, &std::fs::read(fixtures.join("github-app.test-key.pem")).unwrap(), &gh.url).unwrap();
+        let key = std::fs::read(karpa_tests::fixture("github-app.test-key.pem")).unwrap();
+        let app = app_client(karpa_tests::TEST_APP_ID, &key, &gh.url).unwrap();
         let repo = RepoName::parse(REPO).unwrap();
         let attempt = |n: u64, king: &'static str, digest: char| {
             let (pool, app, repo) = (pool.clone(), app.clone(), repo.clone());

@@ -368,15 +368,9 @@ fn prove_refuses_recipe_code_the_judge_would_reject() {
 /// merged, tagged recipe-v0.1.1 and released.
 fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path, floor: &Path) {
     use karpa_bot::db::jobs::{self, NewJob};
-    use karpa_tests::fake_github::{FakeApp, FakeGitHub, RepoState};
+    use karpa_tests::fake_github::RepoState;
     const REPO: &str = "karpa-net/recipe";
-    let fixtures = workspace_root().join("tests/fixtures");
-    let app = FakeApp {
-        app_id: 4242,
-        public_key_pem: std::fs::read(fixtures.join("github-app.test-key.pub.pem")).unwrap(),
-        installation: 1,
-    };
-    let gh = FakeGitHub::start_with(&[REPO], "unused", Some(app));
+    let gh = karpa_tests::fake_github_for_app(REPO, 1);
     let head = git(repo, &["rev-parse", "pr/1"]).trim().to_string();
     let king = git(repo, &["rev-parse", "recipe-v0.1.0^{commit}"]).trim().to_string();
     git(repo, &["update-ref", "refs/pull/1/head", &head]);
@@ -417,30 +411,13 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
         let payload = serde_json::json!({"repo": REPO, "installation": 1, "pr": 1, "head_sha": head});
         let job = NewJob { kind: "judge".into(), dedupe_key: format!("judge:{REPO}#1@{head}"), payload };
         jobs::enqueue(&pool, &job).await.unwrap();
-        let services = karpa_bot::jobs::Services {
-            pool: pool.clone(),
-            app: karpa_bot::forge::github::app_client(
-                4242,
-                &std::fs::read(fixtures.join("github-app.test-key.pem")).unwrap(),
-                &gh.url,
-            )
-            .unwrap(),
-            judge: karpa_bot::jobs::judge::Settings {
-                state_dir: bundle_file.parent().unwrap().join("bot-state"),
-                git_url: repo.to_string_lossy().into_owned(),
-                fetcher: karpa_bot::forge::bundle_fetch::Fetcher::new(
-                    1 << 30,
-                    vec![("https://bundles.example/".into(), format!("{}/files/", gh.url))],
-                )
-                .unwrap(),
-                eval: Some(eval),
-                noise_floors: floor.into_iter().collect(),
-                rule,
-                max_attempts: 1,
-            },
-            lease: std::time::Duration::from_secs(600),
-            backoff: std::time::Duration::from_secs(1),
-        };
+        let mut settings =
+            karpa_tests::judge_settings(&bundle_file.parent().unwrap().join("bot-state"), &repo.to_string_lossy(), &gh);
+        settings.eval = Some(eval);
+        settings.noise_floors = floor.into_iter().collect();
+        settings.rule = rule;
+        settings.max_attempts = 1;
+        let services = karpa_tests::services(pool.clone(), &gh, settings);
         while karpa_bot::jobs::run_one(&services, "w").await.unwrap() {}
         let (state, err): (String, Option<String>) =
             sqlx::query_as("SELECT state, last_error FROM jobs").fetch_one(&pool).await.unwrap();
