@@ -17,6 +17,9 @@ pub struct ServeArgs {
     /// Largest webhook body accepted, in bytes.
     #[arg(long, default_value_t = crate::server::DEFAULT_MAX_BODY)]
     pub max_body: usize,
+    /// Minutes between reconciliations (open PRs without a judgment); 0 turns them off.
+    #[arg(long, default_value_t = 10)]
+    pub reconcile_minutes: u64,
     /// In-process workers (0: leave the jobs to `karpa runner` processes).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -173,6 +176,10 @@ pub fn serve(args: &ServeArgs) -> Result<bool> {
         let services = std::sync::Arc::new(args.work.services(pool.clone())?);
         let (stop, _) = tokio::sync::watch::channel(false);
         let _workers = spawn_workers(services, args.workers, &stop);
+        if args.reconcile_minutes > 0 {
+            let period = std::time::Duration::from_secs(60 * args.reconcile_minutes);
+            tokio::spawn(crate::jobs::schedule_reconciliation(pool.clone(), period, stop.subscribe()));
+        }
         let state = crate::server::AppState::new(pool, secrets, args.work.app_id as i64, args.max_body);
         crate::server::serve(state, args.listen).await
     })?;

@@ -209,17 +209,16 @@ impl Installation {
         }
     }
 
-    /// Open PR numbers (up to 100 per page, all pages).
-    pub async fn open_pulls(&self, repo: &RepoName) -> Result<Vec<(u64, CommitSha)>> {
+    /// Every open PR: number, head and body (100 per page, all pages).
+    pub async fn open_pulls(&self, repo: &RepoName) -> Result<Vec<(u64, CommitSha, String)>> {
         let mut out = Vec::new();
         for page in 1.. {
-            let list: Vec<Value> =
-                self.gh.get(format!("/repos/{repo}/pulls?state=open&per_page=100&page={page}"), None::<&()>).await?;
+            let route = format!("/repos/{repo}/pulls?state=open&per_page=100&page={page}");
+            let list: Vec<Value> = self.gh.get(route, None::<&()>).await?;
             for pr in &list {
-                out.push((
-                    pr["number"].as_u64().unwrap_or_default(),
-                    CommitSha::parse(pr["head"]["sha"].as_str().unwrap_or_default())?,
-                ));
+                let head = CommitSha::parse(pr["head"]["sha"].as_str().unwrap_or_default())?;
+                let body = pr["body"].as_str().unwrap_or_default().to_string();
+                out.push((pr["number"].as_u64().unwrap_or_default(), head, body));
             }
             if list.len() < 100 {
                 break;

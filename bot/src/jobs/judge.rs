@@ -116,7 +116,7 @@ async fn take_the_crown(
     match outcome {
         CrownOutcome::Crowned { tag, .. } => {
             verdict.summary = format!("{}; released as {tag}", verdict.summary);
-            for (n, sha) in gh.open_pulls(repo).await?.into_iter().filter(|(n, _)| *n != p.pr) {
+            for (n, sha, _) in gh.open_pulls(repo).await?.into_iter().filter(|(n, _, _)| *n != p.pr) {
                 let payload = serde_json::json!({"repo": p.repo, "installation": p.installation, "pr": n, "head_sha": sha.as_str()});
                 let job = NewJob {
                     kind: "rejudge".into(),

@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod judge;
+pub mod reconcile;
 
 use crate::db::jobs::{self, Lease};
 use anyhow::{bail, Result};
@@ -71,8 +72,27 @@ async fn dispatch(s: &Services, lease: &Lease) -> Result<()> {
     match lease.kind.as_str() {
         "judge" | "rejudge" => judge::run(s, lease).await,
         "command" => command::run(s, lease).await,
+        "reconcile" => reconcile::run(s).await.map(|_| ()),
         // A closed PR's pending judgment finds the PR closed and stops by itself.
         "pr-closed" => Ok(()),
         other => bail!("no handler for jobs of kind {other:?}"),
+    }
+}
+
+/// Queues a reconciliation once per `period` (one per period across replicas).
+pub async fn schedule_reconciliation(pool: PgPool, period: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let job = jobs::NewJob {
+            kind: "reconcile".into(),
+            dedupe_key: reconcile::key(period),
+            payload: serde_json::json!({}),
+        };
+        if let Err(e) = jobs::enqueue(&pool, &job).await {
+            tracing::error!("cannot queue the reconciliation: {e:#}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => {}
+        }
     }
 }

@@ -151,7 +151,7 @@ fn names(repos: Vec<Repo>) -> Vec<String> {
 
 /// The judge job's key: one judgment per PR head and bundle, so an edit that
 /// points the PR at a new bundle is judged again and a duplicate is not.
-fn judge_key(repo: &str, pr: u64, sha: &str, body: &str) -> String {
+pub fn judge_key(repo: &str, pr: u64, sha: &str, body: &str) -> String {
     let bundle = proof::locator::Locator::parse_from_body(body).map(|l| l.bundle_digest.to_string());
     format!("judge:{repo}#{pr}@{sha}/{}", bundle.unwrap_or_else(|_| "no-bundle".into()))
 }
