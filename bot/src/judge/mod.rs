@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod noise_floor;
 pub mod pipeline;
 pub mod plausibility;
+pub mod recipe_toml;
 pub mod scan;
 pub mod sim;
 pub mod verdict;

@@ -152,7 +152,16 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
                 .into_iter()
                 .map(|v| Finding::reject("diff.path", &v.path, None, v.reason)),
         );
-        out.extend(scan::scan_tree(&repo.files(head_tree)?));
+        let files = repo.files(head_tree)?;
+        out.extend(scan::scan_tree(&files));
+        if let Some((_, text)) = files.iter().find(|(p, _)| p == "recipe/recipe.toml") {
+            let configs: Vec<String> = repo
+                .files(king.tree)?
+                .into_iter()
+                .filter_map(|(p, _)| Some(p.strip_prefix("trainer/configs/")?.strip_suffix(".toml")?.to_string()))
+                .collect();
+            out.extend(super::recipe_toml::check(&String::from_utf8_lossy(text), &configs));
+        }
         Ok(out)
     })?;
     if !diff_ok {
