@@ -114,7 +114,10 @@ fn sigkill_mid_judgment_then_restart_makes_one_check_run() {
     assert!(run.state["output"]["summary"].as_str().unwrap().contains("intake.locator"));
     let (jobs, attempts): (i64, i32) = rt.block_on(async {
         let pool = sqlx::PgPool::connect(&db).await.unwrap();
-        sqlx::query_as("SELECT count(*), max(attempts) FROM jobs WHERE state = 'done'").fetch_one(&pool).await.unwrap()
+        sqlx::query_as("SELECT count(*), max(attempts) FROM jobs WHERE state = 'done' AND kind = 'judge'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
     });
     assert_eq!((jobs, attempts), (1, 2), "one job, finished on its second claim");
 }
