@@ -1,4 +1,4 @@
-//! Reconciliation finds the open PR heads a lost webhook never queued, and only
+//! Reconciliation syncs the App's installations, then finds the open PR heads a lost webhook never queued, and only
 //! those: keys are the webhook's, so a second pass queues nothing.
 
 use karpa_bot::db::jobs::{self, NewJob};
@@ -32,6 +32,9 @@ fn lost_deliveries_are_found_once() {
         jobs::enqueue(&pool, &NewJob { kind: "judge".into(), dedupe_key: key, payload: json!({}) }).await.unwrap();
         let s = karpa_tests::services(pool.clone(), &gh, karpa_tests::judge_settings(tmp.path(), "unused", &gh));
         assert_eq!(karpa_bot::jobs::reconcile::run(&s).await.unwrap(), 2, "PRs 2 and 3; not 1, not the closed 4");
+        let row: (i64, String) =
+            sqlx::query_as("SELECT installation_id, repo FROM installed_repos").fetch_one(&pool).await.unwrap();
+        assert_eq!(row, (5, REPO.to_string()));
         assert_eq!(karpa_bot::jobs::reconcile::run(&s).await.unwrap(), 0);
         let n: i64 =
             sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'judge'").fetch_one(&pool).await.unwrap();

@@ -2,6 +2,8 @@
 //! every few minutes one worker lists the open PRs of every installed repository
 //! and queues a judgment for any head (and bundle) that has none. Enqueueing is
 //! idempotent on the same keys the webhook uses, so nothing is judged twice.
+//! It first syncs the App's installations, which the webhook's repository check
+//! relies on.
 
 use super::Services;
 use crate::db::jobs::{self, NewJob};
@@ -15,8 +17,35 @@ pub fn key(period: std::time::Duration) -> String {
     format!("reconcile:{}", now.as_secs() / period.as_secs().max(1))
 }
 
-/// Returns how many judgments it queued.
+/// Brings `installed_repos` in line with GitHub: every installation of the App
+/// and its repositories (an App installed before the bot first ran, or an
+/// installation event that never arrived).
+pub async fn sync_installations(s: &Services) -> Result<()> {
+    let installations: Vec<serde_json::Value> = s.app.get("/app/installations?per_page=100", None::<&()>).await?;
+    for inst in installations {
+        let Some(id) = inst["id"].as_u64() else { continue };
+        let gh = s.app.installation(octocrab::models::InstallationId(id))?;
+        let mut repos = Vec::new();
+        for page in 1.. {
+            let list: serde_json::Value =
+                gh.get(format!("/installation/repositories?per_page=100&page={page}"), None::<&()>).await?;
+            let batch = list["repositories"].as_array().cloned().unwrap_or_default();
+            repos.extend(batch.iter().filter_map(|r| r["full_name"].as_str().map(str::to_string)));
+            if batch.len() < 100 {
+                break;
+            }
+        }
+        let mut tx = s.pool.begin().await?;
+        crate::db::deliveries::uninstall(&mut tx, id as i64, None).await?;
+        crate::db::deliveries::install(&mut tx, id as i64, &repos).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Syncs installations, then returns how many judgments it queued.
 pub async fn run(s: &Services) -> Result<usize> {
+    sync_installations(s).await?;
     let repos: Vec<(i64, String)> =
         sqlx::query_as("SELECT installation_id, repo FROM installed_repos ORDER BY repo").fetch_all(&s.pool).await?;
     let mut queued = 0;

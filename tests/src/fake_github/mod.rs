@@ -88,6 +88,8 @@ impl FakeGitHub {
             .merge(repo::routes())
             .route("/files/{name}", get(get_file))
             .route("/app/installations/{id}/access_tokens", post(mint_token))
+            .route("/app/installations", get(list_installations))
+            .route("/installation/repositories", get(installation_repos))
             .route("/repos/{owner}/{repo}/check-runs", post(create_check_run))
             .route("/repos/{owner}/{repo}/check-runs/{id}", patch(update_check_run))
             .fallback(unexpected)
@@ -227,10 +229,12 @@ async fn create_pull(
 
 /// POST /app/installations/{id}/access_tokens: the App's JWT (RS256, signed by
 /// the App's key, iss = app id, not expired) buys an installation token.
-async fn mint_token(State(ctx): State<Ctx>, Path(id): Path<u64>, headers: HeaderMap) -> Response {
-    let Some(app) = &ctx.app else {
-        ctx.ledger.lock().unwrap().unexpected.push(format!("POST access_tokens for {id} with no App configured"));
-        return error(StatusCode::NOT_FOUND, "Not Found");
+/// The App's JWT from `headers`, checked: RS256 by the App's key, not expired,
+/// iss = the App id. Err is the reply (and an unexpected request on record).
+fn app_jwt(ctx: &Ctx, headers: &HeaderMap, what: &str) -> Result<FakeApp, Response> {
+    let Some(app) = ctx.app.clone() else {
+        ctx.ledger.lock().unwrap().unexpected.push(format!("{what} with no App configured"));
+        return Err(error(StatusCode::NOT_FOUND, "Not Found"));
     };
     let jwt = headers
         .get("authorization")
@@ -243,25 +247,58 @@ async fn mint_token(State(ctx): State<Ctx>, Path(id): Path<u64>, headers: Header
     // as present; it is compared below instead.
     validation.set_required_spec_claims(&["exp", "iat"]);
     validation.validate_aud = false;
-    let claims = jsonwebtoken::decode::<Value>(jwt, &key, &validation).map(|d| d.claims);
-    let mut l = ctx.ledger.lock().unwrap();
-    match claims {
-        Ok(c) if c["iss"].to_string().trim_matches('"') == app.app_id.to_string() && id == app.installation => {
-            let token = format!("ghs_fake_{id}_{}", l.tokens.len());
-            l.tokens.push(token.clone());
-            let expires = "2099-01-01T00:00:00Z";
-            (StatusCode::CREATED, Json(json!({"token": token, "expires_at": expires, "permissions": {}})))
-                .into_response()
-        }
+    match jsonwebtoken::decode::<Value>(jwt, &key, &validation).map(|d| d.claims) {
+        Ok(c) if c["iss"].to_string().trim_matches('"') == app.app_id.to_string() => Ok(app),
         Ok(c) => {
-            l.unexpected.push(format!("POST access_tokens for installation {id} with claims {c}"));
-            error(StatusCode::NOT_FOUND, "Not Found")
+            ctx.ledger.lock().unwrap().unexpected.push(format!("{what} with claims {c}"));
+            Err(error(StatusCode::UNAUTHORIZED, "Bad credentials"))
         }
         Err(e) => {
-            l.unexpected.push(format!("POST access_tokens with a bad JWT: {e}"));
-            error(StatusCode::UNAUTHORIZED, "A JSON web token could not be decoded")
+            ctx.ledger.lock().unwrap().unexpected.push(format!("{what} with a bad JWT: {e}"));
+            Err(error(StatusCode::UNAUTHORIZED, "A JSON web token could not be decoded"))
         }
     }
+}
+
+/// POST /app/installations/{id}/access_tokens: the App's JWT buys an installation token.
+async fn mint_token(State(ctx): State<Ctx>, Path(id): Path<u64>, headers: HeaderMap) -> Response {
+    let app = match app_jwt(&ctx, &headers, "POST access_tokens") {
+        Ok(app) => app,
+        Err(r) => return r,
+    };
+    let mut l = ctx.ledger.lock().unwrap();
+    if id != app.installation {
+        l.unexpected.push(format!("POST access_tokens for installation {id}"));
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let token = format!("ghs_fake_{id}_{}", l.tokens.len());
+    l.tokens.push(token.clone());
+    (StatusCode::CREATED, Json(json!({"token": token, "expires_at": "2099-01-01T00:00:00Z", "permissions": {}})))
+        .into_response()
+}
+
+/// GET /app/installations: the App's one installation.
+async fn list_installations(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    match app_jwt(&ctx, &headers, "GET installations") {
+        Ok(app) => Json(json!([{"id": app.installation, "app_id": app.app_id}])).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// GET /installation/repositories: every repository the fake serves, for an installation token.
+async fn installation_repos(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let mut l = ctx.ledger.lock().unwrap();
+    if !l
+        .tokens
+        .iter()
+        .any(|t| t.starts_with("ghs_fake_") && (auth == format!("Bearer {t}") || auth == format!("token {t}")))
+    {
+        l.unexpected.push("GET installation/repositories without an installation token".into());
+        return error(StatusCode::UNAUTHORIZED, "Bad credentials");
+    }
+    let repos: Vec<Value> = ctx.repos.iter().map(|r| json!({"full_name": r})).collect();
+    Json(json!({"total_count": repos.len(), "repositories": repos})).into_response()
 }
 
 const STATUSES: [&str; 3] = ["queued", "in_progress", "completed"];
