@@ -57,9 +57,11 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
         }
         let run = format!("{:x}", std::process::id());
         let rows = vec![
-            bench(&client, &url, args, "baseline: bad signature → 401", 401, |i| ("ping", ping(), false, i)).await?,
-            bench(&client, &url, args, "ping → 202 (delivery recorded)", 202, |i| ("ping", ping(), true, i)).await?,
-            bench(&client, &url, args, "pull_request → 202 (delivery + job)", 202, |i| {
+            bench(&client, &url, args, ("baseline: bad signature → 401", 0), 401, |i| ("ping", ping(), false, i))
+                .await?,
+            bench(&client, &url, args, ("ping → 202 (delivery recorded)", 1), 202, |i| ("ping", ping(), true, i))
+                .await?,
+            bench(&client, &url, args, ("pull_request → 202 (delivery + job)", 2), 202, |i| {
                 ("pull_request", pull_request(&run, i), true, i)
             })
             .await?,
@@ -119,7 +121,8 @@ async fn bench(
     client: &Http,
     url: &str,
     args: &BenchArgs,
-    what: &'static str,
+    // The row's label, and its number (each row's delivery GUIDs are its own).
+    (what, row): (&'static str, usize),
     expect: u16,
     make: impl Fn(usize) -> (&'static str, Vec<u8>, bool, usize),
 ) -> Result<Row> {
@@ -131,7 +134,6 @@ async fn bench(
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
         let (client, url, bodies, next) = (client.clone(), url.to_string(), bodies.clone(), next.clone());
-        let tag = format!("{expect}-{}", what.len());
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             loop {
@@ -140,7 +142,7 @@ async fn bench(
                     return Ok::<_, anyhow::Error>(out);
                 }
                 let (event, body, signed, n) = &bodies[i];
-                let guid = format!("bench-{tag}-{n}");
+                let guid = format!("bench-{row}-{n}");
                 out.push(send(&client, &url, event, &guid, body.clone(), *signed).await?);
             }
         }));

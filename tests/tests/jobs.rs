@@ -58,9 +58,9 @@ async fn a_dead_workers_lease_lapses_and_only_the_holder_finishes() {
     // w1 "died": its lease lapsed, w2 takes over; w1 can no longer finish it.
     let second = jobs::claim(&pool, "w2", Duration::from_secs(60)).await.unwrap().unwrap();
     assert_eq!((second.id, second.attempt), (id, 2));
-    assert!(!jobs::heartbeat(&pool, &first, Duration::from_secs(60)).await.unwrap());
+    assert!(!jobs::heartbeat(&pool, first.id, &first.worker, Duration::from_secs(60)).await.unwrap());
     assert!(!jobs::complete(&pool, first).await.unwrap());
-    assert!(jobs::heartbeat(&pool, &second, Duration::from_secs(60)).await.unwrap());
+    assert!(jobs::heartbeat(&pool, second.id, &second.worker, Duration::from_secs(60)).await.unwrap());
     assert!(jobs::complete(&pool, second).await.unwrap());
     assert_eq!(state_of(&pool, id).await.0, "done");
 }

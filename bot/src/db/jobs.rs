@@ -80,14 +80,15 @@ pub async fn claim(pool: &PgPool, worker: &str, lease: Duration) -> Result<Optio
     }
 }
 
-/// Extends the lease of a long job; false if the lease was lost.
-pub async fn heartbeat(pool: &PgPool, lease: &Lease, extend: Duration) -> Result<bool> {
+/// Extends the lease `worker` holds on job `id`; false if the lease was lost.
+/// Takes the ids, not the [`Lease`], so a heartbeat task can run beside the handler.
+pub async fn heartbeat(pool: &PgPool, id: JobId, worker: &str, extend: Duration) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE jobs SET lease_until = now() + make_interval(secs => $3), updated_at = now()
          WHERE id = $1 AND leased_by = $2 AND state = 'running'",
     )
-    .bind(lease.id.0)
-    .bind(&lease.worker)
+    .bind(id.0)
+    .bind(worker)
     .bind(extend.as_secs_f64())
     .execute(pool)
     .await?;

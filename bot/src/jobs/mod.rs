@@ -44,11 +44,10 @@ pub async fn run_one(s: &Services, worker: &str) -> Result<bool> {
     tracing::info!(worker, job = lease.id.0, kind = lease.kind, attempt = lease.attempt, "claimed");
     let beat = {
         let (pool, id, worker, every) = (s.pool.clone(), lease.id, lease.worker.clone(), s.lease / 3);
-        let probe = Lease { id, kind: String::new(), payload: serde_json::Value::Null, attempt: 0, worker };
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if !matches!(jobs::heartbeat(&pool, &probe, every * 3).await, Ok(true)) {
+                if !matches!(jobs::heartbeat(&pool, id, &worker, every * 3).await, Ok(true)) {
                     return;
                 }
             }
