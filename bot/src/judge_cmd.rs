@@ -1,5 +1,6 @@
 //! `karpa judge`: run the pipeline on a local repository and print the verdict.
 
+use crate::forge::local::LocalForge;
 use crate::judge::decision::{DecisionRule, NoiseFloor};
 use crate::judge::evaluate::EvalSetup;
 use crate::judge::ledger::JsonlLedger;
@@ -160,31 +161,61 @@ pub fn noise_floor(
     Ok(true)
 }
 
+/// What `karpa judge` judges: a PR of a local repository, by ref or local number.
+pub struct JudgeTarget {
+    pub repo: PathBuf,
+    /// A branch, ref or commit; or the number of a local forge pull request.
+    pub pr: String,
+    /// Required unless `pr` is a local pull request (which records its bundle).
+    pub bundle: Option<PathBuf>,
+    pub ledger: PathBuf,
+    /// Release a crowned verdict on the local forge.
+    pub crown: bool,
+}
+
 /// Ok(false) when the verdict is `rejected` or `stale`.
-pub fn run(
-    repo: PathBuf,
-    pr_head: String,
-    bundle: PathBuf,
-    ledger: PathBuf,
-    eval: Option<EvalPaths>,
-    json: bool,
-) -> Result<bool> {
+pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> {
+    let local = match t.pr.parse::<u64>() {
+        Ok(n) => {
+            let forge = LocalForge::open(&t.repo)?;
+            let pull = forge.pull(n)?;
+            Some((forge, pull))
+        }
+        Err(_) if t.crown => bail!("--crown needs --pr to name a local pull request by number (karpa pr open)"),
+        Err(_) => None,
+    };
+    let pr_head = match &local {
+        Some((forge, pull)) => forge.head(pull)?.to_string(),
+        None => t.pr.clone(),
+    };
+    let bundle = match (t.bundle, &local) {
+        (Some(b), _) => b,
+        (None, Some((_, pull))) => pull.bundle.clone(),
+        (None, None) => bail!("--bundle is needed unless --pr names a local pull request"),
+    };
     let (eval, noise_floor, rule) = match &eval {
         Some(p) => {
-            let (s, f, r) = setup(&repo, p)?;
+            let (s, f, r) = setup(&t.repo, p)?;
             (Some(s), f, r)
         }
         None => (None, None, DecisionRule::default()),
     };
-    let verdict = judge(&JudgeInput {
-        repo,
-        pr_head,
+    let mut verdict = judge(&JudgeInput {
+        repo: t.repo,
+        pr_head: pr_head.clone(),
         bundle,
-        ledger: Box::new(JsonlLedger::open(ledger)),
+        ledger: Box::new(JsonlLedger::open(t.ledger)),
         eval,
         noise_floors: noise_floor.into_iter().collect(),
         rule,
     })?;
+    if let Some((forge, mut pull)) = local {
+        if t.crown && verdict.class == VerdictClass::Crowned {
+            let outcome = forge.crown(&mut pull, git2::Oid::from_str(&pr_head)?, &verdict)?;
+            outcome.settle(&mut verdict);
+        }
+        forge.record_verdict(&mut pull, verdict.class)?;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&verdict)?);
     } else {

@@ -11,6 +11,8 @@ pub mod forge;
 pub mod jobs;
 pub mod judge;
 pub mod judge_cmd;
+pub mod lineage;
+pub mod lineage_cmd;
 pub mod prove;
 pub mod repo;
 pub mod run_check;

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use karpa_bot::{archive, bundle_cmd, judge_cmd, prove, run_check, seal, submit};
+use karpa_bot::{archive, bundle_cmd, judge_cmd, lineage_cmd, prove, run_check, seal, submit};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,12 +31,15 @@ enum Command {
         /// The recipe repository.
         #[arg(long, default_value = ".")]
         repo: PathBuf,
-        /// The PR's head: a branch, ref or commit.
+        /// The PR: a local pull request's number (`karpa pr open`), or a branch, ref or commit.
         #[arg(long)]
         pr: String,
-        /// The bundle folder or packed file.
+        /// The bundle folder or packed file (default: the local pull request's).
         #[arg(long)]
-        bundle: PathBuf,
+        bundle: Option<PathBuf>,
+        /// Release a crowned verdict: merge, CHANGELOG.md, tag and crown note (local pull requests).
+        #[arg(long)]
+        crown: bool,
         /// Folder of the nonces and normalised diffs seen so far (default: <repo>/.karpa/judge).
         #[arg(long)]
         ledger: Option<PathBuf>,
@@ -63,6 +66,16 @@ enum Command {
         /// libtorch folder (default: $LIBTORCH, then <repo>/.karpa/libtorch).
         #[arg(long)]
         libtorch: Option<PathBuf>,
+    },
+    /// Pull requests of a local recipe repository (the local forge).
+    Pr {
+        #[command(subcommand)]
+        command: lineage_cmd::PrCommand,
+    },
+    /// The recipe repository as the record of every crown.
+    Lineage {
+        #[command(subcommand)]
+        command: lineage_cmd::LineageCommand,
     },
     /// Measure the king's noise floor: n seeds through the judge's sandboxed path.
     NoiseFloor {
@@ -162,6 +175,7 @@ fn main() -> ExitCode {
             repo,
             pr,
             bundle,
+            crown,
             ledger,
             json,
             data,
@@ -179,8 +193,10 @@ fn main() -> ExitCode {
                 }
                 _ => None,
             };
-            judge_cmd::run(repo, pr, bundle, ledger, eval, json)
+            judge_cmd::run(judge_cmd::JudgeTarget { repo, pr, bundle, ledger, crown }, eval, json)
         }
+        Command::Pr { command } => lineage_cmd::pr(command),
+        Command::Lineage { command } => lineage_cmd::lineage(command),
         Command::NoiseFloor { repo, king, config, seeds, validator, out } => {
             judge_cmd::noise_floor(repo, king, config, seeds, &validator.paths(), out)
         }

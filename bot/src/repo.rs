@@ -32,6 +32,20 @@ impl RecipeRepo {
         Ok(RecipeRepo { repo })
     }
 
+    /// The git repository itself.
+    pub fn git(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// Every release, oldest (lowest version) first.
+    pub fn releases(&self) -> Result<Vec<King>> {
+        let names = self.repo.tag_names(Some(&format!("{TAG_PREFIX}*")))?;
+        let mut tags: Vec<_> =
+            names.iter().flatten().flatten().filter_map(|n| Some((tag_version(n)?, n.to_string()))).collect();
+        tags.sort();
+        tags.into_iter().map(|(_, t)| self.king(Some(&t))).collect()
+    }
+
     /// The named release, or the highest `recipe-vX.Y.Z` tag.
     pub fn king(&self, tag: Option<&str>) -> Result<King> {
         let tag = match tag {
@@ -42,10 +56,7 @@ impl RecipeRepo {
                 t.to_string()
             }
             None => {
-                let names = self.repo.tag_names(Some(&format!("{TAG_PREFIX}*")))?;
-                let best = names.iter().flatten().flatten().filter_map(|n| Some((tag_version(n)?, n))).max();
-                best.map(|(_, n)| n.to_string())
-                    .ok_or_else(|| anyhow!("the repository has no {TAG_PREFIX}X.Y.Z tag"))?
+                return self.releases()?.pop().ok_or_else(|| anyhow!("the repository has no {TAG_PREFIX}X.Y.Z tag"))
             }
         };
         let obj = self.repo.revparse_single(&format!("refs/tags/{tag}")).with_context(|| format!("no tag {tag}"))?;

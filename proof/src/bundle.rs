@@ -235,13 +235,19 @@ pub fn sign_as_miner(
 }
 
 fn check_miner_signature(dir: &Path, m: &BundleManifest) -> Option<Finding> {
+    match std::fs::read(dir.join(MINER_SIG)) {
+        Ok(bytes) => verify_miner_signature(&bytes, m),
+        Err(_) => Some(finding("hotkey.missing", Some(MINER_SIG), "the bundle is not signed by a hotkey")),
+    }
+}
+
+/// Checks `miner.sig.json`'s bytes: the manifest's hotkey signed its digest for its login.
+pub fn verify_miner_signature(bytes: &[u8], m: &BundleManifest) -> Option<Finding> {
     let file = Some(MINER_SIG);
-    let sig: crate::hotkey::MinerSignature =
-        match std::fs::read(dir.join(MINER_SIG)).map(|b| serde_json::from_slice(&b)) {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Some(finding("hotkey.schema", file, format!("not a miner signature: {e}"))),
-            Err(_) => return Some(finding("hotkey.missing", file, "the bundle is not signed by a hotkey")),
-        };
+    let sig: crate::hotkey::MinerSignature = match serde_json::from_slice(bytes) {
+        Ok(s) => s,
+        Err(e) => return Some(finding("hotkey.schema", file, format!("not a miner signature: {e}"))),
+    };
     crate::hotkey::verify(&sig, &m.digest(), &m.miner_hotkey, &m.github_login).err().map(|e| {
         finding(
             "hotkey.signature",
@@ -284,12 +290,20 @@ fn unlisted_files(dir: &Path, manifest: &BundleManifest) -> Vec<Finding> {
 }
 
 fn check_attestation(dir: &Path, m: &BundleManifest, tee: &[&dyn crate::tee::TeeVerifier]) -> Vec<Finding> {
+    match std::fs::read(dir.join(ATTESTATION)) {
+        Ok(bytes) => verify_attestation(&bytes, m, tee),
+        Err(e) => vec![finding("attestation.missing", Some(ATTESTATION), e.to_string())],
+    }
+}
+
+/// Checks `attestation.json`'s bytes against the manifest: the DSSE signature by the
+/// run's key, the statement's subjects (every other file) and its predicate.
+pub fn verify_attestation(bytes: &[u8], m: &BundleManifest, tee: &[&dyn crate::tee::TeeVerifier]) -> Vec<Finding> {
     let at = Some(ATTESTATION);
     let fail = |code, msg: String| vec![finding(code, at, msg)];
-    let envelope: Envelope = match std::fs::read(dir.join(ATTESTATION)).map(|b| serde_json::from_slice(&b)) {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => return fail("attestation.schema", format!("not a DSSE envelope: {e}")),
-        Err(e) => return fail("attestation.missing", e.to_string()),
+    let envelope: Envelope = match serde_json::from_slice(bytes) {
+        Ok(e) => e,
+        Err(e) => return fail("attestation.schema", format!("not a DSSE envelope: {e}")),
     };
     let key = match hex::decode(&m.attestation_key).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()) {
         Some(raw) => match ed25519_dalek::VerifyingKey::from_bytes(&raw) {

@@ -23,6 +23,25 @@ pub enum CrownOutcome {
     HeadMoved,
 }
 
+impl CrownOutcome {
+    /// The verdict as the miner should read it after the crown was tried: a lost
+    /// race or a moved head makes it stale.
+    pub fn settle(&self, verdict: &mut Verdict) {
+        match self {
+            CrownOutcome::Crowned { tag, .. } => verdict.summary = format!("{}; released as {tag}", verdict.summary),
+            CrownOutcome::Stale { king } => {
+                verdict.class = VerdictClass::Stale;
+                verdict.summary = format!("{}, but {king} was crowned first; rebase and re-prove", verdict.summary);
+            }
+            CrownOutcome::HeadMoved => {
+                verdict.class = VerdictClass::Stale;
+                verdict.summary =
+                    "the PR was pushed again after this judgment; the new head is judged on its own".into();
+            }
+        }
+    }
+}
+
 /// The next release after `king`: the patch number bumped.
 pub fn next_release(king: &str) -> Result<String> {
     let (x, y, z) = tag_version(king).with_context(|| format!("{king} is not a release tag"))?;
@@ -53,31 +72,17 @@ pub async fn crown(gh: &Installation, lock: &mut MergeLock, c: &Crowning<'_>) ->
         return Ok(CrownOutcome::Stale { king: king.tag });
     }
     let tag = next_release(&king.tag)?;
-    let digest = v.bundle_digest.as_deref().unwrap_or("?");
-    let numbers = match (&v.decision, &v.confirmation) {
-        (Some(d), Some(conf)) => format!(
-            "hidden bpb {:.4} (validator runs {:.4}) against {} at {:.4} ± {:.4} (n = {}); threshold {:.4}",
-            d.challenger, conf.mean, king.tag, d.king_mean, d.sigma, d.n, conf.threshold
-        ),
-        (Some(d), None) => format!(
-            "hidden bpb {:.4} against {} at {:.4} ± {:.4} (n = {}); threshold {:.4}",
-            d.challenger, king.tag, d.king_mean, d.sigma, d.n, d.threshold
-        ),
-        _ => v.summary.clone(),
-    };
-    let merged = match gh
-        .merge(c.repo, c.pr, c.head, &format!("{tag}: #{}", c.pr), &format!("{numbers}\n\nbundle {digest}"))
-        .await?
-    {
+    let text = ReleaseText::new(v, &king.tag);
+    let merged = match gh.merge(c.repo, c.pr, c.head, &format!("{tag}: #{}", c.pr), &text.merge_body()).await? {
         Merge::Merged(sha) => sha,
         Merge::HeadMoved => return Ok(CrownOutcome::HeadMoved),
         Merge::NotMergeable(why) => bail!("GitHub will not merge #{} now: {why}", c.pr),
     };
-    let entry = format!("## {tag}\n\n- #{}: {numbers}\n- bundle `{digest}`, merge {}\n", c.pr, merged.as_str());
-    let commit = gh.prepend_changelog(c.repo, c.base, &format!("## {tag}\n"), &entry).await?;
-    let message = format!("{tag}\n\n{}\n\n{numbers}\nbundle-digest: {digest}\npr: {}\n", v.summary, c.pr);
-    gh.create_tag(c.repo, &tag, &message, &commit).await?;
-    gh.create_release(c.repo, &tag, &format!("{}\n\n{numbers}\n\nBundle digest: `{digest}`", v.summary)).await?;
+    let pr = format!("#{}", c.pr);
+    let entry = text.changelog_entry(&tag, &pr, merged.as_str());
+    let commit = gh.prepend_changelog(c.repo, c.base, &tag, &entry).await?;
+    gh.create_tag(c.repo, &tag, &text.tag_message(&tag, &pr, c.head.as_str()), &commit).await?;
+    gh.create_release(c.repo, &tag, &text.release_body()).await?;
     let verdict = serde_json::to_value(v)?;
     let bpb = v.confirmation.as_ref().map(|c| c.mean).or(v.decision.as_ref().map(|d| d.challenger));
     let new = NewKing {
@@ -92,11 +97,82 @@ pub async fn crown(gh: &Installation, lock: &mut MergeLock, c: &Crowning<'_>) ->
     Ok(CrownOutcome::Crowned { tag, commit })
 }
 
+/// What a release says about its crown, worded once for GitHub and the local forge.
+pub struct ReleaseText<'a> {
+    verdict: &'a Verdict,
+    /// One line: the challenger's numbers against the king's.
+    pub numbers: String,
+    pub digest: String,
+}
+
+impl<'a> ReleaseText<'a> {
+    pub fn new(v: &'a Verdict, king: &str) -> Self {
+        let numbers = match (&v.decision, &v.confirmation) {
+            (Some(d), Some(conf)) => format!(
+                "hidden bpb {:.4} (validator runs {:.4}) against {king} at {:.4} ± {:.4} (n = {}); threshold {:.4}",
+                d.challenger, conf.mean, d.king_mean, d.sigma, d.n, conf.threshold
+            ),
+            (Some(d), None) => format!(
+                "hidden bpb {:.4} against {king} at {:.4} ± {:.4} (n = {}); threshold {:.4}",
+                d.challenger, d.king_mean, d.sigma, d.n, d.threshold
+            ),
+            _ => v.summary.clone(),
+        };
+        ReleaseText { verdict: v, numbers, digest: v.bundle_digest.clone().unwrap_or_else(|| "?".into()) }
+    }
+
+    pub fn merge_body(&self) -> String {
+        format!("{}\n\nbundle {}", self.numbers, self.digest)
+    }
+
+    pub fn changelog_entry(&self, tag: &str, pr: &str, merge: &str) -> String {
+        format!("{}\n\n- {pr}: {}\n- bundle `{}`, merge {merge}\n", changelog_marker(tag), self.numbers, self.digest)
+    }
+
+    /// The annotated tag's message; `head:` names the commit the crown note is on too.
+    pub fn tag_message(&self, tag: &str, pr: &str, head: &str) -> String {
+        let (summary, numbers, digest) = (&self.verdict.summary, &self.numbers, &self.digest);
+        format!("{tag}\n\n{summary}\n\n{numbers}\nbundle-digest: {digest}\npr: {pr}\nhead: {head}\n")
+    }
+
+    pub fn release_body(&self) -> String {
+        format!("{}\n\n{}\n\nBundle digest: `{}`", self.verdict.summary, self.numbers, self.digest)
+    }
+}
+
+/// The heading of a release's CHANGELOG.md entry; its presence means the entry is in.
+pub fn changelog_marker(tag: &str) -> String {
+    format!("## {tag}\n")
+}
+
+/// CHANGELOG.md with `entry` first (under the title), or a new file holding it.
+/// Unchanged when the entry's heading is already there.
+pub fn with_changelog_entry(old: Option<&str>, tag: &str, entry: &str) -> String {
+    let old = old.unwrap_or("# Changelog\n\nEvery crowned recipe release, newest first.\n");
+    if old.contains(&changelog_marker(tag)) {
+        return old.to_string();
+    }
+    let (title, rest) = old.split_once("\n\n").unwrap_or((old, ""));
+    format!("{title}\n\n{entry}\n{rest}")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn releases_bump_the_patch() {
         assert_eq!(super::next_release("recipe-v0.1.9").unwrap(), "recipe-v0.1.10");
         assert!(super::next_release("v0.1.0").is_err());
+    }
+
+    #[test]
+    fn changelog_entries_go_first_once() {
+        let first = super::with_changelog_entry(None, "recipe-v0.1.1", "## recipe-v0.1.1\n\n- one\n");
+        assert!(first.starts_with("# Changelog\n\n## recipe-v0.1.1\n"), "{first}");
+        let second = super::with_changelog_entry(Some(&first), "recipe-v0.1.2", "## recipe-v0.1.2\n\n- two\n");
+        assert!(second.find("recipe-v0.1.2").unwrap() < second.find("recipe-v0.1.1").unwrap(), "{second}");
+        assert_eq!(
+            super::with_changelog_entry(Some(&second), "recipe-v0.1.2", "## recipe-v0.1.2\n\n- again\n"),
+            second
+        );
     }
 }

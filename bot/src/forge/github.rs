@@ -141,16 +141,10 @@ impl Installation {
         }
     }
 
-    /// Prepends `entry` to CHANGELOG.md on `branch` unless it is there; the new
+    /// Prepends `entry` (the release `tag`'s) to CHANGELOG.md on `branch` unless it is there; the new
     /// head commit of `branch` (GitHub checks the file's blob sha, so a
     /// concurrent edit fails instead of being overwritten).
-    pub async fn prepend_changelog(
-        &self,
-        repo: &RepoName,
-        branch: &str,
-        marker: &str,
-        entry: &str,
-    ) -> Result<CommitSha> {
+    pub async fn prepend_changelog(&self, repo: &RepoName, branch: &str, tag: &str, entry: &str) -> Result<CommitSha> {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
         let route = format!("/repos/{repo}/contents/CHANGELOG.md");
@@ -160,16 +154,17 @@ impl Installation {
             Err(e) => return Err(e.into()),
         };
         let old = match &current {
-            Some(v) => String::from_utf8(b64.decode(v["content"].as_str().unwrap_or_default().replace('\n', ""))?)?,
-            None => "# Changelog\n\nEvery crowned recipe release, newest first.\n".to_string(),
+            Some(v) => {
+                Some(String::from_utf8(b64.decode(v["content"].as_str().unwrap_or_default().replace('\n', ""))?)?)
+            }
+            None => None,
         };
-        if old.contains(marker) {
+        let new = super::crown::with_changelog_entry(old.as_deref(), tag, entry);
+        if old.as_deref() == Some(new.as_str()) {
             let head: Value = self.gh.get(format!("/repos/{repo}/commits/{branch}"), None::<&()>).await?;
             return CommitSha::parse(head["sha"].as_str().unwrap_or_default());
         }
-        let (title, rest) = old.split_once("\n\n").unwrap_or((&old, ""));
-        let new = format!("{title}\n\n{entry}\n{rest}");
-        let mut body = json!({"message": format!("CHANGELOG: {marker}"), "content": b64.encode(new), "branch": branch});
+        let mut body = json!({"message": format!("CHANGELOG: {tag}"), "content": b64.encode(new), "branch": branch});
         if let Some(v) = &current {
             body["sha"] = v["sha"].clone();
         }

@@ -5,4 +5,5 @@ pub mod bundle_fetch;
 pub mod checks;
 pub mod crown;
 pub mod github;
+pub mod local;
 pub mod mirror;

@@ -113,26 +113,17 @@ async fn take_the_crown(
     let c = Crowning { repo, pr: p.pr, head, base, verdict };
     let outcome = crown(gh, &mut lock, &c).await?;
     lock.release().await?;
-    match outcome {
-        CrownOutcome::Crowned { tag, .. } => {
-            verdict.summary = format!("{}; released as {tag}", verdict.summary);
-            for (n, sha, _) in gh.open_pulls(repo).await?.into_iter().filter(|(n, _, _)| *n != p.pr) {
-                let payload = serde_json::json!({"repo": p.repo, "installation": p.installation, "pr": n, "head_sha": sha.as_str()});
-                let job = NewJob {
-                    kind: "rejudge".into(),
-                    dedupe_key: format!("rejudge:{}#{n}@{}/king-{tag}", p.repo, sha.as_str()),
-                    payload,
-                };
-                jobs::enqueue(&s.pool, &job).await?;
-            }
-        }
-        CrownOutcome::Stale { king } => {
-            verdict.class = VerdictClass::Stale;
-            verdict.summary = format!("{}, but {king} was crowned first; rebase and re-prove", verdict.summary);
-        }
-        CrownOutcome::HeadMoved => {
-            verdict.class = VerdictClass::Stale;
-            verdict.summary = "the PR was pushed again after this judgment; the new head is judged on its own".into();
+    outcome.settle(verdict);
+    if let CrownOutcome::Crowned { tag, .. } = outcome {
+        for (n, sha, _) in gh.open_pulls(repo).await?.into_iter().filter(|(n, _, _)| *n != p.pr) {
+            let payload =
+                serde_json::json!({"repo": p.repo, "installation": p.installation, "pr": n, "head_sha": sha.as_str()});
+            let job = NewJob {
+                kind: "rejudge".into(),
+                dedupe_key: format!("rejudge:{}#{n}@{}/king-{tag}", p.repo, sha.as_str()),
+                payload,
+            };
+            jobs::enqueue(&s.pool, &job).await?;
         }
     }
     Ok(())

@@ -2,9 +2,9 @@
 //! produced it. Serialised as JSON for the check run, the git note and the corpus.
 
 use super::Finding;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VerdictClass {
     Crowned,

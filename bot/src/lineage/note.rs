@@ -1,0 +1,125 @@
+//! The crown note: what a release carries to be re-verified by anyone holding a
+//! clone. It embeds the bundle's manifest and the files that prove it (the DSSE
+//! attestation, the miner's signature, the patch and the rationale) verbatim, so
+//! every digest can be recomputed; only the checkpoints stay with the bundle.
+
+use anyhow::{bail, Context, Result};
+use git2::{Oid, Repository};
+use proof::bundle::{BundleManifest, ATTESTATION, MANIFEST, MINER_SIG};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub const NOTES_REF: &str = "refs/notes/karpa";
+pub const NOTE_FORMAT: &str = "karpa-crown/v1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrownNote {
+    pub format: String,
+    /// The release this crown made, and the king it replaced.
+    pub tag: String,
+    pub king: String,
+    /// The pull request (`#12` on GitHub, `pull/3` on a local forge) and the head judged.
+    pub pr: String,
+    pub head: String,
+    pub bundle_digest: String,
+    /// Where the whole bundle (with its checkpoints) can be fetched, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_url: Option<String>,
+    pub manifest: BundleManifest,
+    /// The bundle's files, byte for byte.
+    pub attestation: String,
+    pub miner_signature: String,
+    pub patch: String,
+    pub rationale: String,
+    /// The verdict, as the judge serialised it.
+    pub verdict: serde_json::Value,
+}
+
+/// Who crowned what: the facts of a crown that are not in the bundle.
+pub struct CrownFacts<'a> {
+    pub tag: &'a str,
+    pub king: &'a str,
+    pub pr: &'a str,
+    pub head: &'a str,
+    pub bundle_url: Option<&'a str>,
+}
+
+impl CrownNote {
+    /// The note for a crowned verdict, from the bundle (a folder or a packed file).
+    pub fn from_bundle(
+        bundle: &Path,
+        facts: &CrownFacts<'_>,
+        verdict: &crate::judge::verdict::Verdict,
+    ) -> Result<Self> {
+        let unpacked = tempfile::tempdir()?;
+        let dir = if bundle.is_file() {
+            let file = std::fs::File::open(bundle).with_context(|| format!("cannot open {}", bundle.display()))?;
+            crate::archive::unpack(std::io::BufReader::new(file), unpacked.path(), &[])?;
+            unpacked.path()
+        } else {
+            bundle
+        };
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name)).with_context(|| format!("the bundle has no readable {name}"))
+        };
+        let manifest: BundleManifest = serde_json::from_str(&read(MANIFEST)?).context("the bundle's manifest")?;
+        let bundle_digest = manifest.digest().to_string();
+        if verdict.bundle_digest.as_deref() != Some(bundle_digest.as_str()) {
+            bail!("the verdict is about bundle {:?}, not {bundle_digest}", verdict.bundle_digest);
+        }
+        Ok(CrownNote {
+            format: NOTE_FORMAT.into(),
+            tag: facts.tag.into(),
+            king: facts.king.into(),
+            pr: facts.pr.into(),
+            head: facts.head.into(),
+            bundle_digest,
+            bundle_url: facts.bundle_url.map(str::to_string),
+            attestation: read(ATTESTATION)?,
+            miner_signature: read(MINER_SIG)?,
+            patch: read("patch.diff")?,
+            rationale: read("rationale.md")?,
+            manifest,
+            verdict: serde_json::to_value(verdict)?,
+        })
+    }
+}
+
+/// Attaches `note` to each of `commits` under [`NOTES_REF`] in one notes commit.
+/// Writing the same note again changes nothing.
+pub fn write(repo: &Repository, commits: &[Oid], note: &CrownNote) -> Result<()> {
+    let text = serde_json::to_string_pretty(note)? + "\n";
+    let sig = git2::Signature::now("karpa", "karpa@localhost")?;
+    for &commit in commits {
+        if read_text(repo, commit)?.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        repo.note(&sig, &sig, Some(NOTES_REF), commit, &text, true)
+            .with_context(|| format!("cannot write the crown note on {commit}"))?;
+    }
+    Ok(())
+}
+
+/// The crown note on `commit`, if any; an unreadable note is an error, not absence.
+pub fn read(repo: &Repository, commit: Oid) -> Result<Option<CrownNote>> {
+    match read_text(repo, commit)? {
+        None => Ok(None),
+        Some(text) => {
+            let note: CrownNote =
+                serde_json::from_str(&text).with_context(|| format!("the note on {commit} is not a crown note"))?;
+            if note.format != NOTE_FORMAT {
+                bail!("the note on {commit} has format {:?}, expected {NOTE_FORMAT}", note.format);
+            }
+            Ok(Some(note))
+        }
+    }
+}
+
+fn read_text(repo: &Repository, commit: Oid) -> Result<Option<String>> {
+    match repo.find_note(Some(NOTES_REF), commit) {
+        Ok(n) => Ok(Some(n.message().context("a crown note is UTF-8")?.to_string())),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}

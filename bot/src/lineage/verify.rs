@@ -1,0 +1,222 @@
+//! `karpa lineage verify <clone>`: every release tag after the first must carry a
+//! crown note that proves it, offline. For each link king → release:
+//! the release descends from the king; the note's manifest hashes to its bundle
+//! digest and names the king as its base; the embedded attestation, signature,
+//! patch and rationale match the manifest's digests; the attestation's DSSE
+//! signature and the miner's hotkey signature hold; the patch applied to the
+//! king's tree gives the attested tree, and the release's tree is that tree (bar
+//! CHANGELOG.md); the harness is the king's; the verdict crowned this bundle
+//! against this king, and its numbers clear its own threshold.
+
+use super::note::{self, CrownNote, NOTES_REF};
+use crate::repo::{King, RecipeRepo};
+use anyhow::Result;
+use git2::Oid;
+use proof::bundle::{verify_attestation, verify_miner_signature, BundleManifest, ATTESTATION};
+use serde::Serialize;
+use std::path::Path;
+
+/// The file a crown adds to the release besides the patch.
+const CHANGELOG: &str = "CHANGELOG.md";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// One release and what its proof says.
+#[derive(Debug, Clone, Serialize)]
+pub struct Link {
+    pub tag: String,
+    pub commit: String,
+    /// The king it replaced; None for the first release (the genesis).
+    pub king: Option<String>,
+    /// The challenger's hidden bpb (the validator's runs where the guard ran).
+    pub hidden_bpb: Option<f64>,
+    /// The king's noise-floor mean it was judged against.
+    pub king_bpb: Option<f64>,
+    pub bundle_digest: Option<String>,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub links: Vec<Link>,
+}
+
+impl Report {
+    pub fn holds(&self) -> bool {
+        self.links.iter().all(|l| l.problems.is_empty())
+    }
+}
+
+pub fn verify(clone: &Path) -> Result<Report> {
+    let repo = RecipeRepo::open(clone)?;
+    let releases = repo.releases()?;
+    let has_notes = repo.git().find_reference(NOTES_REF).is_ok();
+    let mut links = Vec::new();
+    for (i, release) in releases.iter().enumerate() {
+        let mut link = Link {
+            tag: release.tag.clone(),
+            commit: release.commit.to_string(),
+            king: None,
+            hidden_bpb: None,
+            king_bpb: None,
+            bundle_digest: None,
+            problems: Vec::new(),
+        };
+        if let Some(king) = i.checked_sub(1).map(|k| &releases[k]) {
+            link.king = Some(king.tag.clone());
+            check_link(&repo, king, release, has_notes, &mut link);
+        }
+        links.push(link);
+    }
+    Ok(Report { links })
+}
+
+fn check_link(repo: &RecipeRepo, king: &King, release: &King, has_notes: bool, link: &mut Link) {
+    let mut problem = |code, message: String| link.problems.push(Problem { code, message });
+    match repo.descends_from(release.commit, king.commit) {
+        Ok(true) => {}
+        Ok(false) => problem("lineage.ancestry", format!("{} does not descend from {}", release.tag, king.tag)),
+        Err(e) => problem("lineage.ancestry", e.to_string()),
+    }
+    let note = match note::read(repo.git(), release.commit) {
+        Ok(Some(n)) => n,
+        Ok(None) if !has_notes => {
+            return problem(
+                "lineage.note-missing",
+                format!("the clone has no {NOTES_REF}; fetch it: git fetch origin '{NOTES_REF}:{NOTES_REF}'"),
+            )
+        }
+        Ok(None) => return problem("lineage.note-missing", format!("{} carries no crown note", release.tag)),
+        Err(e) => return problem("lineage.note-unreadable", format!("{e:#}")),
+    };
+    link.bundle_digest = Some(note.bundle_digest.clone());
+    let mut problems = Vec::new();
+    check_note(repo, king, release, &note, &mut problems);
+    let (bpb, king_bpb) = check_verdict(&note, &mut problems);
+    link.hidden_bpb = bpb;
+    link.king_bpb = king_bpb;
+    link.problems.extend(problems);
+}
+
+/// The bundle embedded in the note against the repository's trees.
+fn check_note(repo: &RecipeRepo, king: &King, release: &King, note: &CrownNote, out: &mut Vec<Problem>) {
+    let mut problem = |code, message: String| out.push(Problem { code, message });
+    let m = &note.manifest;
+    if note.tag != release.tag || note.king != king.tag {
+        problem("lineage.note-tags", format!("the note crowns {} over {}", note.tag, note.king));
+    }
+    if m.digest().as_str() != note.bundle_digest {
+        problem("lineage.bundle-digest", format!("the manifest hashes to {}, not {}", m.digest(), note.bundle_digest));
+    }
+    if m.king_tag != king.tag || m.king_commit != king.commit.to_string() {
+        problem("lineage.base", format!("the bundle was trained on {} at {}", m.king_tag, m.king_commit));
+    }
+    for (name, bytes) in
+        [(ATTESTATION, &note.attestation), ("patch.diff", &note.patch), ("rationale.md", &note.rationale)]
+    {
+        if let Some(why) = file_mismatch(m, name, bytes.as_bytes()) {
+            problem("lineage.file-digest", why);
+        }
+    }
+    for f in verify_attestation(note.attestation.as_bytes(), m, &[]) {
+        problem("lineage.attestation", format!("{}: {}", f.code, f.message));
+    }
+    if let Some(f) = verify_miner_signature(note.miner_signature.as_bytes(), m) {
+        problem("lineage.hotkey", format!("{}: {}", f.code, f.message));
+    }
+    match patched_tree(repo, king, &note.patch) {
+        Ok(tree) if tree.to_string() == m.patched_tree => {
+            match (without(repo, tree, CHANGELOG), without(repo, release.tree, CHANGELOG)) {
+                (Ok(a), Ok(b)) if a == b => {}
+                (Ok(_), Ok(_)) => problem(
+                    "lineage.release-tree",
+                    format!("{}'s files are not the king's with the crowned patch applied", release.tag),
+                ),
+                (Err(e), _) | (_, Err(e)) => problem("lineage.release-tree", format!("{e:#}")),
+            }
+        }
+        Ok(tree) => {
+            problem("lineage.patch", format!("the patch on {} gives tree {tree}, not {}", king.tag, m.patched_tree))
+        }
+        Err(e) => problem("lineage.patch", format!("{e:#}")),
+    }
+    match repo.harness_digest(king.tree) {
+        Ok(d) if d == m.harness_digest => {}
+        Ok(d) => {
+            problem("lineage.harness", format!("{}'s harness is {d}, the bundle's {}", king.tag, m.harness_digest))
+        }
+        Err(e) => problem("lineage.harness", format!("{e:#}")),
+    }
+}
+
+/// The verdict must crown this bundle over this king by its own numbers.
+/// Returns (challenger bpb, king bpb).
+fn check_verdict(note: &CrownNote, out: &mut Vec<Problem>) -> (Option<f64>, Option<f64>) {
+    let v = &note.verdict;
+    let mut problem = |message: String| out.push(Problem { code: "lineage.verdict", message });
+    if v["class"] != "crowned" {
+        problem(format!("the verdict's class is {}, not crowned", v["class"]));
+    }
+    if v["bundle_digest"].as_str() != Some(note.bundle_digest.as_str()) || v["king"].as_str() != Some(&note.king) {
+        problem("the verdict is about another bundle or king".into());
+    }
+    let num = |x: &serde_json::Value| x.as_f64();
+    let d = &v["decision"];
+    let (Some(king), Some(challenger), Some(gain), Some(threshold)) =
+        (num(&d["king_mean"]), num(&d["challenger"]), num(&d["gain"]), num(&d["threshold"]))
+    else {
+        problem("the verdict has no decision numbers".into());
+        return (None, None);
+    };
+    const EPS: f64 = 1e-9;
+    if (king - challenger - gain).abs() > EPS {
+        problem(format!("gain {gain} is not {king} − {challenger}"));
+    }
+    let c = &v["confirmation"];
+    if c.is_null() {
+        if gain < threshold - EPS {
+            problem(format!("gain {gain:.5} is below the threshold {threshold:.5}"));
+        }
+        return (Some(challenger), Some(king));
+    }
+    let runs: Option<Vec<f64>> = c["hidden_bpb"].as_array().map(|a| a.iter().filter_map(|b| b.as_f64()).collect());
+    let (Some(runs), Some(mean), Some(threshold)) = (runs, num(&c["mean"]), num(&c["threshold"])) else {
+        problem("the confirmation runs are incomplete".into());
+        return (Some(challenger), Some(king));
+    };
+    let recomputed = runs.iter().sum::<f64>() / runs.len().max(1) as f64;
+    if runs.is_empty() || (recomputed - mean).abs() > EPS || c["passed"] != true {
+        problem(format!("the confirmation runs {runs:?} do not average to a passing {mean}"));
+    } else if king - mean < threshold - EPS {
+        problem(format!("the validator's runs gained {:.5}, below the threshold {threshold:.5}", king - mean));
+    }
+    (Some(mean), Some(king))
+}
+
+fn file_mismatch(m: &BundleManifest, name: &str, bytes: &[u8]) -> Option<String> {
+    let Some(entry) = m.files.iter().find(|f| f.path == name) else {
+        return Some(format!("the manifest lists no {name}"));
+    };
+    let digest = proof::sha256_bytes(bytes);
+    (entry.sha256 != digest || entry.size != bytes.len() as u64)
+        .then(|| format!("{name} in the note has sha256 {digest}, the manifest says {}", entry.sha256))
+}
+
+fn patched_tree(repo: &RecipeRepo, king: &King, patch: &str) -> Result<Oid> {
+    let diff = git2::Diff::from_buffer(patch.as_bytes())?;
+    repo.apply_patch(king.tree, &diff)
+}
+
+/// `tree` with the top-level entry `name` removed (unchanged when absent).
+fn without(repo: &RecipeRepo, tree: Oid, name: &str) -> Result<Oid> {
+    let git = repo.git();
+    let mut builder = git.treebuilder(Some(&git.find_tree(tree)?))?;
+    if builder.get(name)?.is_some() {
+        builder.remove(name)?;
+    }
+    Ok(builder.write()?)
+}

@@ -1,0 +1,108 @@
+//! `karpa pr …` (the local forge's pull requests) and `karpa lineage verify`.
+
+use crate::forge::local::LocalForge;
+use crate::lineage::verify::{verify, Report};
+use anyhow::Result;
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand)]
+pub enum PrCommand {
+    /// Open a pull request of a revision with its bundle; prints its number.
+    Open {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// The PR's head: a branch, ref or commit.
+        #[arg(long)]
+        head: String,
+        /// The bundle folder or packed file `karpa prove` made for it.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The branch kings live on.
+        #[arg(long, default_value = "main")]
+        base: String,
+    },
+    /// List the pull requests and their latest verdicts.
+    List {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum LineageCommand {
+    /// Re-check offline every release's crown note, bundle digest, attestation and
+    /// the chain of improvements. Exit 1 when any link does not hold.
+    Verify {
+        /// A clone of the recipe repository with refs/notes/karpa fetched.
+        clone: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn pr(command: PrCommand) -> Result<bool> {
+    match command {
+        PrCommand::Open { repo, head, bundle, base } => {
+            let pull = LocalForge::open(&repo)?.open_pull(&head, &bundle, &base)?;
+            println!("{}", pull.number);
+        }
+        PrCommand::List { repo } => {
+            for p in LocalForge::open(&repo)?.pulls()? {
+                let class = p.verdict.map(|c| serde_json::to_value(c).unwrap_or_default());
+                let class = class.as_ref().and_then(|c| c.as_str()).unwrap_or("not judged");
+                let state = serde_json::to_value(p.state)?;
+                let release = p.release.as_deref().unwrap_or("");
+                println!(
+                    "#{:<4} {:<7} {class:<19} {release:<16} {}",
+                    p.number,
+                    state.as_str().unwrap_or(""),
+                    p.bundle.display()
+                );
+            }
+        }
+    }
+    Ok(true)
+}
+
+pub fn lineage(command: LineageCommand) -> Result<bool> {
+    let LineageCommand::Verify { clone, json } = command;
+    let report = verify(&clone)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print(&report);
+    }
+    Ok(report.holds())
+}
+
+fn print(report: &Report) {
+    println!("  {:<16} {:<9} {:>10} {:>10} {:>8}  bundle", "release", "commit", "hidden bpb", "king bpb", "gain");
+    for l in &report.links {
+        let mark = if l.problems.is_empty() { "✔" } else { "✘" };
+        let commit = &l.commit[..9.min(l.commit.len())];
+        let num = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+        let gain = match (l.king_bpb, l.hidden_bpb) {
+            (Some(k), Some(c)) => format!("{:+.4}", k - c),
+            _ => "-".into(),
+        };
+        let bundle = match (&l.king, &l.bundle_digest) {
+            (None, _) => "genesis".to_string(),
+            (Some(_), Some(d)) => d[..16.min(d.len())].to_string(),
+            (Some(_), None) => "-".into(),
+        };
+        println!(
+            "{mark} {:<16} {commit:<9} {:>10} {:>10} {gain:>8}  {bundle}",
+            l.tag,
+            num(l.hidden_bpb),
+            num(l.king_bpb)
+        );
+        for p in &l.problems {
+            println!("    {:<24} {}", p.code, p.message);
+        }
+    }
+    let broken = report.links.iter().filter(|l| !l.problems.is_empty()).count();
+    match broken {
+        0 => println!("\nlineage holds: {} releases, each proven from the one before", report.links.len()),
+        n => println!("\nlineage broken: {n} of {} releases do not hold", report.links.len()),
+    }
+}

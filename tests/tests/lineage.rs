@@ -1,0 +1,309 @@
+//! The local forge and `karpa lineage verify`: pull requests as refs plus bundle
+//! paths in a bare repository, crowns released exactly as on GitHub (squash,
+//! CHANGELOG.md, annotated tag, crown note), and the chain re-verified offline
+//! from a plain clone — then broken on purpose, one way at a time.
+//!
+//! The bundles here are real (assembled, attested and hotkey-signed by `proof`)
+//! but their training files are placeholders: the verdicts are given, since the
+//! judge has its own tests. What is under test is the record.
+
+use karpa_bot::forge::crown::CrownOutcome;
+use karpa_bot::forge::local::{LocalForge, PullState};
+use karpa_bot::judge::decision::{Decision, Outcome};
+use karpa_bot::judge::verdict::{StageReport, Verdict, VerdictClass};
+use karpa_bot::lineage::note::{self, NOTES_REF};
+use karpa_bot::lineage::verify::{verify, Report};
+use karpa_tests::{binary, git, run};
+use proof::bundle::BundleManifest;
+use std::path::{Path, PathBuf};
+
+/// A bare recipe repository at recipe-v0.1.0 and a working clone to make PRs in.
+fn forge(dir: &Path) -> (PathBuf, PathBuf) {
+    let seed = dir.join("seed");
+    for (path, text) in [
+        ("recipe/recipe.toml", "[tiny]\nlr = 2e-3\nbatch_rows = 16\n"),
+        ("recipe/src/lib.rs", "pub fn model() {}\n"),
+        ("trainer/src/lib.rs", "pub fn train() {}\n"),
+        ("Cargo.lock", "# lock\n"),
+    ] {
+        std::fs::create_dir_all(seed.join(path).parent().unwrap()).unwrap();
+        std::fs::write(seed.join(path), text).unwrap();
+    }
+    git(&seed, &["init", "-q", "-b", "main"]);
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-q", "-m", "recipe v0.1.0"]);
+    git(&seed, &["tag", "-a", "recipe-v0.1.0", "-m", "recipe v0.1.0"]);
+    let bare = dir.join("recipe.git");
+    git(dir, &["clone", "-q", "--bare", seed.to_str().unwrap(), bare.to_str().unwrap()]);
+    let work = dir.join("work");
+    git(dir, &["clone", "-q", bare.to_str().unwrap(), work.to_str().unwrap()]);
+    (bare, work)
+}
+
+/// Commits `from` → `to` in recipe.toml on a new branch off `base`, pushes it,
+/// and seals a bundle for it trained (on paper) against `king`.
+fn pull_request(work: &Path, branch: &str, base: &str, king: &str, from: &str, to: &str) -> PathBuf {
+    git(work, &["fetch", "-q", "--tags", "origin"]);
+    git(work, &["checkout", "-q", "-b", branch, base]);
+    let toml = work.join("recipe/recipe.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    assert!(text.contains(from));
+    std::fs::write(&toml, text.replacen(from, to, 1)).unwrap();
+    git(work, &["commit", "-q", "-am", branch]);
+    git(work, &["push", "-q", "origin", branch]);
+    let bundle = work.parent().unwrap().join(format!("bundle-{branch}"));
+    std::fs::create_dir_all(bundle.join("checkpoints")).unwrap();
+    std::fs::write(bundle.join("patch.diff"), git(work, &["diff", &format!("{king}^{{commit}}"), "HEAD"])).unwrap();
+    let why = format!("Change {from} to {to}.\n\nIt trains faster at this scale.\n");
+    std::fs::write(bundle.join("rationale.md"), why).unwrap();
+    for f in ["log.jsonl", "final_state.json", "calibration.json", "checkpoints/step-1.safetensors"] {
+        std::fs::write(bundle.join(f), format!("placeholder {f} of {branch}")).unwrap();
+    }
+    let repo = karpa_bot::repo::RecipeRepo::open(work).unwrap();
+    let king_release = repo.king(Some(king)).unwrap();
+    let claims = proof::bundle::RunClaims {
+        king_tag: king.into(),
+        king_commit: king_release.commit.to_string(),
+        patched_tree: git(work, &["rev-parse", "HEAD^{tree}"]).trim().into(),
+        config: "tiny".into(),
+        seed: 1337,
+        harness_digest: repo.harness_digest(king_release.tree).unwrap(),
+        miner_hotkey: "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY".into(),
+        github_login: "miner".into(),
+        calibration: proof::intoto::CalibrationSummary {
+            device: "cpu".into(),
+            matmul_2048_fp32_ms: 60.0,
+            h100_equivalence: 0.0085,
+        },
+        started_at: "2026-11-26T05:00:00Z".into(),
+        finished_at: "2026-11-26T05:01:00Z".into(),
+        log_chain: vec![proof::sha256_bytes(b"log")],
+        tier: "software".into(),
+    };
+    let nonce: [u8; 32] = proof::sha256_bytes(branch.as_bytes()).as_str().as_bytes()[..32].try_into().unwrap();
+    let m = proof::bundle::assemble(&bundle, &claims, &proof::dsse::generate_key().unwrap(), nonce).unwrap();
+    proof::bundle::sign_as_miner(&bundle, &m, &proof::hotkey::keypair_from_uri("//Alice").unwrap()).unwrap();
+    git(work, &["checkout", "-q", "--detach"]);
+    bundle
+}
+
+/// A crowned verdict on `bundle` against `king`: the challenger `gain` below its mean.
+fn crowned(bundle: &Path, king: &str, king_mean: f64, gain: f64) -> Verdict {
+    let m: BundleManifest = serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    Verdict {
+        class: VerdictClass::Crowned,
+        summary: format!("crowned: {gain:.3} bpb better than {king}"),
+        bundle_digest: Some(m.digest().to_string()),
+        king: Some(king.into()),
+        findings: vec![],
+        stages: vec![StageReport { stage: "decision", passed: true, seconds: 0.1 }],
+        eval: None,
+        decision: Some(Decision {
+            outcome: Outcome::Crowned,
+            king_mean,
+            sigma: 0.01,
+            n: 10,
+            challenger: king_mean - gain,
+            gain,
+            threshold: 0.04,
+        }),
+        confirmation: None,
+        judge_version: "test",
+    }
+}
+
+fn codes(report: &Report) -> Vec<&'static str> {
+    report.links.iter().flat_map(|l| l.problems.iter().map(|p| p.code)).collect()
+}
+
+/// A plain clone with the crown notes fetched, as a reproducer would make it.
+fn clone_with_notes(bare: &Path, to: &Path) -> PathBuf {
+    git(to.parent().unwrap(), &["clone", "-q", bare.to_str().unwrap(), to.to_str().unwrap()]);
+    git(to, &["fetch", "-q", "origin", &format!("{NOTES_REF}:{NOTES_REF}")]);
+    to.to_path_buf()
+}
+
+#[test]
+fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bare, work) = forge(tmp.path());
+    let forge = LocalForge::open(&bare).unwrap();
+
+    // Two PRs against the genesis king; the first is crowned.
+    let b1 = pull_request(&work, "lr", "origin/main", "recipe-v0.1.0", "lr = 2e-3", "lr = 3e-3");
+    let b2 = pull_request(&work, "rows", "origin/main", "recipe-v0.1.0", "batch_rows = 16", "batch_rows = 8");
+    let mut p1 = forge.open_pull("refs/heads/lr", &b1, "main").unwrap();
+    let mut p2 = forge.open_pull("refs/heads/rows", &b2, "main").unwrap();
+    assert_eq!((p1.number, p2.number), (1, 2));
+    let head1 = forge.head(&p1).unwrap();
+    let v1 = crowned(&b1, "recipe-v0.1.0", 2.50, 0.10);
+    let out = forge.crown(&mut p1, head1, &v1).unwrap();
+    let CrownOutcome::Crowned { tag, commit } = out.clone() else { panic!("{out:?}") };
+    assert_eq!(tag, "recipe-v0.1.1");
+    assert_eq!(forge.pull(1).unwrap().state, PullState::Merged);
+    // Again: the same release, nothing new.
+    assert_eq!(forge.crown(&mut p1, head1, &v1).unwrap(), out);
+    assert_eq!(git(&bare, &["tag", "-l", "recipe-v*"]).lines().count(), 2);
+
+    // The release as git shows it: main at the tagged commit, the changelog entry,
+    // the tag message naming the head, the note on both the head and the release.
+    assert_eq!(git(&bare, &["rev-parse", "main"]).trim(), commit.as_str());
+    assert_eq!(git(&bare, &["rev-parse", "recipe-v0.1.1^{commit}"]).trim(), commit.as_str());
+    let changelog = git(&bare, &["show", "recipe-v0.1.1:CHANGELOG.md"]);
+    assert!(changelog.contains("## recipe-v0.1.1") && changelog.contains("pull/1"), "{changelog}");
+    assert!(git(&bare, &["show", "recipe-v0.1.1:recipe/recipe.toml"]).contains("lr = 3e-3"));
+    assert!(git(&bare, &["cat-file", "tag", "recipe-v0.1.1"]).contains(&format!("head: {head1}")));
+    for on in [head1.to_string(), commit.as_str().to_string()] {
+        let n = git(&bare, &["notes", "--ref=karpa", "show", &on]);
+        assert!(n.contains("\"format\": \"karpa-crown/v1\"") && n.contains("\"tag\": \"recipe-v0.1.1\""), "{n}");
+    }
+
+    // The other PR was judged against the old king: stale, and nothing moves.
+    let v2 = crowned(&b2, "recipe-v0.1.0", 2.50, 0.20);
+    let head2 = forge.head(&p2).unwrap();
+    let stale = forge.crown(&mut p2, head2, &v2).unwrap();
+    assert_eq!(stale, CrownOutcome::Stale { king: "recipe-v0.1.1".into() });
+    assert_eq!(git(&bare, &["rev-parse", "main"]).trim(), commit.as_str());
+
+    // Re-proved on the new king, it is crowned as recipe-v0.1.2.
+    let b3 = pull_request(&work, "rows2", "origin/main", "recipe-v0.1.1", "batch_rows = 16", "batch_rows = 8");
+    let mut p3 = forge.open_pull("rows2", &b3, "main").unwrap();
+    let v3 = crowned(&b3, "recipe-v0.1.1", 2.41, 0.06);
+    let head3 = forge.head(&p3).unwrap();
+    let out = forge.crown(&mut p3, head3, &v3).unwrap();
+    assert!(matches!(&out, CrownOutcome::Crowned { tag, .. } if tag == "recipe-v0.1.2"), "{out:?}");
+    let changelog = git(&bare, &["show", "recipe-v0.1.2:CHANGELOG.md"]);
+    assert!(changelog.find("recipe-v0.1.2").unwrap() < changelog.find("recipe-v0.1.1").unwrap(), "{changelog}");
+
+    // From a plain clone: holds, three releases, the numbers of each crown.
+    let clone = clone_with_notes(&bare, &tmp.path().join("clone"));
+    let report = verify(&clone).unwrap();
+    assert!(report.holds(), "{report:#?}");
+    let tags: Vec<_> = report.links.iter().map(|l| l.tag.as_str()).collect();
+    assert_eq!(tags, ["recipe-v0.1.0", "recipe-v0.1.1", "recipe-v0.1.2"]);
+    assert_eq!(report.links[1].hidden_bpb, Some(2.40));
+    assert_eq!(report.links[2].king_bpb, Some(2.41));
+    // The CLI says the same, and exits 0.
+    let cli = run(&binary("karpa"), &[&"lineage", &"verify", &clone]).ok();
+    assert!(cli.stdout.contains("lineage holds: 3 releases"), "{}", cli.stdout);
+    assert_eq!(git(&bare, &["for-each-ref", "--format=%(refname)", "refs/pull"]).lines().count(), 3);
+
+    // Without the notes fetched, it says how to get them.
+    let bare_clone = tmp.path().join("no-notes");
+    git(tmp.path(), &["clone", "-q", bare.to_str().unwrap(), bare_clone.to_str().unwrap()]);
+    let r = verify(&bare_clone).unwrap();
+    assert_eq!(codes(&r), ["lineage.note-missing", "lineage.note-missing"]);
+    assert!(r.links[1].problems[0].message.contains("git fetch origin"), "{r:#?}");
+    let cli = run(&binary("karpa"), &[&"lineage", &"verify", &bare_clone]);
+    assert_eq!(cli.code, 1, "{}", cli.stdout);
+
+    // Tampering, one way at a time, each on its own clone.
+    let tamper = |name: &str, edit: &dyn Fn(&Path)| -> Vec<&'static str> {
+        let c = clone_with_notes(&bare, &tmp.path().join(name));
+        edit(&c);
+        let mut found = codes(&verify(&c).unwrap());
+        found.dedup();
+        found
+    };
+    let rewrite_note = |c: &Path, tag: &str, edit: &dyn Fn(&mut note::CrownNote)| {
+        let repo = git2::Repository::open(c).unwrap();
+        let commit = repo.revparse_single(&format!("{tag}^{{commit}}")).unwrap().id();
+        let mut n = note::read(&repo, commit).unwrap().unwrap();
+        edit(&mut n);
+        note::write(&repo, &[commit], &n).unwrap();
+    };
+
+    // A better number written into the verdict after the fact.
+    let found = tamper("inflated", &|c| {
+        rewrite_note(c, "recipe-v0.1.1", &|n| n.verdict["decision"]["challenger"] = 2.2.into());
+    });
+    assert_eq!(found, ["lineage.verdict"]);
+    // A crown whose own numbers do not clear its threshold.
+    let found = tamper("weak", &|c| {
+        rewrite_note(c, "recipe-v0.1.2", &|n| {
+            n.verdict["decision"]["challenger"] = 2.40.into();
+            n.verdict["decision"]["gain"] = (2.41 - 2.40).into();
+        });
+    });
+    assert_eq!(found, ["lineage.verdict"]);
+    // A different patch than the one attested.
+    let found = tamper("patch", &|c| {
+        rewrite_note(c, "recipe-v0.1.1", &|n| n.patch = n.patch.replace("3e-3", "4e-3"));
+    });
+    assert_eq!(found, ["lineage.file-digest", "lineage.patch"]);
+    // Someone else's bundle claimed for this release.
+    let found = tamper("swapped", &|c| {
+        let b3_manifest: BundleManifest =
+            serde_json::from_slice(&std::fs::read(b3.join("manifest.json")).unwrap()).unwrap();
+        rewrite_note(c, "recipe-v0.1.1", &|n| n.manifest = b3_manifest.clone());
+    });
+    assert!(found.contains(&"lineage.bundle-digest") && found.contains(&"lineage.base"), "{found:?}");
+    // A forged signature on the attestation.
+    let found = tamper("forged", &|c| {
+        rewrite_note(c, "recipe-v0.1.2", &|n| {
+            let mut env: serde_json::Value = serde_json::from_str(&n.attestation).unwrap();
+            env["signatures"][0]["sig"] = base64_of_zeroes().into();
+            n.attestation = serde_json::to_string(&env).unwrap();
+        });
+    });
+    assert!(found.contains(&"lineage.attestation"), "{found:?}");
+    // The release tag moved onto a commit with more in it than the crowned patch.
+    let found = tamper("retagged", &|c| {
+        git(c, &["checkout", "-q", "recipe-v0.1.1"]);
+        std::fs::write(c.join("recipe/src/lib.rs"), "pub fn model() { /* unproven */ }\n").unwrap();
+        git(c, &["commit", "-q", "-am", "sneak"]);
+        let n = git(c, &["notes", "--ref=karpa", "show", "recipe-v0.1.1^{commit}"]);
+        git(c, &["tag", "-f", "-a", "recipe-v0.1.1", "-m", "moved"]);
+        git(c, &["notes", "--ref=karpa", "add", "-f", "-m", n.trim_end(), "HEAD"]);
+    });
+    assert!(found.contains(&"lineage.release-tree"), "{found:?}");
+    // A release with no crown behind it.
+    let found = tamper("unproven", &|c| {
+        git(c, &["checkout", "-q", "recipe-v0.1.2"]);
+        std::fs::write(c.join("recipe/src/lib.rs"), "pub fn model() { /* better, trust me */ }\n").unwrap();
+        git(c, &["commit", "-q", "-am", "trust me"]);
+        git(c, &["tag", "-a", "recipe-v0.1.3", "-m", "trust me"]);
+    });
+    assert_eq!(found, ["lineage.note-missing"]);
+}
+
+fn base64_of_zeroes() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode([0u8; 64])
+}
+
+#[test]
+fn local_pull_requests_need_a_real_head_base_and_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bare, work) = forge(tmp.path());
+    let forge = LocalForge::open(&bare).unwrap();
+    let bundle = pull_request(&work, "lr", "origin/main", "recipe-v0.1.0", "lr = 2e-3", "lr = 3e-3");
+    let err = |r: anyhow::Result<karpa_bot::forge::local::LocalPull>| format!("{:#}", r.unwrap_err());
+    assert!(err(forge.open_pull("no-such-branch", &bundle, "main")).contains("no-such-branch"));
+    assert!(err(forge.open_pull("lr", &bundle, "trunk")).contains("no branch \"trunk\""));
+    assert!(err(forge.open_pull("lr", &tmp.path().join("nothing"), "main")).contains("no bundle"));
+    assert!(format!("{:#}", forge.pull(1).unwrap_err()).contains("no pull request #1"));
+    // Nothing was half-created by the refusals.
+    assert!(forge.pulls().unwrap().is_empty());
+    assert_eq!(git(&bare, &["for-each-ref", "refs/pull"]), "");
+
+    // Only a crowned verdict crowns.
+    let mut p = forge.open_pull("lr", &bundle, "main").unwrap();
+    let judged = forge.head(&p).unwrap();
+    let mut v = crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1);
+    v.class = VerdictClass::MeaningfulFailure;
+    assert!(forge.crown(&mut p, judged, &v).is_err());
+    // A verdict on another bundle is not this PR's crown.
+    let mut v = crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1);
+    v.bundle_digest = Some("0".repeat(64));
+    assert!(format!("{:#}", forge.crown(&mut p, judged, &v).unwrap_err()).contains("is about bundle"));
+    // The head moved after the judgment: nothing released.
+    git(&work, &["checkout", "-q", "lr"]);
+    std::fs::write(work.join("recipe/src/lib.rs"), "pub fn model() { }\n").unwrap();
+    git(&work, &["commit", "-q", "-am", "more"]);
+    git(&work, &["push", "-q", "origin", "lr"]);
+    git(&bare, &["update-ref", "refs/pull/1/head", "refs/heads/lr"]);
+    let out = forge.crown(&mut p, judged, &crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1)).unwrap();
+    assert_eq!(out, CrownOutcome::HeadMoved);
+    assert_eq!(git(&bare, &["tag", "-l"]).trim(), "recipe-v0.1.0");
+}
