@@ -1,5 +1,6 @@
 //! `karpa judge`: run the pipeline on a local repository and print the verdict.
 
+use crate::db::kings::Bump;
 use crate::forge::local::LocalForge;
 use crate::judge::decision::{DecisionRule, NoiseFloor};
 use crate::judge::evaluate::EvalSetup;
@@ -171,6 +172,8 @@ pub struct JudgeTarget {
     pub ledger: PathBuf,
     /// Release a crowned verdict on the local forge.
     pub crown: bool,
+    /// Number that release recipe-vX.(Y+1).0 instead of a patch bump.
+    pub minor: bool,
 }
 
 /// Ok(false) when the verdict is `rejected` or `stale`.
@@ -211,7 +214,8 @@ pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> 
     })?;
     if let Some((forge, mut pull)) = local {
         if t.crown && verdict.class == VerdictClass::Crowned {
-            let outcome = forge.crown(&mut pull, git2::Oid::from_str(&pr_head)?, &verdict)?;
+            let bump = if t.minor { Bump::Minor } else { Bump::Patch };
+            let outcome = forge.crown(&mut pull, git2::Oid::from_str(&pr_head)?, &verdict, bump)?;
             outcome.settle(&mut verdict);
         }
         forge.record_verdict(&mut pull, verdict.class)?;

@@ -40,6 +40,9 @@ enum Command {
         /// Release a crowned verdict: merge, CHANGELOG.md, tag and crown note (local pull requests).
         #[arg(long)]
         crown: bool,
+        /// With --crown: release as recipe-vX.(Y+1).0 instead of a patch bump.
+        #[arg(long, requires = "crown")]
+        minor: bool,
         /// Folder of the nonces and normalised diffs seen so far (default: <repo>/.karpa/judge).
         #[arg(long)]
         ledger: Option<PathBuf>,
@@ -176,6 +179,7 @@ fn main() -> ExitCode {
             pr,
             bundle,
             crown,
+            minor,
             ledger,
             json,
             data,
@@ -193,7 +197,7 @@ fn main() -> ExitCode {
                 }
                 _ => None,
             };
-            judge_cmd::run(judge_cmd::JudgeTarget { repo, pr, bundle, ledger, crown }, eval, json)
+            judge_cmd::run(judge_cmd::JudgeTarget { repo, pr, bundle, ledger, crown, minor }, eval, json)
         }
         Command::Pr { command } => lineage_cmd::pr(command),
         Command::Lineage { command } => lineage_cmd::lineage(command),

@@ -19,6 +19,7 @@ fn retry_explain_and_help() {
                               "base": {"ref": "main"}, "user": {"login": "miner-ada"}}),
     );
     gh.ledger.lock().unwrap().permissions.insert("maintainer-bo".into(), "write".into());
+    gh.ledger.lock().unwrap().permissions.insert("owner-cy".into(), "admin".into());
     let tmp = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -46,6 +47,14 @@ fn retry_explain_and_help() {
         run(command(5, "miner-ada", "frobnicate now", "c5")).await;
         // The same comment's job again (a retry after a crash): no second reply.
         run(command(5, "miner-ada", "frobnicate now", "c5-again")).await;
+        // Release numbering is for maintainers only; write access is not enough.
+        karpa_bot::db::kings::seed(&pool, REPO, "recipe-v0.1.3", &"ab".repeat(20)).await.unwrap();
+        run(command(6, "maintainer-bo", "release minor", "c6")).await;
+        let pending: (i64,) = sqlx::query_as("SELECT count(*) FROM release_bumps").fetch_one(&pool).await.unwrap();
+        assert_eq!(pending.0, 0);
+        run(command(7, "owner-cy", "release minor", "c7")).await;
+        let by: (String,) = sqlx::query_as("SELECT requested_by FROM release_bumps").fetch_one(&pool).await.unwrap();
+        assert_eq!(by.0, "owner-cy");
 
         let queued: Vec<(String, String)> =
             sqlx::query_as("SELECT kind, state FROM jobs WHERE kind = 'rejudge'").fetch_all(&pool).await.unwrap();
@@ -57,7 +66,7 @@ fn retry_explain_and_help() {
     assert_eq!((runs.len(), runs[0].state["conclusion"].as_str()), (1, Some("failure")));
     let l = gh.ledger.lock().unwrap();
     let replies: Vec<&str> = l.comments[&(REPO.to_string(), 7)].iter().map(|c| c["body"].as_str().unwrap()).collect();
-    assert_eq!(replies.len(), 5, "{replies:#?}");
+    assert_eq!(replies.len(), 7, "{replies:#?}");
     assert!(replies[0].starts_with("@passer-by only the PR's author or someone with write access"));
     assert!(replies[1].contains("no verdict yet"));
     assert!(replies[2].contains("judging `4c4c4c4c4c4c` again"));
@@ -66,7 +75,9 @@ fn retry_explain_and_help() {
         explained.contains("**rejected**") && explained.contains("✘ intake") && explained.contains("`intake.locator`")
     );
     assert!(replies[4].contains("`/karpa frobnicate` is not a command") && replies[4].contains("/karpa retry"));
-    for (reply, id) in replies.iter().zip([1, 2, 3, 4, 5]) {
+    assert!(replies[5].contains("only a maintainer"), "{}", replies[5]);
+    assert!(replies[6].contains("will be released as recipe-v0.2.0"), "{}", replies[6]);
+    for (reply, id) in replies.iter().zip([1, 2, 3, 4, 5, 6, 7]) {
         assert!(reply.contains(&format!("karpa:reply-to:{id} ")), "{reply}");
     }
 }

@@ -88,24 +88,34 @@ fn one_crown_from_two_winners_and_a_complete_record() {
         // PR 9 was judged on the new king, then pushed again before the merge.
         gh.ledger.lock().unwrap().pulls.get_mut(REPO).unwrap()[2]["head"]["sha"] = json!(head(99));
         assert_eq!(attempt(9, "recipe-v0.1.1", 'c').await, CrownOutcome::HeadMoved);
+        // Judged again at its old head (pushed back), after a maintainer asked for a
+        // minor bump: released as recipe-v0.2.0, and the request is used up.
+        gh.ledger.lock().unwrap().pulls.get_mut(REPO).unwrap()[2]["head"]["sha"] = json!(head(9));
+        kings::request_minor_bump(&pool, REPO, "owner-cy").await.unwrap();
+        let minor = attempt(9, "recipe-v0.1.1", 'c').await;
+        assert!(matches!(&minor, CrownOutcome::Crowned { tag, .. } if tag == "recipe-v0.2.0"), "{minor:?}");
+        let pending: (i64,) = sqlx::query_as("SELECT count(*) FROM release_bumps").fetch_one(&pool).await.unwrap();
+        assert_eq!(pending.0, 0);
 
         let kings: Vec<(String, Option<i64>)> =
             sqlx::query_as("SELECT tag, pr FROM kings ORDER BY crowned_at").fetch_all(&pool).await.unwrap();
-        assert_eq!(kings, [("recipe-v0.1.0".to_string(), None), ("recipe-v0.1.1".to_string(), Some(winner as i64))]);
+        let expected = [("recipe-v0.1.0", None), ("recipe-v0.1.1", Some(winner as i64)), ("recipe-v0.2.0", Some(9))];
+        assert_eq!(kings, expected.map(|(t, pr)| (t.to_string(), pr)));
     });
 
     gh.assert_clean();
     let l = gh.ledger.lock().unwrap();
     let state = &l.repos[REPO];
-    assert_eq!(state.commits.len(), 3, "the king, one squash merge, one CHANGELOG commit");
+    assert_eq!(state.commits.len(), 5, "the king, then a squash merge and a CHANGELOG commit per crown");
     let changelog = &state.files["CHANGELOG.md"];
     assert_eq!(changelog.matches("## recipe-v0.1.1").count(), 1, "{changelog}");
+    assert!(changelog.find("## recipe-v0.2.0").unwrap() < changelog.find("## recipe-v0.1.1").unwrap(), "{changelog}");
     let tag_obj = &state.tag_objects[&state.tag_refs["recipe-v0.1.1"]];
     assert_eq!(tag_obj["object"]["sha"], state.commits[2], "the tag names the commit with the CHANGELOG entry");
     let message = tag_obj["message"].as_str().unwrap();
     assert!(message.contains("bundle-digest: ") && message.contains("2.3500"), "{message}");
-    assert_eq!(state.releases.len(), 1);
+    assert_eq!(state.releases.len(), 2);
     let merged: Vec<u64> =
         l.pulls[REPO].iter().filter(|p| p["merged"] == true).map(|p| p["number"].as_u64().unwrap()).collect();
-    assert_eq!(merged.len(), 1);
+    assert_eq!(merged.len(), 2);
 }

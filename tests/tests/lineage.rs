@@ -7,6 +7,7 @@
 //! but their training files are placeholders: the verdicts are given, since the
 //! judge has its own tests. What is under test is the record.
 
+use karpa_bot::db::kings::Bump;
 use karpa_bot::forge::crown::CrownOutcome;
 use karpa_bot::forge::local::{LocalForge, PullState};
 use karpa_bot::judge::decision::{Decision, Outcome};
@@ -137,12 +138,12 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     assert_eq!((p1.number, p2.number), (1, 2));
     let head1 = forge.head(&p1).unwrap();
     let v1 = crowned(&b1, "recipe-v0.1.0", 2.50, 0.10);
-    let out = forge.crown(&mut p1, head1, &v1).unwrap();
+    let out = forge.crown(&mut p1, head1, &v1, Bump::Patch).unwrap();
     let CrownOutcome::Crowned { tag, commit } = out.clone() else { panic!("{out:?}") };
     assert_eq!(tag, "recipe-v0.1.1");
     assert_eq!(forge.pull(1).unwrap().state, PullState::Merged);
     // Again: the same release, nothing new.
-    assert_eq!(forge.crown(&mut p1, head1, &v1).unwrap(), out);
+    assert_eq!(forge.crown(&mut p1, head1, &v1, Bump::Patch).unwrap(), out);
     assert_eq!(git(&bare, &["tag", "-l", "recipe-v*"]).lines().count(), 2);
 
     // The release as git shows it: main at the tagged commit, the changelog entry,
@@ -161,26 +162,27 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     // The other PR was judged against the old king: stale, and nothing moves.
     let v2 = crowned(&b2, "recipe-v0.1.0", 2.50, 0.20);
     let head2 = forge.head(&p2).unwrap();
-    let stale = forge.crown(&mut p2, head2, &v2).unwrap();
+    let stale = forge.crown(&mut p2, head2, &v2, Bump::Patch).unwrap();
     assert_eq!(stale, CrownOutcome::Stale { king: "recipe-v0.1.1".into() });
     assert_eq!(git(&bare, &["rev-parse", "main"]).trim(), commit.as_str());
 
-    // Re-proved on the new king, it is crowned as recipe-v0.1.2.
+    // Re-proved on the new king, it is crowned as recipe-v0.2.0 (a minor bump).
     let b3 = pull_request(&work, "rows2", "origin/main", "recipe-v0.1.1", "batch_rows = 16", "batch_rows = 8");
     let mut p3 = forge.open_pull("rows2", &b3, "main").unwrap();
     let v3 = crowned(&b3, "recipe-v0.1.1", 2.41, 0.06);
     let head3 = forge.head(&p3).unwrap();
-    let out = forge.crown(&mut p3, head3, &v3).unwrap();
-    assert!(matches!(&out, CrownOutcome::Crowned { tag, .. } if tag == "recipe-v0.1.2"), "{out:?}");
-    let changelog = git(&bare, &["show", "recipe-v0.1.2:CHANGELOG.md"]);
-    assert!(changelog.find("recipe-v0.1.2").unwrap() < changelog.find("recipe-v0.1.1").unwrap(), "{changelog}");
+    // A maintainer asked for a minor bump: the next line of kings starts here.
+    let out = forge.crown(&mut p3, head3, &v3, Bump::Minor).unwrap();
+    assert!(matches!(&out, CrownOutcome::Crowned { tag, .. } if tag == "recipe-v0.2.0"), "{out:?}");
+    let changelog = git(&bare, &["show", "recipe-v0.2.0:CHANGELOG.md"]);
+    assert!(changelog.find("recipe-v0.2.0").unwrap() < changelog.find("recipe-v0.1.1").unwrap(), "{changelog}");
 
     // From a plain clone: holds, three releases, the numbers of each crown.
     let clone = clone_with_notes(&bare, &tmp.path().join("clone"));
     let report = verify(&clone).unwrap();
     assert!(report.holds(), "{report:#?}");
     let tags: Vec<_> = report.links.iter().map(|l| l.tag.as_str()).collect();
-    assert_eq!(tags, ["recipe-v0.1.0", "recipe-v0.1.1", "recipe-v0.1.2"]);
+    assert_eq!(tags, ["recipe-v0.1.0", "recipe-v0.1.1", "recipe-v0.2.0"]);
     assert_eq!(report.links[1].hidden_bpb, Some(2.40));
     assert_eq!(report.links[2].king_bpb, Some(2.41));
     // The CLI says the same, and exits 0.
@@ -220,7 +222,7 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     assert_eq!(found, ["lineage.verdict"]);
     // A crown whose own numbers do not clear its threshold.
     let found = tamper("weak", &|c| {
-        rewrite_note(c, "recipe-v0.1.2", &|n| {
+        rewrite_note(c, "recipe-v0.2.0", &|n| {
             n.verdict["decision"]["challenger"] = 2.40.into();
             n.verdict["decision"]["gain"] = (2.41 - 2.40).into();
         });
@@ -240,7 +242,7 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     assert!(found.contains(&"lineage.bundle-digest") && found.contains(&"lineage.base"), "{found:?}");
     // A forged signature on the attestation.
     let found = tamper("forged", &|c| {
-        rewrite_note(c, "recipe-v0.1.2", &|n| {
+        rewrite_note(c, "recipe-v0.2.0", &|n| {
             let mut env: serde_json::Value = serde_json::from_str(&n.attestation).unwrap();
             env["signatures"][0]["sig"] = base64_of_zeroes().into();
             n.attestation = serde_json::to_string(&env).unwrap();
@@ -259,10 +261,10 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     assert!(found.contains(&"lineage.release-tree"), "{found:?}");
     // A release with no crown behind it.
     let found = tamper("unproven", &|c| {
-        git(c, &["checkout", "-q", "recipe-v0.1.2"]);
+        git(c, &["checkout", "-q", "recipe-v0.2.0"]);
         std::fs::write(c.join("recipe/src/lib.rs"), "pub fn model() { /* better, trust me */ }\n").unwrap();
         git(c, &["commit", "-q", "-am", "trust me"]);
-        git(c, &["tag", "-a", "recipe-v0.1.3", "-m", "trust me"]);
+        git(c, &["tag", "-a", "recipe-v0.2.1", "-m", "trust me"]);
     });
     assert_eq!(found, ["lineage.note-missing"]);
 }
@@ -292,18 +294,18 @@ fn local_pull_requests_need_a_real_head_base_and_bundle() {
     let judged = forge.head(&p).unwrap();
     let mut v = crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1);
     v.class = VerdictClass::MeaningfulFailure;
-    assert!(forge.crown(&mut p, judged, &v).is_err());
+    assert!(forge.crown(&mut p, judged, &v, Bump::Patch).is_err());
     // A verdict on another bundle is not this PR's crown.
     let mut v = crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1);
     v.bundle_digest = Some("0".repeat(64));
-    assert!(format!("{:#}", forge.crown(&mut p, judged, &v).unwrap_err()).contains("is about bundle"));
+    assert!(format!("{:#}", forge.crown(&mut p, judged, &v, Bump::Patch).unwrap_err()).contains("is about bundle"));
     // The head moved after the judgment: nothing released.
     git(&work, &["checkout", "-q", "lr"]);
     std::fs::write(work.join("recipe/src/lib.rs"), "pub fn model() { }\n").unwrap();
     git(&work, &["commit", "-q", "-am", "more"]);
     git(&work, &["push", "-q", "origin", "lr"]);
     git(&bare, &["update-ref", "refs/pull/1/head", "refs/heads/lr"]);
-    let out = forge.crown(&mut p, judged, &crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1)).unwrap();
+    let out = forge.crown(&mut p, judged, &crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1), Bump::Patch).unwrap();
     assert_eq!(out, CrownOutcome::HeadMoved);
     assert_eq!(git(&bare, &["tag", "-l"]).trim(), "recipe-v0.1.0");
 }

@@ -164,6 +164,38 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     // guard's runs, the crown on (fake) GitHub.
     bot_crowns_the_pr(repo, &file, data, &secret, &floor(bpb + 0.2));
 
+    // The same PR on the local forge, through the CLI: opened with its bundle,
+    // judged and crowned, then the lineage re-verified from a plain clone.
+    let forge = tmp.join("forge.git");
+    git(tmp, &["clone", "-q", "--bare", repo.to_str().unwrap(), forge.to_str().unwrap()]);
+    let opened =
+        run(&binary("karpa"), &[&"pr", &"open", &"--repo", &forge, &"--head", &"pr/1", &"--bundle", &file]).ok();
+    assert_eq!(opened.stdout.trim(), "1");
+    let mut owned: Vec<std::ffi::OsString> =
+        ["judge", "--json", "--crown", "--pr", "1"].iter().map(Into::into).collect();
+    for (flag, path) in [
+        ("--repo", forge.clone()),
+        ("--data", data.join("public")),
+        ("--hidden", data.join("hidden")),
+        ("--secret-file", secret.clone()),
+        ("--target-dir", workspace_root().join("target/recipes")),
+        ("--noise-floor", floor(bpb + 0.2)),
+    ] {
+        owned.push(flag.into());
+        owned.push(path.into());
+    }
+    let args: Vec<&dyn AsRef<std::ffi::OsStr>> = owned.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
+    let v = run(&binary("karpa"), &args).ok().json();
+    assert_eq!(v["class"], "crowned", "{v:#}");
+    assert!(v["summary"].as_str().unwrap().ends_with("released as recipe-v0.1.1"), "{v:#}");
+    let listed = run(&binary("karpa"), &[&"pr", &"list", &"--repo", &forge]).ok();
+    assert!(listed.stdout.contains("merged") && listed.stdout.contains("recipe-v0.1.1"), "{}", listed.stdout);
+    let clone = tmp.join("clone");
+    git(tmp, &["clone", "-q", forge.to_str().unwrap(), clone.to_str().unwrap()]);
+    git(&clone, &["fetch", "-q", "origin", "refs/notes/karpa:refs/notes/karpa"]);
+    let lineage = run(&binary("karpa"), &[&"lineage", &"verify", &clone]).ok();
+    assert!(lineage.stdout.contains("lineage holds: 2 releases"), "{}", lineage.stdout);
+
     // A measured noise floor for the king (2 seeds), then a verdict against it.
     let measured = tmp.join("floor.json");
     let nf = run(
@@ -364,8 +396,8 @@ fn prove_refuses_recipe_code_the_judge_would_reject() {
     assert!(!out.exists());
 }
 
-/// The judge job on PR 1 of a fake GitHub whose git remote is `repo`: crowned,
-/// merged, tagged recipe-v0.1.1 and released.
+/// The judge job on PR 1 of a fake GitHub whose git remote is a bare clone of
+/// `repo`: crowned, merged, tagged recipe-v0.1.1, released and noted.
 fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path, floor: &Path) {
     use karpa_bot::db::jobs::{self, NewJob};
     use karpa_tests::fake_github::RepoState;
@@ -373,7 +405,10 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
     let gh = karpa_tests::fake_github_for_app(REPO, 1);
     let head = git(repo, &["rev-parse", "pr/1"]).trim().to_string();
     let king = git(repo, &["rev-parse", "recipe-v0.1.0^{commit}"]).trim().to_string();
-    git(repo, &["update-ref", "refs/pull/1/head", &head]);
+    // GitHub's side of git: a bare repository, as every server has.
+    let remote = bundle_file.parent().unwrap().join("github-remote.git");
+    git(repo, &["clone", "-q", "--bare", repo.to_str().unwrap(), remote.to_str().unwrap()]);
+    git(&remote, &["update-ref", "refs/pull/1/head", &head]);
     let bytes = std::fs::read(bundle_file).unwrap();
     let sha = proof::sha256_file(bundle_file).unwrap();
     let manifest: proof::bundle::BundleManifest =
@@ -411,8 +446,11 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
         let payload = serde_json::json!({"repo": REPO, "installation": 1, "pr": 1, "head_sha": head});
         let job = NewJob { kind: "judge".into(), dedupe_key: format!("judge:{REPO}#1@{head}"), payload };
         jobs::enqueue(&pool, &job).await.unwrap();
-        let mut settings =
-            karpa_tests::judge_settings(&bundle_file.parent().unwrap().join("bot-state"), &repo.to_string_lossy(), &gh);
+        let mut settings = karpa_tests::judge_settings(
+            &bundle_file.parent().unwrap().join("bot-state"),
+            &remote.to_string_lossy(),
+            &gh,
+        );
         settings.eval = Some(eval);
         settings.noise_floors = floor.into_iter().collect();
         settings.rule = rule;
@@ -435,6 +473,15 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
     let l = gh.ledger.lock().unwrap();
     assert!(l.repos[REPO].tag_refs.contains_key("recipe-v0.1.1") && l.repos[REPO].releases.len() == 1);
     assert_eq!(l.pulls[REPO][0]["merged"], true);
+    // The crown note went to the git remote, on the PR head and on the release commit.
+    let release = l.repos[REPO].main.clone();
+    for on in [&head, &release] {
+        let note = git(&remote, &["notes", "--ref=karpa", "show", on]);
+        let note: karpa_bot::lineage::note::CrownNote = serde_json::from_str(&note).unwrap();
+        assert_eq!((note.tag.as_str(), note.pr.as_str(), note.head.as_str()), ("recipe-v0.1.1", "#1", head.as_str()));
+        assert_eq!(note.bundle_url.as_deref(), Some("https://bundles.example/bundle.tar"));
+        assert_eq!(note.bundle_digest, manifest.digest().to_string());
+    }
 }
 
 /// The manifest of the bundle packed at `file` (its folder sits next to it).

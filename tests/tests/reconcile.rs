@@ -1,5 +1,6 @@
 //! Reconciliation syncs the App's installations, then finds the open PR heads a lost webhook never queued, and only
-//! those: keys are the webhook's, so a second pass queues nothing.
+//! those: keys are the webhook's, so a second pass queues nothing. It also reports release tags that drifted from
+//! the recorded king.
 
 use karpa_bot::db::jobs::{self, NewJob};
 use karpa_bot::server::events::judge_key;
@@ -31,14 +32,44 @@ fn lost_deliveries_are_found_once() {
         let key = judge_key(REPO, 1, &head1, "PR 1");
         jobs::enqueue(&pool, &NewJob { kind: "judge".into(), dedupe_key: key, payload: json!({}) }).await.unwrap();
         let s = karpa_tests::services(pool.clone(), &gh, karpa_tests::judge_settings(tmp.path(), "unused", &gh));
-        assert_eq!(karpa_bot::jobs::reconcile::run(&s).await.unwrap(), 2, "PRs 2 and 3; not 1, not the closed 4");
+        let first = karpa_bot::jobs::reconcile::run(&s).await.unwrap();
+        assert_eq!(first.queued, 2, "PRs 2 and 3; not 1, not the closed 4");
+        assert!(first.drift.is_empty(), "no king recorded yet: nothing to compare");
         let row: (i64, String) =
             sqlx::query_as("SELECT installation_id, repo FROM installed_repos").fetch_one(&pool).await.unwrap();
         assert_eq!(row, (5, REPO.to_string()));
-        assert_eq!(karpa_bot::jobs::reconcile::run(&s).await.unwrap(), 0);
+        assert_eq!(karpa_bot::jobs::reconcile::run(&s).await.unwrap().queued, 0);
         let n: i64 =
             sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'judge'").fetch_one(&pool).await.unwrap();
         assert_eq!(n, 3);
+
+        // Drift: the king's tag where we crowned it is fine; a hand-made release
+        // above it, then the king's tag moved, then deleted, are each reported.
+        let king = "c0".repeat(20);
+        karpa_bot::db::kings::seed(&pool, REPO, "recipe-v0.1.4", &king).await.unwrap();
+        let tag = |name: &str, commit: &str| {
+            let mut l = gh.ledger.lock().unwrap();
+            let state = l.repos.entry(REPO.into()).or_default();
+            let sha = format!("{:040x}", 0xbeef00 + state.tag_objects.len());
+            state
+                .tag_objects
+                .insert(sha.clone(), json!({"sha": sha, "tag": name, "object": {"sha": commit, "type": "commit"}}));
+            state.tag_refs.insert(name.into(), sha);
+        };
+        tag("recipe-v0.1.4", &king);
+        tag("recipe-v0.1.3", &"0a".repeat(20));
+        let drift = |r: karpa_bot::jobs::reconcile::Reconciled| r.drift.into_iter().map(|(_, d)| d).collect::<Vec<_>>();
+        assert!(drift(karpa_bot::jobs::reconcile::run(&s).await.unwrap()).is_empty());
+        tag("recipe-v0.2.0", &"0b".repeat(20));
+        use karpa_bot::jobs::reconcile::Drift;
+        let unknown = Drift::UnknownRelease { tag: "recipe-v0.2.0".into() };
+        assert_eq!(drift(karpa_bot::jobs::reconcile::run(&s).await.unwrap()), [unknown.clone()]);
+        tag("recipe-v0.1.4", &"0c".repeat(20));
+        let moved = Drift::KingTagMoved { tag: "recipe-v0.1.4".into(), crowned: king.clone(), now: "0c".repeat(20) };
+        assert_eq!(drift(karpa_bot::jobs::reconcile::run(&s).await.unwrap()), [moved, unknown.clone()]);
+        gh.ledger.lock().unwrap().repos.get_mut(REPO).unwrap().tag_refs.remove("recipe-v0.1.4");
+        let missing = Drift::KingTagMissing { tag: "recipe-v0.1.4".into() };
+        assert_eq!(drift(karpa_bot::jobs::reconcile::run(&s).await.unwrap()), [missing, unknown]);
     });
     gh.assert_clean();
 }

@@ -4,8 +4,9 @@
 //! noise floor, null patches (the king with other seeds) and the improvement,
 //! every run built and trained in the judge's sandbox. Slow: not part of CI.
 
+use crate::recipe_repo::{genesis, git, set_hparam};
 use crate::setup;
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use std::path::Path;
 use std::process::Command;
 
@@ -51,60 +52,11 @@ pub fn run(root: &Path, sim: &Sim) -> Result<()> {
     Ok(())
 }
 
-/// This workspace's tracked files as a recipe repository: the king tagged
-/// recipe-v0.1.0, the improvement tagged recipe-v0.1.1.
+/// The king tagged recipe-v0.1.0, the improvement tagged recipe-v0.1.1.
 fn scratch_repo(root: &Path, repo: &Path, config: &str, lr: &str) -> Result<()> {
-    let files = git(root, &["ls-files", "-z"])?;
-    for file in files.split('\0').filter(|f| !f.is_empty()) {
-        let dst = repo.join(file);
-        std::fs::create_dir_all(dst.parent().context("a file has a folder")?)?;
-        std::fs::copy(root.join(file), &dst).with_context(|| format!("copying {file}"))?;
-    }
-    git(repo, &["init", "-q", "-b", "main"])?;
-    git(repo, &["add", "-A"])?;
-    git(repo, &["commit", "-q", "-m", "recipe v0.1.0"])?;
-    git(repo, &["tag", "-a", "recipe-v0.1.0", "-m", "recipe v0.1.0"])?;
-    let toml = repo.join("recipe/recipe.toml");
-    let text = std::fs::read_to_string(&toml)?;
-    let patched = set_lr(&text, config, lr)?;
-    std::fs::write(&toml, patched)?;
+    genesis(root, repo)?;
+    set_hparam(repo, config, "lr", lr)?;
     git(repo, &["commit", "-q", "-am", &format!("{config}: peak lr {lr}")])?;
     git(repo, &["tag", "-a", "recipe-v0.1.1", "-m", "the improvement under test"])?;
     Ok(())
-}
-
-/// recipe.toml with `lr` replaced inside the `[config]` table only.
-fn set_lr(text: &str, config: &str, lr: &str) -> Result<String> {
-    let mut table = String::new();
-    let mut done = false;
-    let lines: Vec<String> = text
-        .lines()
-        .map(|line| {
-            let t = line.trim_start();
-            if t.starts_with('[') {
-                table = t.trim_start_matches('[').split(']').next().unwrap_or("").trim_matches('"').to_string();
-            } else if table == config && t.starts_with("lr ") && !done {
-                done = true;
-                return format!("lr = {lr}");
-            }
-            line.to_string()
-        })
-        .collect();
-    if !done {
-        bail!("recipe.toml has no lr in [{config}]");
-    }
-    Ok(lines.join("\n") + "\n")
-}
-
-fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=Karpa", "-c", "user.email=judge-sim@karpa.invalid", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .context("git")?;
-    if !out.status.success() {
-        bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8(out.stdout)?)
 }

@@ -11,6 +11,7 @@ mod bench;
 mod demo;
 mod judge_sim;
 mod postgres;
+mod recipe_repo;
 mod setup;
 
 use anyhow::{bail, Context, Result};

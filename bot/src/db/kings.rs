@@ -23,14 +23,17 @@ impl MergeLock {
 
     /// The current king of `repo`, read under the lock.
     pub async fn king(&mut self, repo: &str) -> Result<Option<King>> {
-        let row: Option<(String, String, Option<i64>, Option<String>)> = sqlx::query_as(
-            "SELECT tag, commit_sha, pr, bundle_digest FROM kings WHERE repo = $1
-             ORDER BY crowned_at DESC, tag DESC LIMIT 1",
-        )
-        .bind(repo)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        Ok(row.map(|(tag, commit, pr, bundle_digest)| King { tag, commit, pr: pr.map(|p| p as u64), bundle_digest }))
+        king_in(&mut *self.tx, repo).await
+    }
+
+    /// How the next release is numbered: a pending maintainer request for a minor
+    /// bump is used up here (for good once the lock's transaction commits).
+    pub async fn take_bump(&mut self, repo: &str) -> Result<Bump> {
+        let used: Option<(String,)> = sqlx::query_as("DELETE FROM release_bumps WHERE repo = $1 RETURNING repo")
+            .bind(repo)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(if used.is_some() { Bump::Minor } else { Bump::Patch })
     }
 
     /// Records a new king; durable once [`MergeLock::release`] commits.
@@ -55,6 +58,41 @@ impl MergeLock {
         self.tx.commit().await?;
         Ok(())
     }
+}
+
+/// The current king of `repo`, outside the lock (for display only).
+pub async fn king(pool: &PgPool, repo: &str) -> Result<Option<King>> {
+    let mut conn = pool.acquire().await?;
+    king_in(&mut conn, repo).await
+}
+
+async fn king_in(conn: &mut sqlx::PgConnection, repo: &str) -> Result<Option<King>> {
+    let row: Option<(String, String, Option<i64>, Option<String>)> = sqlx::query_as(
+        "SELECT tag, commit_sha, pr, bundle_digest FROM kings WHERE repo = $1
+         ORDER BY crowned_at DESC, tag DESC LIMIT 1",
+    )
+    .bind(repo)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(tag, commit, pr, bundle_digest)| King { tag, commit, pr: pr.map(|p| p as u64), bundle_digest }))
+}
+
+/// Asks that the next crown on `repo` bump the minor version; asking again is a no-op.
+pub async fn request_minor_bump(pool: &PgPool, repo: &str, by: &str) -> Result<()> {
+    sqlx::query("INSERT INTO release_bumps (repo, requested_by) VALUES ($1, $2) ON CONFLICT (repo) DO NOTHING")
+        .bind(repo)
+        .bind(by)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Which part of recipe-vX.Y.Z a crown increments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bump {
+    Patch,
+    /// X.(Y+1).0: a maintainer marks a new line of kings (a new config, a changed harness).
+    Minor,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -4,7 +4,7 @@
 //! crown interrupted half-way finishes on retry instead of crowning twice.
 
 use super::github::{CommitSha, Installation, Merge, RepoName};
-use crate::db::kings::{MergeLock, NewKing};
+use crate::db::kings::{Bump, MergeLock, NewKing};
 use crate::judge::verdict::{Verdict, VerdictClass};
 use crate::repo::tag_version;
 use anyhow::{bail, Context, Result};
@@ -42,10 +42,13 @@ impl CrownOutcome {
     }
 }
 
-/// The next release after `king`: the patch number bumped.
-pub fn next_release(king: &str) -> Result<String> {
+/// The release after `king`: its patch number bumped, or its minor one.
+pub fn next_release(king: &str, bump: Bump) -> Result<String> {
     let (x, y, z) = tag_version(king).with_context(|| format!("{king} is not a release tag"))?;
-    Ok(format!("recipe-v{x}.{y}.{}", z + 1))
+    Ok(match bump {
+        Bump::Patch => format!("recipe-v{x}.{y}.{}", z + 1),
+        Bump::Minor => format!("recipe-v{x}.{}.0", y + 1),
+    })
 }
 
 pub struct Crowning<'a> {
@@ -71,7 +74,7 @@ pub async fn crown(gh: &Installation, lock: &mut MergeLock, c: &Crowning<'_>) ->
     if v.king.as_deref() != Some(king.tag.as_str()) {
         return Ok(CrownOutcome::Stale { king: king.tag });
     }
-    let tag = next_release(&king.tag)?;
+    let tag = next_release(&king.tag, lock.take_bump(&repo_name).await?)?;
     let text = ReleaseText::new(v, &king.tag);
     let merged = match gh.merge(c.repo, c.pr, c.head, &format!("{tag}: #{}", c.pr), &text.merge_body()).await? {
         Merge::Merged(sha) => sha,
@@ -160,8 +163,10 @@ pub fn with_changelog_entry(old: Option<&str>, tag: &str, entry: &str) -> String
 mod tests {
     #[test]
     fn releases_bump_the_patch() {
-        assert_eq!(super::next_release("recipe-v0.1.9").unwrap(), "recipe-v0.1.10");
-        assert!(super::next_release("v0.1.0").is_err());
+        use crate::db::kings::Bump;
+        assert_eq!(super::next_release("recipe-v0.1.9", Bump::Patch).unwrap(), "recipe-v0.1.10");
+        assert_eq!(super::next_release("recipe-v0.1.9", Bump::Minor).unwrap(), "recipe-v0.2.0");
+        assert!(super::next_release("v0.1.0", Bump::Patch).is_err());
     }
 
     #[test]

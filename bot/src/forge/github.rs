@@ -181,10 +181,7 @@ impl Installation {
         match self.gh.post::<_, Value>(format!("/repos/{repo}/git/refs"), Some(&refb)).await {
             Ok(_) => Ok(()),
             Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 422 => {
-                let existing: Value = self.gh.get(format!("/repos/{repo}/git/ref/tags/{tag}"), None::<&()>).await?;
-                let obj_sha = existing["object"]["sha"].as_str().unwrap_or_default();
-                let tag_obj: Value = self.gh.get(format!("/repos/{repo}/git/tags/{obj_sha}"), None::<&()>).await?;
-                if tag_obj["object"]["sha"] == commit.as_str() {
+                if self.tag_commit(repo, tag).await?.as_ref() == Some(commit) {
                     Ok(())
                 } else {
                     bail!("tag {tag} already exists on another commit")
@@ -192,6 +189,29 @@ impl Installation {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The commit `tag` points at (through its tag object when annotated); None when absent.
+    pub async fn tag_commit(&self, repo: &RepoName, tag: &str) -> Result<Option<CommitSha>> {
+        let r: Value = match self.gh.get(format!("/repos/{repo}/git/ref/tags/{tag}"), None::<&()>).await {
+            Ok(v) => v,
+            Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 404 => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let sha = r["object"]["sha"].as_str().unwrap_or_default();
+        if r["object"]["type"] == "tag" {
+            let t: Value = self.gh.get(format!("/repos/{repo}/git/tags/{sha}"), None::<&()>).await?;
+            return Ok(Some(CommitSha::parse(t["object"]["sha"].as_str().unwrap_or_default())?));
+        }
+        Ok(Some(CommitSha::parse(sha)?))
+    }
+
+    /// The repository's release tags (`recipe-vX.Y.Z`), by name.
+    pub async fn release_tags(&self, repo: &RepoName) -> Result<Vec<String>> {
+        let route = format!("/repos/{repo}/git/matching-refs/tags/{}", crate::repo::TAG_PREFIX);
+        let refs: Vec<Value> = self.gh.get(route, None::<&()>).await?;
+        let names = refs.iter().filter_map(|r| r["ref"].as_str()?.strip_prefix("refs/tags/"));
+        Ok(names.filter(|t| crate::repo::tag_version(t).is_some()).map(str::to_string).collect())
     }
 
     /// A release for `tag`; one that exists already counts as done.

@@ -11,6 +11,7 @@
 
 use super::crown::{next_release, with_changelog_entry, CrownOutcome, ReleaseText};
 use super::github::CommitSha;
+use crate::db::kings::Bump;
 use crate::judge::verdict::{Verdict, VerdictClass};
 use crate::lineage::note::{self, CrownFacts, CrownNote};
 use crate::repo::RecipeRepo;
@@ -120,9 +121,9 @@ impl LocalForge {
         self.save(pull)
     }
 
-    /// Releases a crowned verdict on `pull`, judged at `head`. Crowning the same
-    /// pull request again returns its release.
-    pub fn crown(&self, pull: &mut LocalPull, head: Oid, verdict: &Verdict) -> Result<CrownOutcome> {
+    /// Releases a crowned verdict on `pull`, judged at `head`, numbered by `bump`.
+    /// Crowning the same pull request again returns its release.
+    pub fn crown(&self, pull: &mut LocalPull, head: Oid, verdict: &Verdict, bump: Bump) -> Result<CrownOutcome> {
         if verdict.class != VerdictClass::Crowned {
             bail!("only a crowned verdict crowns");
         }
@@ -137,7 +138,7 @@ impl LocalForge {
         if self.head(pull)? != head {
             return Ok(CrownOutcome::HeadMoved);
         }
-        let tag = next_release(&king.tag)?;
+        let tag = next_release(&king.tag, bump)?;
         // Everything that can fail on the miner's side comes before any ref moves.
         let facts =
             CrownFacts { tag: &tag, king: &king.tag, pr: &pull.label(), head: &head.to_string(), bundle_url: None };

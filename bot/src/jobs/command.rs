@@ -1,10 +1,13 @@
 //! `/karpa …` commands in PR comments: `help`, `explain` (the latest verdict on
 //! the PR, in words), `retry` (judge the PR's head again; the PR's author or
-//! anyone with write access). Each reply is posted once, even if the job is
+//! anyone with write access), `release minor` (maintainers: the next crown is
+//! recipe-vX.(Y+1).0). Each reply is posted once, even if the job is
 //! retried.
 
 use super::Services;
 use crate::db::jobs::{self, Lease, NewJob};
+use crate::db::kings::{self, Bump};
+use crate::forge::crown::next_release;
 use crate::forge::github::{Installation, RepoName};
 use anyhow::Result;
 use serde::Deserialize;
@@ -22,6 +25,7 @@ struct Payload {
 pub const HELP: &str = "Karpa understands, in a comment on a pull request:\n\n\
     - `/karpa retry`: judge the PR's head again (its author, or anyone with write access)\n\
     - `/karpa explain`: the latest verdict on this PR, stage by stage\n\
+    - `/karpa release minor`: release the next crown as recipe-vX.(Y+1).0 (maintainers)\n\
     - `/karpa help`: this message";
 
 pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
@@ -33,6 +37,7 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
     let reply = match word {
         "retry" => retry(s, &gh, &repo, &p).await?,
         "explain" => explain(s, &p).await?,
+        "release" => release(s, &gh, &repo, &p).await?,
         "help" => HELP.to_string(),
         other => format!("`/karpa {}` is not a command.\n\n{HELP}", other.replace('`', "")),
     };
@@ -54,6 +59,22 @@ async fn retry(s: &Services, gh: &Installation, repo: &RepoName, p: &Payload) ->
     let key = format!("retry:{}#{}@{}/comment-{}", p.repo, p.pr, pr.head.as_str(), p.comment);
     jobs::enqueue(&s.pool, &NewJob { kind: "rejudge".into(), dedupe_key: key, payload }).await?;
     Ok(format!("judging `{}` again; the check run will show the verdict.", &pr.head.as_str()[..12]))
+}
+
+/// `/karpa release minor`: the next crown on this repository bumps the minor version.
+async fn release(s: &Services, gh: &Installation, repo: &RepoName, p: &Payload) -> Result<String> {
+    if p.command.split_whitespace().nth(1) != Some("minor") {
+        return Ok("the only release command is `/karpa release minor`.".into());
+    }
+    if !matches!(gh.permission(repo, &p.author).await?.as_str(), "admin" | "maintain") {
+        return Ok("only a maintainer of this repository can change how releases are numbered.".into());
+    }
+    kings::request_minor_bump(&s.pool, &p.repo, &p.author).await?;
+    let next = match kings::king(&s.pool, &p.repo).await? {
+        Some(k) => next_release(&k.tag, Bump::Minor)?,
+        None => "the next minor version".into(),
+    };
+    Ok(format!("the next crown on this repository will be released as {next}."))
 }
 
 async fn explain(s: &Services, p: &Payload) -> Result<String> {

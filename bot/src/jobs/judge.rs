@@ -12,11 +12,13 @@ use crate::forge::bundle_fetch::Fetcher;
 use crate::forge::checks::{conclusion, render, Conclusion, Links};
 use crate::forge::crown::{crown, CrownOutcome, Crowning};
 use crate::forge::github::{CheckRunId, CommitSha, Installation, RepoName};
+use crate::forge::mirror::publish_note;
 use crate::judge::decision::{DecisionRule, NoiseFloor};
 use crate::judge::evaluate::EvalSetup;
 use crate::judge::pipeline::{judge, JudgeInput};
 use crate::judge::verdict::{Verdict, VerdictClass};
 use crate::judge::Finding;
+use crate::lineage::note::{CrownFacts, CrownNote};
 use anyhow::{bail, Result};
 use proof::locator::Locator;
 use serde::Deserialize;
@@ -64,10 +66,15 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
         }
     };
     gh.check_progress(&repo, check, "intake").await?;
-    let mut verdict = intake_and_judge(s, &gh, &repo, p.pr, &head, &pr.body).await?;
-    if verdict.class == VerdictClass::Crowned {
+    let (mut verdict, bundle) = intake_and_judge(s, &gh, &repo, p.pr, &head, &pr.body).await?;
+    if let (VerdictClass::Crowned, Some(bundle)) = (verdict.class, bundle) {
         gh.check_progress(&repo, check, "crowning").await?;
-        take_the_crown(s, &gh, &repo, &p, &head, &pr.base, &mut verdict).await?;
+        let c = Crowning { repo: &repo, pr: p.pr, head: &head, base: &pr.base, verdict: &verdict };
+        let outcome = take_the_crown(s, &gh, &p, &c).await?;
+        if let CrownOutcome::Crowned { tag, commit } = &outcome {
+            publish_crown_note(s, &gh, &p, &c, &bundle, tag, commit).await?;
+        }
+        outcome.settle(&mut verdict);
     }
     judgments::record_verdict(&s.pool, &key, &verdict).await?;
     let links = Links::default();
@@ -81,15 +88,8 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
 
 /// Merges, tags and releases under the merge lock, then asks every other open PR
 /// to be judged again (they are now stale). A lost race makes the verdict stale.
-async fn take_the_crown(
-    s: &Services,
-    gh: &Installation,
-    repo: &RepoName,
-    p: &Payload,
-    head: &CommitSha,
-    base: &str,
-    verdict: &mut Verdict,
-) -> Result<()> {
+async fn take_the_crown(s: &Services, gh: &Installation, p: &Payload, c: &Crowning<'_>) -> Result<CrownOutcome> {
+    let (repo, verdict) = (c.repo, c.verdict);
     let mut lock = MergeLock::acquire(&s.pool).await?;
     if lock.king(&p.repo).await?.is_none() {
         // The first crown on this repository: the release it was judged against
@@ -110,11 +110,9 @@ async fn take_the_crown(
         };
         lock.crown(&p.repo, &first).await?;
     }
-    let c = Crowning { repo, pr: p.pr, head, base, verdict };
-    let outcome = crown(gh, &mut lock, &c).await?;
+    let outcome = crown(gh, &mut lock, c).await?;
     lock.release().await?;
-    outcome.settle(verdict);
-    if let CrownOutcome::Crowned { tag, .. } = outcome {
+    if let CrownOutcome::Crowned { tag, .. } = &outcome {
         for (n, sha, _) in gh.open_pulls(repo).await?.into_iter().filter(|(n, _, _)| *n != p.pr) {
             let payload =
                 serde_json::json!({"repo": p.repo, "installation": p.installation, "pr": n, "head_sha": sha.as_str()});
@@ -126,13 +124,37 @@ async fn take_the_crown(
             jobs::enqueue(&s.pool, &job).await?;
         }
     }
-    Ok(())
+    Ok(outcome)
+}
+
+/// The verdict and the bundle's proof files as a git note on the PR head and the
+/// release commit, pushed to the recipe repository (refs/notes/karpa), so that
+/// `karpa lineage verify` can re-check the release from any clone.
+async fn publish_crown_note(
+    s: &Services,
+    gh: &Installation,
+    p: &Payload,
+    c: &Crowning<'_>,
+    bundle: &(PathBuf, String),
+    tag: &str,
+    release: &CommitSha,
+) -> Result<()> {
+    let url = s.judge.git_url.replace("{repo}", &c.repo.to_string());
+    let token = if url.starts_with("https://") { Some(gh.git_token().await?) } else { None };
+    let king = c.verdict.king.clone().unwrap_or_default();
+    let facts =
+        CrownFacts { tag, king: &king, pr: &format!("#{}", p.pr), head: c.head.as_str(), bundle_url: Some(&bundle.1) };
+    let note = CrownNote::from_bundle(&bundle.0, &facts, c.verdict)?;
+    let commits = [git2::Oid::from_str(c.head.as_str())?, git2::Oid::from_str(release.as_str())?];
+    let mirror = mirror_dir(s, c.repo);
+    tokio::task::spawn_blocking(move || publish_note(&mirror, &url, token.as_deref(), &commits, &note)).await?
 }
 
 fn mirror_dir(s: &Services, repo: &RepoName) -> PathBuf {
     s.judge.state_dir.join("mirrors").join(&repo.owner).join(format!("{}.git", repo.name))
 }
 
+/// The verdict, and the fetched bundle file with its URL once intake got that far.
 async fn intake_and_judge(
     s: &Services,
     gh: &Installation,
@@ -140,8 +162,8 @@ async fn intake_and_judge(
     pr: u64,
     head: &CommitSha,
     body: &str,
-) -> Result<Verdict> {
-    let reject = |f: Finding| Verdict::at_intake(VerdictClass::Rejected, f, "the bundle could not be taken in");
+) -> Result<(Verdict, Option<(PathBuf, String)>)> {
+    let reject = |f: Finding| (Verdict::at_intake(VerdictClass::Rejected, f, "the bundle could not be taken in"), None);
     let loc = match Locator::parse_from_body(body) {
         Ok(l) => l,
         Err(e) => return Ok(reject(Finding::reject("intake.locator", "PR body", None, e.to_string()))),
@@ -156,15 +178,16 @@ async fn intake_and_judge(
     let input = JudgeInput {
         repo: mirror.clone(),
         pr_head: head.as_str().to_string(),
-        bundle,
+        bundle: bundle.clone(),
         ledger: Box::new(PgLedger::new(s.pool.clone(), tokio::runtime::Handle::current())),
         eval: s.judge.eval.clone(),
         noise_floors: s.judge.noise_floors.clone(),
         rule: s.judge.rule.clone(),
     };
-    tokio::task::spawn_blocking(move || {
+    let verdict = tokio::task::spawn_blocking(move || {
         crate::forge::mirror::fetch(&mirror, &url, pr, token.as_deref())?;
         judge(&input)
     })
-    .await?
+    .await??;
+    Ok((verdict, Some((bundle, loc.url))))
 }

@@ -3,11 +3,15 @@
 //! and queues a judgment for any head (and bundle) that has none. Enqueueing is
 //! idempotent on the same keys the webhook uses, so nothing is judged twice.
 //! It first syncs the App's installations, which the webhook's repository check
-//! relies on.
+//! relies on, and ends by comparing each repository's release tags with the king
+//! we recorded (drift: a tag moved, deleted or made by hand), under the merge lock
+//! so that a crown in progress is never mistaken for drift.
 
 use super::Services;
 use crate::db::jobs::{self, NewJob};
+use crate::db::kings::MergeLock;
 use crate::forge::github::{Installation, RepoName};
+use crate::repo::tag_version;
 use crate::server::events::judge_key;
 use anyhow::Result;
 
@@ -43,24 +47,70 @@ pub async fn sync_installations(s: &Services) -> Result<()> {
     Ok(())
 }
 
-/// Syncs installations, then returns how many judgments it queued.
-pub async fn run(s: &Services) -> Result<usize> {
+/// A difference between the king we recorded and the repository's release tags.
+/// Reported, never repaired: a moved release tag is for a person to look at.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Drift {
+    /// The king's tag is gone.
+    KingTagMissing { tag: String },
+    /// The king's tag points at another commit than the one crowned.
+    KingTagMoved { tag: String, crowned: String, now: String },
+    /// A release above the king that no crown made.
+    UnknownRelease { tag: String },
+}
+
+#[derive(Debug, Default)]
+pub struct Reconciled {
+    /// Judgments queued for PR heads that had none.
+    pub queued: usize,
+    pub drift: Vec<(String, Drift)>,
+}
+
+/// Syncs installations, queues the missing judgments, and reports drift.
+pub async fn run(s: &Services) -> Result<Reconciled> {
     sync_installations(s).await?;
     let repos: Vec<(i64, String)> =
         sqlx::query_as("SELECT installation_id, repo FROM installed_repos ORDER BY repo").fetch_all(&s.pool).await?;
-    let mut queued = 0;
+    let mut out = Reconciled::default();
     for (installation, full) in repos {
         let repo = RepoName::parse(&full)?;
         let gh = Installation::new(&s.app, installation as u64)?;
+        for d in drift(s, &gh, &repo).await? {
+            tracing::error!(repo = full, drift = ?d, "the release tags differ from the recorded king");
+            out.drift.push((full.clone(), d));
+        }
         for (pr, head, body) in gh.open_pulls(&repo).await? {
             let payload = serde_json::json!({"repo": full, "installation": installation, "pr": pr,
                                              "head_sha": head.as_str()});
             let job = NewJob { kind: "judge".into(), dedupe_key: judge_key(&full, pr, head.as_str(), &body), payload };
             if jobs::enqueue(&s.pool, &job).await?.is_some() {
                 tracing::warn!(repo = full, pr, "reconciliation found a PR head without a judgment");
-                queued += 1;
+                out.queued += 1;
             }
         }
     }
-    Ok(queued)
+    Ok(out)
+}
+
+async fn drift(s: &Services, gh: &Installation, repo: &RepoName) -> Result<Vec<Drift>> {
+    let mut lock = MergeLock::acquire(&s.pool).await?;
+    let Some(king) = lock.king(&repo.to_string()).await? else { return Ok(vec![]) };
+    let mut found = Vec::new();
+    match gh.tag_commit(repo, &king.tag).await? {
+        None => found.push(Drift::KingTagMissing { tag: king.tag.clone() }),
+        Some(now) if now.as_str() != king.commit => found.push(Drift::KingTagMoved {
+            tag: king.tag.clone(),
+            crowned: king.commit.clone(),
+            now: now.as_str().into(),
+        }),
+        Some(_) => {}
+    }
+    let ours = tag_version(&king.tag);
+    for tag in gh.release_tags(repo).await? {
+        if tag_version(&tag) > ours {
+            found.push(Drift::UnknownRelease { tag });
+        }
+    }
+    lock.release().await?;
+    Ok(found)
 }

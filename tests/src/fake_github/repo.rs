@@ -47,6 +47,7 @@ pub(crate) fn routes() -> Router<Ctx> {
         .route("/repos/{owner}/{repo}/git/tags/{sha}", get(get_tag))
         .route("/repos/{owner}/{repo}/git/refs", post(create_ref))
         .route("/repos/{owner}/{repo}/git/ref/tags/{tag}", get(get_tag_ref))
+        .route("/repos/{owner}/{repo}/git/matching-refs/tags/{prefix}", get(matching_tag_refs))
         .route("/repos/{owner}/{repo}/releases", post(create_release))
         .route("/repos/{owner}/{repo}/collaborators/{user}/permission", get(permission))
         .route("/repos/{owner}/{repo}/issues/{number}/comments", get(list_comments).post(create_comment))
@@ -212,6 +213,25 @@ async fn get_tag_ref(
             }
             None => error(StatusCode::NOT_FOUND, "Not Found"),
         }
+    })
+}
+
+async fn matching_tag_refs(
+    State(ctx): State<Ctx>,
+    Path((owner, repo, prefix)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    ctx.with_repo(&headers, "GET git/matching-refs", &owner, &repo, |l, slug| {
+        let mut refs: Vec<Value> = l
+            .repos
+            .get(slug)
+            .map(|r| r.tag_refs.iter().filter(|(t, _)| t.starts_with(&prefix)).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(t, sha)| json!({"ref": format!("refs/tags/{t}"), "object": {"sha": sha, "type": "tag"}}))
+            .collect();
+        refs.sort_by(|a, b| a["ref"].as_str().cmp(&b["ref"].as_str()));
+        Json(refs).into_response()
     })
 }
 
