@@ -100,6 +100,33 @@ pub fn unpack_within(reader: impl Read, dir: &Path, forbidden: &[&str], limits: 
     Ok(())
 }
 
+/// The named files of a packed bundle, read without unpacking the rest (the
+/// checkpoints stream past). A named file over `max_bytes` is an error; one that
+/// is absent is simply not in the map.
+pub fn read_files(
+    reader: impl Read,
+    names: &[&str],
+    max_bytes: u64,
+) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    for entry in tar::Archive::new(reader).entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        if !entry.header().entry_type().is_file() || !names.contains(&path.as_str()) {
+            continue;
+        }
+        if entry.size() > max_bytes {
+            bail!("{path} in the archive is over {max_bytes} bytes");
+        }
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry.read_to_end(&mut bytes)?;
+        if out.insert(path.clone(), bytes).is_some() {
+            bail!("{path} is in the archive twice");
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

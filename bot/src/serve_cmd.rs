@@ -73,6 +73,10 @@ pub struct WorkerArgs {
     /// Attempts before a job is dead; the last one shows an `error` verdict instead of retrying.
     #[arg(long, default_value_t = 5)]
     pub max_attempts: i32,
+    /// This server's public base URL (e.g. https://karpa.example); check runs then show
+    /// each bundle's loss curve from /curves/<digest>.svg.
+    #[arg(long)]
+    pub public_url: Option<String>,
 }
 
 /// `karpa runner`: workers only, on a host with the accelerator.
@@ -130,6 +134,7 @@ impl WorkerArgs {
                     .collect::<Result<_>>()?,
                 rule,
                 max_attempts: self.max_attempts,
+                public_url: self.public_url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
             },
             lease: std::time::Duration::from_secs(self.lease_seconds.max(1)),
             backoff: std::time::Duration::from_secs(30),

@@ -52,6 +52,7 @@ pub fn judge_settings(
         noise_floors: vec![],
         rule: Default::default(),
         max_attempts: 3,
+        public_url: None,
     }
 }
 

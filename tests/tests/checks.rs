@@ -29,13 +29,13 @@ fn rejected_with(findings: Vec<Finding>) -> Verdict {
         king: Some("recipe-v0.1.0".into()),
         findings,
         stages: vec![
-            StageReport { stage: "intake", passed: true, seconds: 0.02 },
-            StageReport { stage: "diff-scan", passed: false, seconds: 0.01 },
+            StageReport { stage: "intake".into(), passed: true, seconds: 0.02 },
+            StageReport { stage: "diff-scan".into(), passed: false, seconds: 0.01 },
         ],
         eval: None,
         decision: None,
         confirmation: None,
-        judge_version: "test",
+        judge_version: "test".into(),
     }
 }
 

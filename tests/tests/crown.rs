@@ -22,7 +22,7 @@ fn crowned(king: &str, digest: char, bpb: f64) -> Verdict {
         bundle_digest: Some(digest.to_string().repeat(64)),
         king: Some(king.into()),
         findings: vec![],
-        stages: vec![StageReport { stage: "decision", passed: true, seconds: 0.0 }],
+        stages: vec![StageReport { stage: "decision".into(), passed: true, seconds: 0.0 }],
         eval: None,
         decision: Some(Decision {
             outcome: Outcome::Crowned,
@@ -34,7 +34,7 @@ fn crowned(king: &str, digest: char, bpb: f64) -> Verdict {
             threshold: 0.03,
         }),
         confirmation: None,
-        judge_version: "test",
+        judge_version: "test".into(),
     }
 }
 

@@ -97,7 +97,7 @@ fn crowned(bundle: &Path, king: &str, king_mean: f64, gain: f64) -> Verdict {
         bundle_digest: Some(m.digest().to_string()),
         king: Some(king.into()),
         findings: vec![],
-        stages: vec![StageReport { stage: "decision", passed: true, seconds: 0.1 }],
+        stages: vec![StageReport { stage: "decision".into(), passed: true, seconds: 0.1 }],
         eval: None,
         decision: Some(Decision {
             outcome: Outcome::Crowned,
@@ -109,7 +109,7 @@ fn crowned(bundle: &Path, king: &str, king_mean: f64, gain: f64) -> Verdict {
             threshold: 0.04,
         }),
         confirmation: None,
-        judge_version: "test",
+        judge_version: "test".into(),
     }
 }
 

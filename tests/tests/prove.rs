@@ -454,20 +454,28 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
         settings.eval = Some(eval);
         settings.noise_floors = floor.into_iter().collect();
         settings.rule = rule;
-        settings.max_attempts = 1;
+        // GitHub fails the CHANGELOG commit once, after the merge: the job's retry
+        // must finish the release it began, on a PR that is merged by then.
+        settings.max_attempts = 2;
+        gh.ledger.lock().unwrap().fail_once.push("PUT contents".into());
+        settings.public_url = Some("https://karpa.example".into());
         let services = karpa_tests::services(pool.clone(), &gh, settings);
         while karpa_bot::jobs::run_one(&services, "w").await.unwrap() {}
-        let (state, err): (String, Option<String>) =
-            sqlx::query_as("SELECT state, last_error FROM jobs").fetch_one(&pool).await.unwrap();
-        assert_eq!(state, "done", "{err:?}");
+        let (state, err, attempts): (String, Option<String>, i32) =
+            sqlx::query_as("SELECT state, last_error, attempts FROM jobs").fetch_one(&pool).await.unwrap();
+        assert_eq!((state.as_str(), attempts), ("done", 2), "{err:?}");
         let kings: Vec<(String,)> =
             sqlx::query_as("SELECT tag FROM kings ORDER BY crowned_at").fetch_all(&pool).await.unwrap();
         assert_eq!(kings, [("recipe-v0.1.0".to_string(),), ("recipe-v0.1.1".to_string(),)]);
+        let svg = karpa_bot::db::curves::get(&pool, manifest.digest().as_str()).await.unwrap().expect("a curve");
+        assert!(svg.starts_with("<svg") && svg.contains("train loss"), "{svg}");
     });
     gh.assert_clean();
     let runs = gh.check_runs();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].state["conclusion"], "success", "{}", runs[0].state);
+    let image = &runs[0].state["output"]["images"][0];
+    assert_eq!(image["image_url"], format!("https://karpa.example/curves/{}.svg", manifest.digest()), "{image}");
     let summary = runs[0].state["output"]["summary"].as_str().unwrap();
     assert!(summary.contains("released as recipe-v0.1.1") && summary.contains("validator seeds"), "{summary}");
     let l = gh.ledger.lock().unwrap();

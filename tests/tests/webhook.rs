@@ -202,4 +202,24 @@ async fn commands_rerequests_pings_and_our_own_comments() {
     assert!(text.contains("karpa_jobs{state=\"queued\"} 2"), "{text}");
     assert!(text.contains("karpa_webhook_replies_total{status=\"202\"} 6"), "{text}");
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
+
+    // /curves serves stored loss curves as SVG that cannot run script; anything
+    // else is a 4xx with a JSON error.
+    let digest = "ab".repeat(32);
+    karpa_bot::db::curves::put(&bot.pool, &digest, "<svg xmlns=\"http://www.w3.org/2000/svg\"/>").await.unwrap();
+    let resp = bot.app.clone().oneshot(get(&format!("/curves/{digest}.svg"))).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "image/svg+xml");
+    assert!(resp.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
+    for (path, status) in [
+        (format!("/curves/{}.svg", "cd".repeat(32)), StatusCode::NOT_FOUND),
+        ("/curves/..%2F..%2Fetc%2Fpasswd".to_string(), StatusCode::BAD_REQUEST),
+        (format!("/curves/{}.svg", "AB".repeat(32)), StatusCode::BAD_REQUEST),
+        (format!("/curves/{digest}"), StatusCode::BAD_REQUEST),
+    ] {
+        let resp = bot.app.clone().oneshot(get(&path)).await.unwrap();
+        assert_eq!(resp.status(), status, "{path}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(serde_json::from_slice::<Value>(&body).unwrap()["error"].is_string(), "{path}");
+    }
 }

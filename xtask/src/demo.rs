@@ -142,6 +142,7 @@ pub fn run(root: &Path) -> Result<()> {
             bail!("karpa judge failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         let verdict: Value = serde_json::from_slice(&out.stdout).context("karpa judge --json prints a verdict")?;
+        std::fs::write(demo.join(format!("verdict-{number}.json")), &out.stdout)?;
         verdicts.push((p, number, *prove_s, t.elapsed().as_secs_f64(), verdict));
     }
 
@@ -149,7 +150,10 @@ pub fn run(root: &Path) -> Result<()> {
     step("reproducer: cloning the recipe repository and verifying its lineage");
     let clone = demo.join("clone");
     git(&demo, &["clone", "-q", path(&forge)?, path(&clone)?])?;
-    git(&clone, &["fetch", "-q", "origin", "refs/notes/karpa:refs/notes/karpa"])?;
+    let crowned = verdicts.iter().any(|(.., v)| v["class"] == "crowned");
+    if crowned {
+        git(&clone, &["fetch", "-q", "origin", "refs/notes/karpa:refs/notes/karpa"])?;
+    }
     let lineage = Command::new(&karpa).args(["lineage", "verify"]).arg(&clone).output()?;
     let lineage_out = String::from_utf8_lossy(&lineage.stdout).to_string();
 
@@ -181,7 +185,8 @@ pub fn run(root: &Path) -> Result<()> {
     for line in lineage_out.lines() {
         println!("    {line}");
     }
-    println!("\n  see it in git: git -C {} log --notes=karpa --oneline --decorate main", forge.display());
+    println!("\n  verdicts: {}/verdict-<PR>.json", demo.display());
+    println!("  see it in git: git -C {} log --notes=karpa --decorate main", forge.display());
     println!(
         "  round: {:.0} s; with set-up and build: {:.0} s",
         round_started.elapsed().as_secs_f64(),
@@ -190,7 +195,7 @@ pub fn run(root: &Path) -> Result<()> {
     if !lineage.status.success() {
         bail!("the lineage does not verify:\n{lineage_out}");
     }
-    if !verdicts.iter().any(|(.., v)| v["class"] == "crowned") {
+    if !crowned {
         bail!("no pull request was crowned this round: the improvement did not clear the noise");
     }
     Ok(())

@@ -28,6 +28,27 @@ pub async fn set_check_run(pool: &PgPool, job_key: &str, repo: &str, pr: u64, he
     Ok(())
 }
 
+/// Records the crowned verdict before its release begins: a job retried after a
+/// crash part-way (the PR merged, say) resumes the release with it instead of
+/// judging a merged PR again. Only the first record counts.
+pub async fn begin_crowning(pool: &PgPool, job_key: &str, v: &Verdict) -> Result<()> {
+    sqlx::query("UPDATE judgments SET crowning = $2 WHERE job_key = $1 AND crowning IS NULL")
+        .bind(job_key)
+        .bind(serde_json::to_value(v)?)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The crowned verdict of a release that began and may not have finished.
+pub async fn crowning(pool: &PgPool, job_key: &str) -> Result<Option<Verdict>> {
+    let v: Option<Option<serde_json::Value>> = sqlx::query_scalar("SELECT crowning FROM judgments WHERE job_key = $1")
+        .bind(job_key)
+        .fetch_optional(pool)
+        .await?;
+    Ok(v.flatten().map(serde_json::from_value).transpose()?)
+}
+
 pub async fn record_verdict(pool: &PgPool, job_key: &str, v: &Verdict) -> Result<()> {
     let class = serde_json::to_value(v.class)?;
     sqlx::query(

@@ -46,6 +46,15 @@ pub struct CheckOutput {
     /// Every annotation; send them with [`annotation_batches`].
     #[serde(skip)]
     pub annotations: Vec<Annotation>,
+    pub images: Vec<Image>,
+}
+
+/// An image GitHub shows under the check's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Image {
+    pub alt: String,
+    pub image_url: String,
+    pub caption: String,
 }
 
 /// Where the check links to (absent ones are left out).
@@ -118,7 +127,17 @@ pub fn render(v: &Verdict, links: &Links) -> CheckOutput {
         let _ = writeln!(s, "\n{}", link_lines.join(" · "));
     }
     let json = serde_json::to_string_pretty(v).unwrap_or_default();
+    let images = links
+        .loss_curve_url
+        .iter()
+        .map(|u| Image {
+            alt: "loss curve".into(),
+            image_url: u.clone(),
+            caption: "training and public-val loss".into(),
+        })
+        .collect();
     CheckOutput {
+        images,
         title: truncate(&format!("{class}: {}", v.summary), 1000),
         summary: truncate(&s, MAX_OUTPUT_BYTES),
         text: truncate(&format!("```json\n{json}\n```\n"), MAX_OUTPUT_BYTES),
@@ -180,11 +199,11 @@ mod tests {
             bundle_digest: Some("ab".repeat(32)),
             king: Some("recipe-v0.1.0".into()),
             findings,
-            stages: vec![StageReport { stage: "diff-scan", passed: false, seconds: 0.01 }],
+            stages: vec![StageReport { stage: "diff-scan".into(), passed: false, seconds: 0.01 }],
             eval: None,
             decision: None,
             confirmation: None,
-            judge_version: "0.1.0",
+            judge_version: "0.1.0".into(),
         }
     }
 

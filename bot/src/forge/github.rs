@@ -303,7 +303,10 @@ impl Installation {
         let mut batches = annotation_batches(&out.annotations);
         let output = |annotations: &[super::checks::Annotation]| json!({"title": out.title, "summary": out.summary, "text": out.text, "annotations": annotations});
         let first = batches.next().unwrap_or(&[]);
-        let body = json!({"status": "completed", "conclusion": conclusion, "output": output(first)});
+        let mut body = json!({"status": "completed", "conclusion": conclusion, "output": output(first)});
+        if !out.images.is_empty() {
+            body["output"]["images"] = json!(out.images);
+        }
         self.patch_check(repo, id, &body).await?;
         for more in batches {
             self.patch_check(repo, id, &json!({"output": output(more)})).await?;

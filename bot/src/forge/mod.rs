@@ -6,4 +6,5 @@ pub mod checks;
 pub mod crown;
 pub mod github;
 pub mod local;
+pub mod loss_curve;
 pub mod mirror;

@@ -19,7 +19,7 @@ use crate::judge::pipeline::{judge, JudgeInput};
 use crate::judge::verdict::{Verdict, VerdictClass};
 use crate::judge::Finding;
 use crate::lineage::note::{CrownFacts, CrownNote};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use proof::locator::Locator;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -36,6 +36,8 @@ pub struct Settings {
     pub rule: DecisionRule,
     /// The attempt at which an `error` verdict is shown instead of retried.
     pub max_attempts: i32,
+    /// Where `karpa serve` is reachable from the internet (check-run images).
+    pub public_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -53,7 +55,10 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
     let head = CommitSha::parse(&p.head_sha)?;
     let gh = Installation::new(&s.app, p.installation)?;
     let pr = gh.pull(&repo, p.pr).await?;
-    if !pr.open || pr.head != head {
+    // A release that began on an earlier try (the PR may be merged by now) is
+    // finished with the verdict it began with.
+    let resumed = judgments::crowning(&s.pool, &key).await?;
+    if resumed.is_none() && (!pr.open || pr.head != head) {
         tracing::info!(%repo, pr = p.pr, "closed or pushed again since; nothing to judge");
         return Ok(());
     }
@@ -66,9 +71,20 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
         }
     };
     gh.check_progress(&repo, check, "intake").await?;
-    let (mut verdict, bundle) = intake_and_judge(s, &gh, &repo, p.pr, &head, &pr.body).await?;
+    let (mut verdict, bundle) = match resumed {
+        Some(v) => (v, fetch_bundle(s, &pr.body).await?.ok()),
+        None => intake_and_judge(s, &gh, &repo, p.pr, &head, &pr.body).await?,
+    };
+    let mut links = Links { bundle_url: bundle.as_ref().map(|b| b.1.clone()), ..Links::default() };
+    if let (Some((file, _)), Some(digest)) = (&bundle, &verdict.bundle_digest) {
+        match draw_loss_curve(s, file, digest).await {
+            Ok(()) => links.loss_curve_url = s.judge.public_url.as_ref().map(|u| format!("{u}/curves/{digest}.svg")),
+            Err(e) => tracing::warn!(%repo, pr = p.pr, "no loss curve: {e:#}"),
+        }
+    }
     if let (VerdictClass::Crowned, Some(bundle)) = (verdict.class, bundle) {
         gh.check_progress(&repo, check, "crowning").await?;
+        judgments::begin_crowning(&s.pool, &key, &verdict).await?;
         let c = Crowning { repo: &repo, pr: p.pr, head: &head, base: &pr.base, verdict: &verdict };
         let outcome = take_the_crown(s, &gh, &p, &c).await?;
         if let CrownOutcome::Crowned { tag, commit } = &outcome {
@@ -77,7 +93,6 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
         outcome.settle(&mut verdict);
     }
     judgments::record_verdict(&s.pool, &key, &verdict).await?;
-    let links = Links::default();
     match conclusion(verdict.class) {
         Some(c) => gh.complete_check(&repo, check, c, &render(&verdict, &links)).await?,
         None if lease.attempt < s.judge.max_attempts => bail!("not judged on this try: {}", verdict.summary),
@@ -127,6 +142,22 @@ async fn take_the_crown(s: &Services, gh: &Installation, p: &Payload, c: &Crowni
     Ok(outcome)
 }
 
+/// The bundle's loss curve, drawn once and stored for /curves/{digest}.svg.
+async fn draw_loss_curve(s: &Services, file: &std::path::Path, digest: &str) -> Result<()> {
+    if crate::db::curves::get(&s.pool, digest).await?.is_some() {
+        return Ok(());
+    }
+    let (file, title) = (file.to_path_buf(), format!("bundle {}…", &digest[..12.min(digest.len())]));
+    let svg = tokio::task::spawn_blocking(move || -> Result<String> {
+        let reader = std::io::BufReader::new(std::fs::File::open(&file)?);
+        let mut files = crate::archive::read_files(reader, &["log.jsonl"], 256 << 20)?;
+        let log = files.remove("log.jsonl").context("the bundle has no log.jsonl")?;
+        crate::forge::loss_curve::svg(&String::from_utf8(log)?, &title)
+    })
+    .await??;
+    crate::db::curves::put(&s.pool, digest, &svg).await
+}
+
 /// The verdict and the bundle's proof files as a git note on the PR head and the
 /// release commit, pushed to the recipe repository (refs/notes/karpa), so that
 /// `karpa lineage verify` can re-check the release from any clone.
@@ -163,14 +194,9 @@ async fn intake_and_judge(
     head: &CommitSha,
     body: &str,
 ) -> Result<(Verdict, Option<(PathBuf, String)>)> {
-    let reject = |f: Finding| (Verdict::at_intake(VerdictClass::Rejected, f, "the bundle could not be taken in"), None);
-    let loc = match Locator::parse_from_body(body) {
-        Ok(l) => l,
-        Err(e) => return Ok(reject(Finding::reject("intake.locator", "PR body", None, e.to_string()))),
-    };
-    let bundle = match s.judge.fetcher.fetch(&loc, &s.judge.state_dir.join("bundles")).await? {
-        Ok(file) => file,
-        Err(f) => return Ok(reject(f)),
+    let (bundle, bundle_url) = match fetch_bundle(s, body).await? {
+        Ok(b) => b,
+        Err(f) => return Ok((Verdict::at_intake(VerdictClass::Rejected, f, "the bundle could not be taken in"), None)),
     };
     let url = s.judge.git_url.replace("{repo}", &repo.to_string());
     let token = if url.starts_with("https://") { Some(gh.git_token().await?) } else { None };
@@ -189,5 +215,15 @@ async fn intake_and_judge(
         judge(&input)
     })
     .await??;
-    Ok((verdict, Some((bundle, loc.url))))
+    Ok((verdict, Some((bundle, bundle_url))))
+}
+
+/// The PR's bundle by the locator in its body, into the cache: (file, URL), or
+/// the finding that refuses it.
+async fn fetch_bundle(s: &Services, body: &str) -> Result<std::result::Result<(PathBuf, String), Finding>> {
+    let loc = match Locator::parse_from_body(body) {
+        Ok(l) => l,
+        Err(e) => return Ok(Err(Finding::reject("intake.locator", "PR body", None, e.to_string()))),
+    };
+    Ok(s.judge.fetcher.fetch(&loc, &s.judge.state_dir.join("bundles")).await?.map(|file| (file, loc.url)))
 }

@@ -64,7 +64,7 @@ impl NoiseFloor {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     Crowned,
@@ -72,7 +72,7 @@ pub enum Outcome {
     Failure,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Decision {
     pub outcome: Outcome,
     pub king_mean: f64,

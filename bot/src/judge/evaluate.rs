@@ -37,7 +37,7 @@ pub struct EvalSetup {
     pub limits: Limits,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct EvalResult {
     pub hidden_bpb: f64,
     pub replay_from_step: u64,

@@ -1,8 +1,9 @@
 //! A finding: what a judge stage found, where, and how much it matters.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Shapes the verdict without rejecting the proof (e.g. a duplicate idea).
@@ -11,10 +12,10 @@ pub enum Severity {
     Reject,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     /// Stable machine-readable code, e.g. `scan.unsafe`.
-    pub code: &'static str,
+    pub code: Cow<'static, str>,
     pub severity: Severity,
     pub message: String,
     /// Repository path the finding concerns, if any.
@@ -27,10 +28,22 @@ pub struct Finding {
 
 impl Finding {
     pub fn reject(code: &'static str, path: &str, line: Option<usize>, message: impl Into<String>) -> Self {
-        Finding { code, severity: Severity::Reject, message: message.into(), path: Some(path.to_string()), line }
+        Finding {
+            code: Cow::Borrowed(code),
+            severity: Severity::Reject,
+            message: message.into(),
+            path: Some(path.to_string()),
+            line,
+        }
     }
 
     pub fn info(code: &'static str, path: &str, message: impl Into<String>) -> Self {
-        Finding { code, severity: Severity::Info, message: message.into(), path: Some(path.to_string()), line: None }
+        Finding {
+            code: Cow::Borrowed(code),
+            severity: Severity::Info,
+            message: message.into(),
+            path: Some(path.to_string()),
+            line: None,
+        }
     }
 }

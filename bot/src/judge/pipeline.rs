@@ -47,7 +47,7 @@ impl Run {
         let found = f(self)?;
         let passed = found.is_empty();
         self.findings.extend(found);
-        self.stages.push(StageReport { stage: name, passed, seconds: t.elapsed().as_secs_f64() });
+        self.stages.push(StageReport { stage: name.into(), passed, seconds: t.elapsed().as_secs_f64() });
         Ok(passed)
     }
 
@@ -62,7 +62,7 @@ impl Run {
             eval: self.eval,
             decision: self.decision,
             confirmation: self.confirmation,
-            judge_version: env!("CARGO_PKG_VERSION"),
+            judge_version: env!("CARGO_PKG_VERSION").into(),
         }
     }
 }
@@ -233,7 +233,7 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
     let work = tempfile::Builder::new().prefix("karpa-judge-").tempdir()?;
     let evaluated = evaluate(&sandbox, setup, &repo, (head_tree, king.tree), dir, &manifest, work.path());
     let passed = matches!(evaluated, Ok(Ok(_)));
-    run.stages.push(StageReport { stage: "hidden-eval", passed, seconds: t.elapsed().as_secs_f64() });
+    run.stages.push(StageReport { stage: "hidden-eval".into(), passed, seconds: t.elapsed().as_secs_f64() });
     let (result, bin) = match evaluated {
         Ok(Ok(done)) => done,
         Ok(Err(findings)) => {
@@ -310,7 +310,11 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
         c.mean = c.hidden_bpb.iter().sum::<f64>() / c.hidden_bpb.len() as f64;
         c.threshold = input.rule.threshold(floor, c.hidden_bpb.len());
         c.passed = outcome == Outcome::Crowned;
-        run.stages.push(StageReport { stage: "confirmation", passed: c.passed, seconds: t.elapsed().as_secs_f64() });
+        run.stages.push(StageReport {
+            stage: "confirmation".into(),
+            passed: c.passed,
+            seconds: t.elapsed().as_secs_f64(),
+        });
         run.confirmation = Some(c);
     }
     run.decision = Some(d);

@@ -312,8 +312,8 @@ impl<'ast> Visit<'ast> for Scanner<'_> {
 mod tests {
     use super::*;
 
-    fn codes(src: &str) -> Vec<&'static str> {
-        scan_file("recipe/src/model.rs", src).iter().map(|f| f.code).collect()
+    fn codes(src: &str) -> Vec<String> {
+        scan_file("recipe/src/model.rs", src).iter().map(|f| f.code.to_string()).collect()
     }
 
     fn rejected(src: &str, code: &str) {

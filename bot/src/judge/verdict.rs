@@ -3,6 +3,7 @@
 
 use super::Finding;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -18,14 +19,14 @@ pub enum VerdictClass {
     Error,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageReport {
-    pub stage: &'static str,
+    pub stage: Cow<'static, str>,
     pub passed: bool,
     pub seconds: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
     pub class: VerdictClass,
     /// One sentence for the check run's title.
@@ -40,7 +41,7 @@ pub struct Verdict {
     pub decision: Option<super::decision::Decision>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirmation: Option<Confirmation>,
-    pub judge_version: &'static str,
+    pub judge_version: Cow<'static, str>,
 }
 
 impl Verdict {
@@ -52,17 +53,17 @@ impl Verdict {
             bundle_digest: None,
             king: None,
             findings: vec![finding],
-            stages: vec![StageReport { stage: "intake", passed: false, seconds: 0.0 }],
+            stages: vec![StageReport { stage: "intake".into(), passed: false, seconds: 0.0 }],
             eval: None,
             decision: None,
             confirmation: None,
-            judge_version: env!("CARGO_PKG_VERSION"),
+            judge_version: env!("CARGO_PKG_VERSION").into(),
         }
     }
 }
 
 /// The guard's runs: the challenger retrained by the validator with its own seeds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Confirmation {
     pub seed_offsets: Vec<u64>,
     /// One per run; NaN (null in JSON) for a run that failed.

@@ -52,16 +52,10 @@ impl CrownNote {
         facts: &CrownFacts<'_>,
         verdict: &crate::judge::verdict::Verdict,
     ) -> Result<Self> {
-        let unpacked = tempfile::tempdir()?;
-        let dir = if bundle.is_file() {
-            let file = std::fs::File::open(bundle).with_context(|| format!("cannot open {}", bundle.display()))?;
-            crate::archive::unpack(std::io::BufReader::new(file), unpacked.path(), &[])?;
-            unpacked.path()
-        } else {
-            bundle
-        };
-        let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name)).with_context(|| format!("the bundle has no readable {name}"))
+        let mut files = small_files(bundle)?;
+        let mut read = |name: &str| {
+            let bytes = files.remove(name).with_context(|| format!("the bundle has no {name}"))?;
+            String::from_utf8(bytes).with_context(|| format!("the bundle's {name} is not UTF-8"))
         };
         let manifest: BundleManifest = serde_json::from_str(&read(MANIFEST)?).context("the bundle's manifest")?;
         let bundle_digest = manifest.digest().to_string();
@@ -84,6 +78,22 @@ impl CrownNote {
             verdict: serde_json::to_value(verdict)?,
         })
     }
+}
+
+/// The bundle files a note embeds, from a bundle folder or packed file.
+fn small_files(bundle: &Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    const NAMES: [&str; 5] = [MANIFEST, ATTESTATION, MINER_SIG, "patch.diff", "rationale.md"];
+    if bundle.is_file() {
+        let file = std::fs::File::open(bundle).with_context(|| format!("cannot open {}", bundle.display()))?;
+        return crate::archive::read_files(std::io::BufReader::new(file), &NAMES, 16 << 20);
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for name in NAMES {
+        if let Ok(bytes) = std::fs::read(bundle.join(name)) {
+            out.insert(name.to_string(), bytes);
+        }
+    }
+    Ok(out)
 }
 
 /// Attaches `note` to each of `commits` under [`NOTES_REF`] in one notes commit.

@@ -1,5 +1,6 @@
 //! `karpa serve`: the GitHub App's HTTP face — POST /webhook, GET /healthz,
-//! GET /metrics — over the durable state in PostgreSQL.
+//! GET /metrics, GET /curves/{digest}.svg (check-run images) — over the durable
+//! state in PostgreSQL.
 
 pub mod events;
 pub mod metrics;
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhook", post(webhook::receive))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/curves/{file}", get(curve))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -85,6 +87,29 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
     ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render(&extra))
         .into_response()
+}
+
+/// A judged bundle's loss curve. The SVG is ours (numbers only), and is served
+/// with a policy that forbids scripts and outside loads all the same.
+async fn curve(State(state): State<AppState>, axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let digest = file.strip_suffix(".svg").unwrap_or_default();
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Reply::error(StatusCode::BAD_REQUEST, "expected /curves/<bundle digest: 64 hex>.svg").into_response();
+    }
+    match crate::db::curves::get(&state.pool, digest).await {
+        Ok(Some(svg)) => (
+            [
+                ("content-type", "image/svg+xml"),
+                ("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'"),
+                ("x-content-type-options", "nosniff"),
+                ("cache-control", "public, max-age=31536000, immutable"),
+            ],
+            svg,
+        )
+            .into_response(),
+        Ok(None) => Reply::error(StatusCode::NOT_FOUND, "no loss curve for this bundle").into_response(),
+        Err(e) => Reply::error(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
+    }
 }
 
 /// Serves until the process is stopped.

@@ -37,6 +37,9 @@ pub struct Ledger {
     pub comments: HashMap<(String, u64), Vec<Value>>,
     /// Branches, files, tags and releases, by repository `owner/name`.
     pub repos: HashMap<String, RepoState>,
+    /// Requests (by their label, e.g. "PUT contents") to answer once with a 502,
+    /// as GitHub sometimes does: the caller must retry without doubling effects.
+    pub fail_once: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +146,10 @@ impl Ctx {
             return r;
         }
         let mut l = self.ledger.lock().unwrap();
+        if let Some(i) = l.fail_once.iter().position(|w| w == what) {
+            l.fail_once.remove(i);
+            return error(StatusCode::BAD_GATEWAY, "Server Error");
+        }
         f(&mut l, &slug)
     }
 
