@@ -14,6 +14,7 @@ pub mod judge_cmd;
 pub mod lineage;
 pub mod lineage_cmd;
 pub mod prove;
+pub mod recipe_build;
 pub mod repo;
 pub mod run_check;
 pub mod sandbox;

@@ -110,7 +110,13 @@ pub fn prove(args: &ProveArgs) -> Result<BundleManifest> {
     let worktree = tempfile::Builder::new().prefix("karpa-prove-").tempdir()?;
     repo.checkout(patched_tree, worktree.path())?;
     let libtorch = resolve_libtorch(args.libtorch.as_deref(), &args.repo)?;
-    let bin = build_trainer(worktree.path(), &std::path::absolute(&args.target_dir)?, &libtorch)?;
+    let bin_dir = tempfile::Builder::new().prefix("karpa-prove-bin-").tempdir()?;
+    let bin = build_trainer(
+        worktree.path(),
+        &std::path::absolute(&args.target_dir)?,
+        &libtorch,
+        &bin_dir.path().join("karpa-train"),
+    )?;
 
     let started_at = now();
     step("calibrating this machine");
@@ -195,16 +201,20 @@ pub fn resolve_libtorch(arg: Option<&Path>, repo: &Path) -> Result<PathBuf> {
     })
 }
 
-/// Builds the patched tree's `karpa-train` offline against its own lock file.
-fn build_trainer(worktree: &Path, target_dir: &Path, libtorch: &Path) -> Result<PathBuf> {
+/// Builds the patched tree's `karpa-train` offline against its own lock file,
+/// into `out` (see `recipe_build`: the target folder is shared).
+fn build_trainer(worktree: &Path, target_dir: &Path, libtorch: &Path, out: &Path) -> Result<PathBuf> {
     step("building karpa-train from the patched tree");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run(Command::new(cargo)
-        .current_dir(worktree)
-        .args(["build", "--offline", "--locked", "--quiet", "--bin", "karpa-train"])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .env("LIBTORCH", libtorch))?;
-    Ok(target_dir.join("debug/karpa-train"))
+    let built = crate::recipe_build::build_locked(target_dir, out, || {
+        run(Command::new(cargo)
+            .current_dir(worktree)
+            .args(["build", "--offline", "--locked", "--quiet", "--bin", "karpa-train"])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .env("LIBTORCH", libtorch))
+        .map(Ok::<(), std::convert::Infallible>)
+    })?;
+    Ok(built.unwrap_or_else(|never| match never {}))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

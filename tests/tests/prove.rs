@@ -460,7 +460,15 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
         gh.ledger.lock().unwrap().fail_once.push("PUT contents".into());
         settings.public_url = Some("https://karpa.example".into());
         let services = karpa_tests::services(pool.clone(), &gh, settings);
-        while karpa_bot::jobs::run_one(&services, "w").await.unwrap() {}
+        // Until the job is settled: its retry waits out a short backoff.
+        for _ in 0..200 {
+            karpa_bot::jobs::run_one(&services, "w").await.unwrap();
+            let state: String = sqlx::query_scalar("SELECT state FROM jobs").fetch_one(&pool).await.unwrap();
+            if state != "queued" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let (state, err, attempts): (String, Option<String>, i32) =
             sqlx::query_as("SELECT state, last_error, attempts FROM jobs").fetch_one(&pool).await.unwrap();
         assert_eq!((state.as_str(), attempts), ("done", 2), "{err:?}");

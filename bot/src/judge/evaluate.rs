@@ -89,11 +89,7 @@ pub fn evaluate(
     let reject = |code, msg: String| Ok(Err(vec![Finding::reject(code, "recipe", None, msg)]));
     let build_started = std::time::Instant::now();
     let bin = match build(sandbox, setup, repo, head_tree, work)? {
-        Ok(built) => {
-            let bin = work.join("karpa-train");
-            std::fs::copy(&built, &bin).with_context(|| format!("cannot copy {}", built.display()))?;
-            bin
-        }
+        Ok(bin) => bin,
         Err(why) => {
             // Whose fault? If the king does not build here either, ours.
             if let Err(king) = build(sandbox, setup, repo, king_tree, work)? {
@@ -203,8 +199,9 @@ fn site_packages(setup: &EvalSetup) -> Result<PathBuf> {
 }
 
 /// Builds `karpa-train` from `tree` offline inside the sandbox: the tree
-/// read-only, only the shared target folder writable, no data mounted.
-/// Ok(Err(why)) when the code does not build.
+/// read-only, only the shared target folder writable, no data mounted. Returns
+/// the binary copied into `work` (see `recipe_build`), or Ok(Err(why)) when the
+/// code does not build.
 pub fn build(
     sandbox: &Sandbox,
     setup: &EvalSetup,
@@ -239,14 +236,17 @@ pub fn build(
         .into_iter()
         .chain(["build", "--offline", "--locked", "--quiet", "--bin", "karpa-train"].map(OsString::from))
         .collect();
-    let done = sandbox.run(&mounts, &setup.limits, &dir, &env, &cmd)?;
-    if done.timed_out {
-        return Ok(Err("the build ran out of time".into()));
-    }
-    if !done.output.status.success() {
-        return Ok(Err(tail_of(&done.output.stderr)));
-    }
-    Ok(Ok(setup.target_dir.join("debug/karpa-train")))
+    let out = work.join(format!("karpa-train-{tree}"));
+    crate::recipe_build::build_locked(&setup.target_dir, &out, || {
+        let done = sandbox.run(&mounts, &setup.limits, &dir, &env, &cmd)?;
+        if done.timed_out {
+            return Ok(Err("the build ran out of time".into()));
+        }
+        if !done.output.status.success() {
+            return Ok(Err(tail_of(&done.output.stderr)));
+        }
+        Ok(Ok(()))
+    })
 }
 
 /// The bundle's checkpoint steps and the path of its last checkpoint.
