@@ -129,7 +129,7 @@ impl<'a> ReleaseText<'a> {
     }
 
     pub fn changelog_entry(&self, tag: &str, pr: &str, merge: &str) -> String {
-        format!("{}\n\n- {pr}: {}\n- bundle `{}`, merge {merge}\n", changelog_marker(tag), self.numbers, self.digest)
+        format!("{}\n- {pr}: {}\n- bundle `{}`, merge {merge}\n", changelog_marker(tag), self.numbers, self.digest)
     }
 
     /// The annotated tag's message; `head:` names the commit the crown note is on too.
