@@ -76,9 +76,10 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
         None => intake_and_judge(s, &gh, &repo, p.pr, &head, &pr.body).await?,
     };
     let mut links = Links { bundle_url: bundle.as_ref().map(|b| b.1.clone()), ..Links::default() };
-    if let (Some((file, _)), Some(digest)) = (&bundle, &verdict.bundle_digest) {
+    // Only where GitHub can fetch it: drawing reads the whole packed bundle again.
+    if let (Some(public), Some((file, _)), Some(digest)) = (&s.judge.public_url, &bundle, &verdict.bundle_digest) {
         match draw_loss_curve(s, file, digest).await {
-            Ok(()) => links.loss_curve_url = s.judge.public_url.as_ref().map(|u| format!("{u}/curves/{digest}.svg")),
+            Ok(()) => links.loss_curve_url = Some(format!("{public}/curves/{digest}.svg")),
             Err(e) => tracing::warn!(%repo, pr = p.pr, "no loss curve: {e:#}"),
         }
     }
