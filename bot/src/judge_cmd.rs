@@ -1,6 +1,7 @@
 //! `karpa judge`: run the pipeline on a local repository and print the verdict.
 
 use crate::db::kings::Bump;
+use crate::forge::crown::CrownOutcome;
 use crate::forge::local::LocalForge;
 use crate::judge::decision::{DecisionRule, NoiseFloor};
 use crate::judge::evaluate::EvalSetup;
@@ -174,6 +175,8 @@ pub struct JudgeTarget {
     pub crown: bool,
     /// Number that release recipe-vX.(Y+1).0 instead of a patch bump.
     pub minor: bool,
+    /// Record the judgment in the corpus at this PostgreSQL URL.
+    pub database_url: Option<String>,
 }
 
 /// Ok(false) when the verdict is `rejected` or `stale`.
@@ -185,6 +188,9 @@ pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> 
             Some((forge, pull))
         }
         Err(_) if t.crown => bail!("--crown needs --pr to name a local pull request by number (karpa pr open)"),
+        Err(_) if t.database_url.is_some() => {
+            bail!("--database-url needs --pr to name a local pull request by number (karpa pr open)")
+        }
         Err(_) => None,
     };
     let pr_head = match &local {
@@ -204,21 +210,29 @@ pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> 
         None => (None, None, DecisionRule::default()),
     };
     let mut verdict = judge(&JudgeInput {
-        repo: t.repo,
+        repo: t.repo.clone(),
         pr_head: pr_head.clone(),
-        bundle,
+        bundle: bundle.clone(),
         ledger: Box::new(JsonlLedger::open(t.ledger)),
         eval,
         noise_floors: noise_floor.into_iter().collect(),
         rule,
     })?;
+    let mut released = None;
     if let Some((forge, mut pull)) = local {
         if t.crown && verdict.class == VerdictClass::Crowned {
             let bump = if t.minor { Bump::Minor } else { Bump::Patch };
             let outcome = forge.crown(&mut pull, git2::Oid::from_str(&pr_head)?, &verdict, bump)?;
             outcome.settle(&mut verdict);
+            if let CrownOutcome::Crowned { tag, commit } = outcome {
+                released = Some((tag, commit.as_str().to_string()));
+            }
         }
         forge.record_verdict(&mut pull, verdict.class)?;
+        if let Some(url) = &t.database_url {
+            let id = record_locally(url, &t.repo, pull.number, &pr_head, &bundle, &verdict, released.as_ref())?;
+            eprintln!("recorded in the corpus as {id}");
+        }
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&verdict)?);
@@ -226,6 +240,38 @@ pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> 
         print_table(&verdict);
     }
     Ok(!matches!(verdict.class, VerdictClass::Rejected | VerdictClass::Stale))
+}
+
+/// The judgment into the corpus, as `local/<repository folder>`.
+fn record_locally(
+    url: &str,
+    repo: &std::path::Path,
+    pr: u64,
+    head: &str,
+    bundle: &std::path::Path,
+    verdict: &Verdict,
+    released: Option<&(String, String)>,
+) -> Result<crate::corpus::SubmissionId> {
+    use crate::corpus::record::{record, BundleFacts, Forge, Judged};
+    let name = std::path::absolute(repo)?;
+    let name = name.file_name().map(|n| n.to_string_lossy().trim_end_matches(".git").to_string());
+    let repo = format!("local/{}", name.unwrap_or_else(|| "recipe".into()));
+    let facts = verdict.bundle_digest.is_some().then(|| BundleFacts::read(bundle, None)).transpose()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let pool = crate::db::connect(url).await?;
+        let judged = Judged {
+            repo: &repo,
+            forge: Forge::Local,
+            pr,
+            head_sha: head,
+            bundle: facts.as_ref(),
+            author: None,
+            verdict,
+            released: released.map(|(t, c)| (t.as_str(), c.as_str())),
+        };
+        record(&pool, &judged).await
+    })
 }
 
 fn print_table(v: &Verdict) {

@@ -6,6 +6,8 @@ pub mod allowlist;
 pub mod archive;
 pub mod bench_webhooks;
 pub mod bundle_cmd;
+pub mod corpus;
+pub mod corpus_cmd;
 pub mod db;
 pub mod forge;
 pub mod jobs;

@@ -46,6 +46,9 @@ enum Command {
         /// Folder of the nonces and normalised diffs seen so far (default: <repo>/.karpa/judge).
         #[arg(long)]
         ledger: Option<PathBuf>,
+        /// Record the judgment in this PostgreSQL corpus (local pull requests).
+        #[arg(long, env = "KARPA_DATABASE_URL")]
+        database_url: Option<String>,
         #[arg(long)]
         json: bool,
         /// The config's public data folder (enables the hidden evaluation, with --hidden and --secret-file).
@@ -106,6 +109,11 @@ enum Command {
     Runner(karpa_bot::serve_cmd::RunnerArgs),
     /// Load-test the webhook: signed deliveries over loopback into a real database.
     BenchWebhooks(karpa_bot::bench_webhooks::BenchArgs),
+    /// The corpus of every judged submission: search it, export it.
+    Corpus {
+        #[command(subcommand)]
+        command: karpa_bot::corpus_cmd::CorpusCommand,
+    },
     /// Proof bundles.
     Bundle {
         #[command(subcommand)]
@@ -181,6 +189,7 @@ fn main() -> ExitCode {
             crown,
             minor,
             ledger,
+            database_url,
             json,
             data,
             hidden,
@@ -197,9 +206,10 @@ fn main() -> ExitCode {
                 }
                 _ => None,
             };
-            judge_cmd::run(judge_cmd::JudgeTarget { repo, pr, bundle, ledger, crown, minor }, eval, json)
+            judge_cmd::run(judge_cmd::JudgeTarget { repo, pr, bundle, ledger, crown, minor, database_url }, eval, json)
         }
         Command::Pr { command } => lineage_cmd::pr(command),
+        Command::Corpus { command } => karpa_bot::corpus_cmd::run(command),
         Command::Lineage { command } => lineage_cmd::lineage(command),
         Command::NoiseFloor { repo, king, config, seeds, validator, out } => {
             judge_cmd::noise_floor(repo, king, config, seeds, &validator.paths(), out)

@@ -1,6 +1,7 @@
 //! Shared helpers for Karpa's end-to-end tests: locate the built binaries and the
 //! demo corpus that `cargo xtask test` sets up, and run commands.
 
+pub mod corpus_seed;
 pub mod fake_github;
 
 /// The GitHub App the tests' fake knows (key pair in tests/fixtures).
@@ -152,6 +153,11 @@ pub fn run(bin: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Run {
 /// A small but complete bundle signed by //Alice for GitHub login `octo`
 /// (placeholder payload files: for tests of the bundle machinery, not of training).
 pub fn make_bundle(dir: &Path) -> proof::bundle::BundleManifest {
+    make_bundle_with(dir, &[])
+}
+
+/// [`make_bundle`] with some payload files given (e.g. a rationale, a patch, a log).
+pub fn make_bundle_with(dir: &Path, files: &[(&str, &str)]) -> proof::bundle::BundleManifest {
     use proof::bundle::{assemble, RunClaims};
     std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
     for f in [
@@ -166,6 +172,9 @@ pub fn make_bundle(dir: &Path) -> proof::bundle::BundleManifest {
     }
     std::fs::write(dir.join("rationale.md"), "Warm up for longer.\n\nA longer warmup keeps early steps stable.\n")
         .unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
     let claims = RunClaims {
         king_tag: "recipe-v0.1.0".into(),
         king_commit: "c".repeat(40),
@@ -182,7 +191,7 @@ pub fn make_bundle(dir: &Path) -> proof::bundle::BundleManifest {
         },
         started_at: "2026-11-26T06:00:00Z".into(),
         finished_at: "2026-11-26T06:00:01Z".into(),
-        log_chain: proof::intoto::log_chain("log.jsonl\n", 64),
+        log_chain: proof::intoto::log_chain(&std::fs::read_to_string(dir.join("log.jsonl")).unwrap(), 64),
         tier: "software".into(),
     };
     let key = proof::dsse::generate_key().unwrap();

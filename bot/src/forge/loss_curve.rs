@@ -7,28 +7,52 @@ use anyhow::{anyhow, bail, Result};
 use plotters::prelude::*;
 use proof::log::{parse_log, LogLine};
 
-/// At most this many training points are drawn (karpa-1 logs ~10k steps).
-const MAX_POINTS: usize = 1500;
+/// At most this many training points are kept (karpa-1 logs ~10k steps).
+pub const MAX_POINTS: usize = 1500;
 
-pub fn svg(log: &str, title: &str) -> Result<String> {
+/// One run's curves: training loss and public-val loss against tokens seen (millions).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Curve {
+    pub label: String,
+    pub train: Vec<(f64, f64)>,
+    pub val: Vec<(f64, f64)>,
+}
+
+/// The log's curves, thinned to at most `max_points` training points (the last kept).
+pub fn points(log: &str, max_points: usize) -> Result<Curve> {
     let lines = parse_log(log).map_err(|e| anyhow!("the log does not parse at line {}: {}", e.line, e.message))?;
-    let mut train = Vec::new();
-    let mut val = Vec::new();
+    let mut curve = Curve::default();
     for l in &lines {
         match l {
-            LogLine::Step(s) if s.loss.is_finite() => train.push((s.tokens_seen as f64 / 1e6, s.loss)),
-            LogLine::Val(v) if v.val_loss.is_finite() => val.push((v.tokens_seen as f64 / 1e6, v.val_loss)),
+            LogLine::Step(s) if s.loss.is_finite() => curve.train.push((s.tokens_seen as f64 / 1e6, s.loss)),
+            LogLine::Val(v) if v.val_loss.is_finite() => curve.val.push((v.tokens_seen as f64 / 1e6, v.val_loss)),
             _ => {}
         }
     }
-    if train.is_empty() {
+    let every = curve.train.len().div_ceil(max_points.max(2)).max(1);
+    let last = curve.train.last().copied();
+    curve.train = curve.train.into_iter().step_by(every).collect();
+    if let Some(last) = last.filter(|l| curve.train.last() != Some(l)) {
+        curve.train.push(last);
+    }
+    Ok(curve)
+}
+
+/// The check run's image: one bundle's curves.
+pub fn svg(log: &str, title: &str) -> Result<String> {
+    let curve = Curve { label: String::new(), ..points(log, MAX_POINTS)? };
+    draw(&[curve], title)
+}
+
+/// Several runs on one chart (the corpus draws a challenger against its king).
+/// Only numbers and the given labels reach the image.
+pub fn draw(curves: &[Curve], title: &str) -> Result<String> {
+    if curves.iter().all(|c| c.train.is_empty()) {
         bail!("the log has no training steps to draw");
     }
-    let every = train.len().div_ceil(MAX_POINTS);
-    let train: Vec<(f64, f64)> = train.into_iter().step_by(every).collect();
-    let all = train.iter().chain(&val);
-    let x_max = all.clone().map(|p| p.0).fold(0.0, f64::max).max(1e-9);
-    let (lo, hi) = all.map(|p| p.1).fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    let all = || curves.iter().flat_map(|c| c.train.iter().chain(&c.val));
+    let x_max = all().map(|p| p.0).fold(0.0, f64::max).max(1e-9);
+    let (lo, hi) = all().map(|p| p.1).fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
     let pad = ((hi - lo) * 0.05).max(1e-3);
     let err = |e: DrawingAreaErrorKind<std::io::Error>| anyhow!("drawing the loss curve: {e:?}");
     let mut out = String::new();
@@ -49,18 +73,26 @@ pub fn svg(log: &str, title: &str) -> Result<String> {
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(err)?;
-        let blue = RGBColor(31, 119, 180);
-        let orange = RGBColor(230, 97, 1);
-        chart
-            .draw_series(LineSeries::new(train, blue.stroke_width(1)))
-            .map_err(err)?
-            .label("train loss")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], blue));
-        chart
-            .draw_series(val.iter().map(|p| Circle::new(*p, 4, orange.filled())))
-            .map_err(err)?
-            .label("public val loss")
-            .legend(move |(x, y)| Circle::new((x + 9, y), 4, orange.filled()));
+        // The first curve in colour (the challenger), the others in greys behind it.
+        for (i, c) in curves.iter().enumerate().rev() {
+            let (line, dot) = match i {
+                0 => (RGBColor(31, 119, 180), RGBColor(230, 97, 1)),
+                _ => (RGBColor(150, 150, 150), RGBColor(90, 90, 90)),
+            };
+            let name = |what: &str| if c.label.is_empty() { what.to_string() } else { format!("{} {what}", c.label) };
+            chart
+                .draw_series(LineSeries::new(c.train.iter().copied(), line.stroke_width(if i == 0 { 2 } else { 1 })))
+                .map_err(err)?
+                .label(name("train loss"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], line));
+            if !c.val.is_empty() {
+                chart
+                    .draw_series(c.val.iter().map(|p| Circle::new(*p, 4, dot.filled())))
+                    .map_err(err)?
+                    .label(name("public val loss"))
+                    .legend(move |(x, y)| Circle::new((x + 9, y), 4, dot.filled()));
+            }
+        }
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperRight)

@@ -5,6 +5,7 @@
 //! bundle twice.
 
 use super::Services;
+use crate::corpus::record::{BundleFacts, Forge, Judged};
 use crate::db::jobs::{self, Lease, NewJob};
 use crate::db::kings::{MergeLock, NewKing};
 use crate::db::{judgments, ledger::PgLedger};
@@ -83,17 +84,43 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
             Err(e) => tracing::warn!(%repo, pr = p.pr, "no loss curve: {e:#}"),
         }
     }
-    if let (VerdictClass::Crowned, Some(bundle)) = (verdict.class, bundle) {
+    let mut released = None;
+    if let (VerdictClass::Crowned, Some(bundle)) = (verdict.class, &bundle) {
         gh.check_progress(&repo, check, "crowning").await?;
         judgments::begin_crowning(&s.pool, &key, &verdict).await?;
         let c = Crowning { repo: &repo, pr: p.pr, head: &head, base: &pr.base, verdict: &verdict };
         let outcome = take_the_crown(s, &gh, &p, &c).await?;
         if let CrownOutcome::Crowned { tag, commit } = &outcome {
-            publish_crown_note(s, &gh, &p, &c, &bundle, tag, commit).await?;
+            publish_crown_note(s, &gh, &p, &c, bundle, tag, commit).await?;
+            released = Some((tag.clone(), commit.as_str().to_string()));
         }
         outcome.settle(&mut verdict);
     }
     judgments::record_verdict(&s.pool, &key, &verdict).await?;
+    let facts = match (&bundle, &verdict.bundle_digest) {
+        (Some((file, url)), Some(_)) => {
+            let (file, url) = (file.clone(), url.clone());
+            match tokio::task::spawn_blocking(move || BundleFacts::read(&file, Some(&url))).await? {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!(%repo, pr = p.pr, "the corpus records this judgment without its bundle: {e:#}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let judged = Judged {
+        repo: &p.repo,
+        forge: Forge::GitHub,
+        pr: p.pr,
+        head_sha: head.as_str(),
+        bundle: facts.as_ref(),
+        author: Some(&pr.author),
+        verdict: &verdict,
+        released: released.as_ref().map(|(t, c)| (t.as_str(), c.as_str())),
+    };
+    crate::corpus::record::record(&s.pool, &judged).await?;
     match conclusion(verdict.class) {
         Some(c) => gh.complete_check(&repo, check, c, &render(&verdict, &links)).await?,
         None if lease.attempt < s.judge.max_attempts => bail!("not judged on this try: {}", verdict.summary),

@@ -1,6 +1,6 @@
 //! `karpa serve`: the GitHub App's HTTP face — POST /webhook, GET /healthz,
-//! GET /metrics, GET /curves/{digest}.svg (check-run images) — over the durable
-//! state in PostgreSQL.
+//! GET /metrics, GET /curves/{digest}.svg (check-run images) — and the corpus
+//! (web pages and /api/v1), over the durable state in PostgreSQL.
 
 pub mod events;
 pub mod metrics;
@@ -27,6 +27,8 @@ pub struct Inner {
     pub app_id: i64,
     pub max_body: usize,
     pub metrics: metrics::Metrics,
+    /// Where this server is reachable from outside (links in citations).
+    pub public_url: Option<String>,
 }
 
 impl std::ops::Deref for AppState {
@@ -38,7 +40,16 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(pool: PgPool, secrets: Vec<Vec<u8>>, app_id: i64, max_body: usize) -> Self {
-        AppState(Arc::new(Inner { pool, secrets, app_id, max_body, metrics: metrics::Metrics::new() }))
+        let metrics = metrics::Metrics::new();
+        AppState(Arc::new(Inner { pool, secrets, app_id, max_body, metrics, public_url: None }))
+    }
+
+    /// The public URL, before the state is shared.
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.public_url = url.map(|u| u.trim_end_matches('/').to_string());
+        }
+        self
     }
 }
 
@@ -64,6 +75,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/curves/{file}", get(curve))
+        .merge(crate::corpus::api::routes())
+        .merge(crate::corpus::web::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

@@ -1,0 +1,4 @@
+DROP TABLE IF EXISTS claims;
+DROP TABLE IF EXISTS jobs;
+DROP TABLE IF EXISTS installed_repos;
+DROP TABLE IF EXISTS deliveries;

@@ -1,0 +1,1 @@
+ALTER TABLE judgments DROP COLUMN IF EXISTS crowning;

@@ -1,0 +1,12 @@
+DROP TABLE IF EXISTS chain_outbox;
+DROP TABLE IF EXISTS noise_floors;
+ALTER TABLE kings
+    DROP COLUMN IF EXISTS mean_bpb,
+    DROP COLUMN IF EXISTS sigma,
+    DROP COLUMN IF EXISTS runs,
+    DROP COLUMN IF EXISTS crowned_by,
+    DROP COLUMN IF EXISTS submission_id;
+DROP TABLE IF EXISTS verdicts;
+DROP TABLE IF EXISTS miners;
+DROP TABLE IF EXISTS submissions;
+DROP TABLE IF EXISTS bundles;
