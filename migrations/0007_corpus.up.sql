@@ -60,7 +60,7 @@ CREATE INDEX submissions_search ON submissions USING GIN (search);
 CREATE INDEX submissions_recent ON submissions (judged_at DESC, id DESC);
 CREATE INDEX submissions_class ON submissions (class, judged_at DESC);
 CREATE INDEX submissions_hotkey ON submissions (hotkey, judged_at DESC);
-CREATE INDEX submissions_king ON submissions (king_tag);
+CREATE INDEX submissions_king ON submissions (king_tag, judged_at DESC);
 CREATE INDEX submissions_login_trgm ON submissions USING GIN (github_login gin_trgm_ops);
 CREATE INDEX submissions_hotkey_trgm ON submissions USING GIN (hotkey gin_trgm_ops);
 

@@ -68,7 +68,7 @@ pub fn run(cmd: CorpusCommand) -> Result<bool> {
                     println!("{}", serde_json::to_string_pretty(&page)?);
                     return Ok(true);
                 }
-                let more = if page.total_is_lower_bound { "more than " } else { "" };
+                let more = if page.total_is_lower_bound { "at least " } else { "" };
                 println!("{more}{} submissions match", page.total);
                 for s in &page.items {
                     let bpb = s.challenger_bpb.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into());

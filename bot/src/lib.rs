@@ -4,6 +4,7 @@
 
 pub mod allowlist;
 pub mod archive;
+pub mod bench_corpus;
 pub mod bench_webhooks;
 pub mod bundle_cmd;
 pub mod corpus;

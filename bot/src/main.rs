@@ -109,6 +109,8 @@ enum Command {
     Runner(karpa_bot::serve_cmd::RunnerArgs),
     /// Load-test the webhook: signed deliveries over loopback into a real database.
     BenchWebhooks(karpa_bot::bench_webhooks::BenchArgs),
+    /// Search latency over a seeded corpus (bulk COPY), with a no-index baseline.
+    BenchCorpus(karpa_bot::bench_corpus::BenchArgs),
     /// The corpus of every judged submission: search it, export it.
     Corpus {
         #[command(subcommand)]
@@ -218,6 +220,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => karpa_bot::serve_cmd::serve(&args),
         Command::Runner(args) => karpa_bot::serve_cmd::runner(&args),
         Command::BenchWebhooks(args) => karpa_bot::bench_webhooks::run(&args),
+        Command::BenchCorpus(args) => karpa_bot::bench_corpus::run(&args),
         Command::Submit(args) => tokio::runtime::Runtime::new()
             .map_err(Into::into)
             .and_then(|rt| rt.block_on(submit::submit(&args)))

@@ -103,6 +103,16 @@ async fn judge_them(gh: &FakeGitHub, tmp: &Path, git_url: String, heads: Vec<Str
     let classes: Vec<(i64, String)> =
         sqlx::query_as("SELECT pr, class FROM judgments ORDER BY pr").fetch_all(&pool).await.unwrap();
     assert_eq!(classes, [(7, "rejected".into()), (8, "rejected".into()), (9, "rejected".into())]);
+    // Refusals are kept in the corpus too, findings searchable.
+    let corpus: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT pr, class, findings_text FROM submissions ORDER BY pr").fetch_all(&pool).await.unwrap();
+    assert_eq!(
+        corpus.iter().map(|c| (c.0, c.1.as_str())).collect::<Vec<_>>(),
+        [(7, "rejected"), (8, "rejected"), (9, "rejected")]
+    );
+    for ((_, _, findings), (_, code)) in corpus.iter().zip(expected) {
+        assert!(findings.contains(code), "{code} not in {findings}");
+    }
     // The bot mirrored the remote to judge PR 9 on local objects.
     let mirror = tmp.join("state/mirrors/karpa-net/recipe.git");
     assert_eq!(git(&mirror, &["rev-parse", "refs/pull/9/head"]), heads[2]);

@@ -6,6 +6,7 @@
 //! - `cargo xtask bench-trainer` — karpa-train against PyTorch eager, same model and tokens.
 //! - `cargo xtask judge-sim` — the decision rule's false-crown rate and power on real runs.
 //! - `cargo xtask bench-webhooks` — webhook deliveries/s and latency against a real PostgreSQL.
+//! - `cargo xtask bench-corpus` — corpus search latency over 1,000,000 seeded submissions.
 
 mod bench;
 mod demo;
@@ -52,6 +53,13 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// Corpus search p50/p99 over a seeded corpus (bulk COPY) in a throwaway PostgreSQL.
+    BenchCorpus {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 10)]
+        rounds: u32,
+    },
     /// False-crown rate and power of the decision rule on real sandboxed runs (slow; not in CI).
     JudgeSim {
         #[arg(long, default_value = "tiny")]
@@ -92,6 +100,20 @@ fn main() -> Result<()> {
                 &seconds.to_string(),
                 "--concurrency",
                 &concurrency.to_string(),
+            ]))
+        }
+        Cmd::BenchCorpus { rows, rounds } => {
+            let env = setup::ensure_all(&root)?;
+            cargo(&["build", "--release", "--bin", "karpa"], &env)?;
+            let pg = postgres::Cluster::start()?;
+            run(Command::new(root.join("target/release/karpa")).args([
+                "bench-corpus",
+                "--database-url",
+                &pg.url(),
+                "--rows",
+                &rows.to_string(),
+                "--rounds",
+                &rounds.to_string(),
             ]))
         }
         Cmd::JudgeSim { config, changes, seeds, nulls, improved_runs } => {

@@ -11,8 +11,13 @@ use utoipa::{IntoParams, ToSchema};
 /// person reads; a narrower search (or the export) is the way there.
 pub const MAX_OFFSET: u64 = 10_000;
 pub const MAX_PER_PAGE: u64 = 100;
-/// Totals are counted up to here, then reported as "at least".
-const COUNT_CAP: i64 = 10_001;
+/// Totals are counted up to 1,000, then reported as "more than". The count walks
+/// the same newest-first order as the page, so a common word stops early
+/// instead of visiting every match.
+const COUNT_CAP: i64 = 1_001;
+/// Words are first looked for among this many newest submissions (see
+/// [`search_window`]); relevance ranks the matches found there.
+pub const WINDOW: i64 = 5_000;
 
 pub const CLASSES: [&str; 6] = ["crowned", "meaningful-failure", "failure", "rejected", "stale", "error"];
 
@@ -41,7 +46,7 @@ pub struct SearchParams {
     pub since: Option<String>,
     /// Judged on or before this day (YYYY-MM-DD, UTC).
     pub until: Option<String>,
-    /// `recent` (default) or `relevance` (with q).
+    /// `recent` (default) or `relevance` (with q: the matches among the newest 10,000, best first).
     pub sort: Option<String>,
     #[param(value_type = Option<u64>, minimum = 1)]
     pub page: Option<String>,
@@ -169,46 +174,71 @@ pub struct SubmissionPage {
     pub items: Vec<SubmissionSummary>,
     pub page: u64,
     pub per_page: u64,
-    /// Matches, counted up to 10,000; `total_is_lower_bound` says when there are more.
+    /// Matches, counted up to 1,000 (for words: among the newest 10,000
+    /// submissions when they fill the page); `total_is_lower_bound` says when
+    /// there may be more.
     pub total: i64,
     pub total_is_lower_bound: bool,
     pub has_more: bool,
 }
 
-fn filtered<'a>(qb: &mut QueryBuilder<'a, Postgres>, s: &'a Search) {
+/// The WHERE clause of a search; `text` includes the full-text match.
+fn filtered<'a>(qb: &mut QueryBuilder<'a, Postgres>, s: &'a Search, text: bool) {
     qb.push(" FROM submissions s WHERE true");
-    if let Some(q) = &s.q {
-        qb.push(" AND search @@ websearch_to_tsquery('english', ").push_bind(q).push(")");
+    if let (Some(q), true) = (&s.q, text) {
+        qb.push(" AND s.search @@ websearch_to_tsquery('english', ").push_bind(q).push(")");
     }
     if let Some(c) = &s.class {
-        qb.push(" AND class = ").push_bind(c);
+        qb.push(" AND s.class = ").push_bind(c);
     }
-    if let Some(m) = &s.miner {
-        let like = format!("%{}%", m.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        qb.push(" AND (github_login ILIKE ").push_bind(like.clone()).push(" OR hotkey ILIKE ").push_bind(like);
-        qb.push(")");
+    match &s.miner {
+        // A whole hotkey (the leaderboard's links): the exact index.
+        Some(m) if is_hotkey(m) => {
+            qb.push(" AND s.hotkey = ").push_bind(m);
+        }
+        // Part of a login or hotkey: the trigram indexes; % and _ are literal.
+        Some(m) => {
+            let like = format!("%{}%", m.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            qb.push(" AND (s.github_login ILIKE ").push_bind(like.clone()).push(" OR s.hotkey ILIKE ").push_bind(like);
+            qb.push(")");
+        }
+        None => {}
     }
     if let Some(k) = &s.king {
-        qb.push(" AND king_tag = ").push_bind(k);
+        qb.push(" AND s.king_tag = ").push_bind(k);
     }
     if let Some(d) = &s.since {
-        qb.push(" AND judged_at >= ").push_bind(d).push("::date");
+        qb.push(" AND s.judged_at >= ").push_bind(d).push("::date");
     }
     if let Some(d) = &s.until {
-        qb.push(" AND judged_at < ").push_bind(d).push("::date + 1");
+        qb.push(" AND s.judged_at < ").push_bind(d).push("::date + 1");
     }
 }
 
+/// An SS58 account (what miners sign with): 47–48 base58 characters.
+fn is_hotkey(m: &str) -> bool {
+    (47..=48).contains(&m.len()) && m.bytes().all(|b| b.is_ascii_alphanumeric() && !b"0OIl".contains(&b))
+}
+
+const NEWEST: &str = " ORDER BY s.judged_at DESC, s.id DESC";
+
 pub async fn search(pool: &PgPool, s: &Search) -> sqlx::Result<SubmissionPage> {
+    if let Some(q) = &s.q {
+        if let Some(page) = search_window(pool, s, q).await? {
+            return Ok(page);
+        }
+    }
+    // Without words, or words too rare for the window: the planner's own plan
+    // (an index walk in date order, or the text index's few matches).
     let mut qb = QueryBuilder::new(format!("SELECT {SUMMARY_COLUMNS}"));
-    filtered(&mut qb, s);
+    filtered(&mut qb, s, true);
     match (&s.q, s.relevance) {
         (Some(q), true) => {
-            qb.push(" ORDER BY ts_rank_cd(search, websearch_to_tsquery('english', ").push_bind(q);
+            qb.push(" ORDER BY ts_rank_cd(s.search, websearch_to_tsquery('english', ").push_bind(q);
             qb.push(")) DESC, s.judged_at DESC, s.id DESC");
         }
         _ => {
-            qb.push(" ORDER BY s.judged_at DESC, s.id DESC");
+            qb.push(NEWEST);
         }
     }
     qb.push(" LIMIT ").push_bind((s.per_page + 1) as i64);
@@ -217,8 +247,8 @@ pub async fn search(pool: &PgPool, s: &Search) -> sqlx::Result<SubmissionPage> {
     let has_more = items.len() as u64 > s.per_page;
     items.truncate(s.per_page as usize);
     let mut count = QueryBuilder::new("SELECT count(*) FROM (SELECT 1");
-    filtered(&mut count, s);
-    count.push(" LIMIT ").push_bind(COUNT_CAP).push(") AS hits");
+    filtered(&mut count, s, true);
+    count.push(NEWEST).push(" LIMIT ").push_bind(COUNT_CAP).push(") AS hits");
     let (total,): (i64,) = count.build_query_as().fetch_one(pool).await?;
     Ok(SubmissionPage {
         items,
@@ -228,6 +258,48 @@ pub async fn search(pool: &PgPool, s: &Search) -> sqlx::Result<SubmissionPage> {
         total_is_lower_bound: total >= COUNT_CAP,
         has_more,
     })
+}
+
+/// Words are matched first among the newest [`WINDOW`] submissions that pass
+/// the other filters, read in date order: a common word fills the page (and
+/// the count) there at once, where the text index would hand back every one
+/// of its matches to be sorted. None when the window holds too few matches
+/// for this page and older submissions remain: then the index is the fast way.
+async fn search_window(pool: &PgPool, s: &Search, q: &str) -> sqlx::Result<Option<SubmissionPage>> {
+    let offset = (s.page - 1) * s.per_page;
+    let need = offset + s.per_page + 1;
+    let mut qb = QueryBuilder::new("SELECT count(*) FROM (SELECT 1");
+    filtered(&mut qb, s, false);
+    qb.push(NEWEST).push(" LIMIT ").push_bind(WINDOW).push(") AS w");
+    let (window,): (i64,) = qb.build_query_as().fetch_one(pool).await?;
+    let cap = (need as i64).max(COUNT_CAP);
+    let mut qb = QueryBuilder::new(format!("SELECT {SUMMARY_COLUMNS} FROM (SELECT s.*"));
+    filtered(&mut qb, s, false);
+    qb.push(NEWEST).push(" LIMIT ").push_bind(WINDOW);
+    qb.push(") AS s WHERE s.search @@ websearch_to_tsquery('english', ").push_bind(q).push(")");
+    if s.relevance {
+        qb.push(" ORDER BY ts_rank_cd(s.search, websearch_to_tsquery('english', ").push_bind(q);
+        qb.push(")) DESC, s.judged_at DESC, s.id DESC");
+    } else {
+        qb.push(NEWEST);
+    }
+    qb.push(" LIMIT ").push_bind(cap);
+    let hits: Vec<SubmissionSummary> = qb.build_query_as().fetch_all(pool).await?;
+    let exhausted = window < WINDOW;
+    let found = hits.len() as i64;
+    if found < need as i64 && !exhausted {
+        return Ok(None);
+    }
+    let total = found.min(COUNT_CAP - 1);
+    let items = hits.into_iter().skip(offset as usize).take(s.per_page as usize).collect();
+    Ok(Some(SubmissionPage {
+        items,
+        page: s.page,
+        per_page: s.per_page,
+        total_is_lower_bound: found > total || !exhausted,
+        total,
+        has_more: found >= need as i64,
+    }))
 }
 
 /// A verdict as the corpus keeps it.

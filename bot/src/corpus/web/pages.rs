@@ -176,7 +176,7 @@ pub async fn submissions(
             button type="submit" { "Search" }
         }
         p.muted.count {
-            @if found.total_is_lower_bound { "More than " (found.total) } @else { (found.total) }
+            @if found.total_is_lower_bound { "At least " (found.total) } @else { (found.total) }
             " submissions" @if let Some(q) = &search.q { " matching “" (q) "”" }
         }
         @if found.items.is_empty() { div.card { p { "Nothing matches. Try fewer words or fewer filters." } } }
