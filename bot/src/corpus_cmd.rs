@@ -1,4 +1,4 @@
-//! `karpa corpus search|export`: the corpus from a terminal.
+//! `karpa corpus search|serve|export`: the corpus from a terminal.
 
 use crate::corpus::export::{export, Format};
 use crate::corpus::query::{self, SearchParams};
@@ -26,6 +26,17 @@ pub enum CorpusCommand {
         /// Print the page as JSON (the API's shape).
         #[arg(long)]
         json: bool,
+    },
+    /// Serve the corpus alone (pages and /api/v1), read-only: no GitHub App, and
+    /// the webhook refuses every delivery.
+    Serve {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Where the corpus is reachable from outside (links in citations).
+        #[arg(long)]
+        public_url: Option<String>,
     },
     /// Write the whole corpus, negative results included, as a dataset.
     Export {
@@ -81,6 +92,13 @@ pub fn run(cmd: CorpusCommand) -> Result<bool> {
                         s.title
                     );
                 }
+                Ok(true)
+            }
+            CorpusCommand::Serve { db, listen, public_url } => {
+                let pool = crate::db::connect(&db.database_url).await?;
+                let state = crate::server::AppState::new(pool, Vec::new(), 0, crate::server::DEFAULT_MAX_BODY)
+                    .with_public_url(public_url);
+                crate::server::serve(state, listen).await?;
                 Ok(true)
             }
             CorpusCommand::Export { db, format, out } => {

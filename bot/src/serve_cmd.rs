@@ -185,7 +185,8 @@ pub fn serve(args: &ServeArgs) -> Result<bool> {
             let period = std::time::Duration::from_secs(60 * args.reconcile_minutes);
             tokio::spawn(crate::jobs::schedule_reconciliation(pool.clone(), period, stop.subscribe()));
         }
-        let state = crate::server::AppState::new(pool, secrets, args.work.app_id as i64, args.max_body);
+        let state = crate::server::AppState::new(pool, secrets, args.work.app_id as i64, args.max_body)
+            .with_public_url(args.work.public_url.clone());
         crate::server::serve(state, args.listen).await
     })?;
     Ok(true)

@@ -102,7 +102,7 @@ async fn chromium_browses_searches_and_runs_no_miner_script() {
     let url = c.current_url().await.unwrap();
     assert!(url.query().unwrap_or("").contains("q=tied+embeddings"), "{url}");
     let count = text(&c, ".count").await;
-    assert!(count.starts_with("1 submissions matching"), "{count}");
+    assert!(count.starts_with("1 submission matching"), "{count}");
     let rows = text(&c, "table.submissions tbody").await;
     assert!(rows.contains("Tie the embeddings") && !rows.contains("Twice the steps"), "{rows}");
     shot(&c, "search.png").await;

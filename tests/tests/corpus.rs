@@ -242,6 +242,25 @@ async fn exports_hold_every_submission_and_the_cli_searches() {
     assert_eq!((classes.as_str(), kings), ("crowned,failure,rejected,rejected", 2));
     lite.close().await.unwrap();
 
+    let pq = dir.path().join("corpus.parquet");
+    let n = export(&pool, Format::Parquet, &pq).await.unwrap();
+    assert_eq!((n.submissions, n.verdicts), (4, 4));
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(&pq).unwrap()).unwrap();
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 4);
+    let mut seen = Vec::new();
+    for row in reader.get_row_iter(None).unwrap() {
+        let row = row.unwrap();
+        let get = |name: &str| row.get_column_iter().find(|(n, _)| n.as_str() == name).map(|(_, f)| f.to_string());
+        seen.push((get("class").unwrap(), get("challenger_bpb").unwrap()));
+        if get("id").unwrap().contains(s.failure.as_str()) {
+            assert!(get("verdicts").unwrap().contains("\"judged_king\":\"recipe-v0.1.0\""), "{:?}", get("verdicts"));
+        }
+    }
+    seen.sort();
+    assert_eq!(seen[0], ("\"crowned\"".to_string(), "2.3381".to_string()), "{seen:?}");
+    assert_eq!(seen[3].1, "null", "a refusal has no number: {seen:?}");
+
     let url = karpa_tests::fresh_database_url().await;
     karpa_bot::db::connect(&url).await.unwrap();
     let karpa = karpa_tests::binary("karpa");

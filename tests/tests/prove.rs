@@ -481,7 +481,7 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
         assert!(svg.starts_with("<svg") && svg.contains("train loss"), "{svg}");
         // The corpus holds the crown: the real bundle's facts, the verdict, the new king.
         let (class, login, bpb, points): (String, String, f64, i64) = sqlx::query_as(
-            "SELECT s.class, s.github_login, s.challenger_bpb, jsonb_array_length(b.train_curve)
+            "SELECT s.class, s.github_login, s.challenger_bpb, jsonb_array_length(b.train_curve)::bigint
              FROM submissions s JOIN bundles b ON b.digest = s.bundle_digest",
         )
         .fetch_one(&pool)

@@ -29,7 +29,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what is missing: torch in .venv, PostgreSQL, bubblewrap, the demo corpus.
+    /// Install what is missing: torch in .venv, PostgreSQL, bubblewrap, Chromium, the demo corpus.
     Setup,
     /// Set up, prepare the demo corpus and train the canonical recipe on `tiny`.
     Demo,

@@ -125,7 +125,8 @@ pub fn postgres_bindir() -> Option<PathBuf> {
     dirs.pop().map(|(_, bin)| bin)
 }
 
-/// bubblewrap (the sandbox for miner code) and a PostgreSQL server, from Debian.
+/// bubblewrap (the sandbox for miner code), a PostgreSQL server, and Chromium with
+/// its WebDriver (the corpus pages' browser test), from Debian.
 fn ensure_system_packages() -> Result<()> {
     let mut missing = Vec::new();
     if !have_command("bwrap", &["--version"]) {
@@ -133,6 +134,9 @@ fn ensure_system_packages() -> Result<()> {
     }
     if postgres_bindir().is_none() {
         missing.push("postgresql");
+    }
+    if !have_command("chromedriver", &["--version"]) || !Path::new("/usr/bin/chromium").exists() {
+        missing.extend(["chromium", "chromium-driver"]);
     }
     if missing.is_empty() {
         return Ok(());

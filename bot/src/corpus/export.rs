@@ -4,6 +4,9 @@
 //! - `jsonl`: one submission per line (verdicts and bundle nested).
 //! - `sqlite`: the tables themselves (submissions, verdicts, bundles, kings,
 //!   noise_floors), JSON columns as text, ready for `sqlite3` or pandas.
+//! - `parquet`: one flat row per submission (its latest verdict's numbers in
+//!   columns, every verdict as a JSON column), snappy-compressed row groups of
+//!   10,000, for pandas, polars or DuckDB.
 //!
 //! Rows are streamed from PostgreSQL, and the file appears only when complete
 //! (written beside it, then renamed), so an interrupted export leaves nothing.
@@ -18,6 +21,7 @@ use std::path::Path;
 pub enum Format {
     Jsonl,
     Sqlite,
+    Parquet,
 }
 
 /// What an export wrote.
@@ -45,6 +49,7 @@ pub async fn export(pool: &PgPool, format: Format, out: &Path) -> Result<Exporte
     let counts = match format {
         Format::Jsonl => jsonl(pool, partial.as_file()).await?,
         Format::Sqlite => sqlite(pool, partial.path()).await?,
+        Format::Parquet => parquet(pool, partial.as_file().try_clone()?).await?,
     };
     partial.persist(out).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(counts)
@@ -203,4 +208,119 @@ async fn sqlite(pool: &PgPool, path: &Path) -> Result<Exported> {
     sqlx::query("COMMIT").execute(&mut db).await?;
     db.close().await?;
     Ok(counts)
+}
+
+/// The Parquet columns: a submission's own, then its verdicts and bundle as JSON.
+const PARQUET_COLUMNS: [(&str, Kind); 22] = [
+    ("id", Kind::Text),
+    ("repo", Kind::Text),
+    ("forge", Kind::Text),
+    ("pr", Kind::Int),
+    ("head_sha", Kind::Text),
+    ("bundle_digest", Kind::Text),
+    ("hotkey", Kind::Text),
+    ("github_login", Kind::Text),
+    ("king_tag", Kind::Text),
+    ("king_commit", Kind::Text),
+    ("config", Kind::Text),
+    ("title", Kind::Text),
+    ("rationale", Kind::Text),
+    ("diff", Kind::Text),
+    ("class", Kind::Text),
+    ("challenger_bpb", Kind::Real),
+    ("gain", Kind::Real),
+    ("findings_text", Kind::Text),
+    ("submitted_at", Kind::Text),
+    ("judged_at", Kind::Text),
+    ("verdicts", Kind::Json),
+    ("bundle", Kind::Json),
+];
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Int,
+    Real,
+    /// Any JSON value, written as its text.
+    Json,
+}
+
+const ROW_GROUP: usize = 10_000;
+
+async fn parquet(pool: &PgPool, file: std::fs::File) -> Result<Exported> {
+    use parquet::basic::Compression;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    let fields: Vec<String> = PARQUET_COLUMNS
+        .iter()
+        .map(|(name, kind)| match kind {
+            Kind::Int => format!("OPTIONAL INT64 {name};"),
+            Kind::Real => format!("OPTIONAL DOUBLE {name};"),
+            Kind::Text | Kind::Json => format!("OPTIONAL BYTE_ARRAY {name} (UTF8);"),
+        })
+        .collect();
+    let schema =
+        parquet::schema::parser::parse_message_type(&format!("message submission {{ {} }}", fields.join(" ")))?;
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let mut writer = SerializedFileWriter::new(std::io::BufWriter::new(file), schema.into(), props.into())?;
+    let mut rows = sqlx::query_scalar::<_, serde_json::Value>(SUBMISSION_JSON).fetch(pool);
+    let mut counts = Exported { submissions: 0, verdicts: 0 };
+    let mut batch = Vec::with_capacity(ROW_GROUP);
+    loop {
+        let row = rows.try_next().await?;
+        let done = row.is_none();
+        if let Some(row) = row {
+            counts.submissions += 1;
+            counts.verdicts += row["verdicts"].as_array().map_or(0, |v| v.len() as u64);
+            batch.push(row);
+        }
+        if batch.len() == ROW_GROUP || (done && !batch.is_empty()) {
+            row_group(&mut writer, &batch)?;
+            batch.clear();
+        }
+        if done {
+            break;
+        }
+    }
+    writer.close()?;
+    Ok(counts)
+}
+
+fn row_group<W: Write + Send>(
+    writer: &mut parquet::file::writer::SerializedFileWriter<W>,
+    rows: &[serde_json::Value],
+) -> Result<()> {
+    use parquet::column::writer::ColumnWriter;
+    use parquet::data_type::ByteArray;
+    let mut group = writer.next_row_group()?;
+    let mut columns = PARQUET_COLUMNS.iter();
+    while let Some(mut column) = group.next_column()? {
+        let (name, kind) = columns.next().context("more Parquet columns than the schema names")?;
+        let cells = rows.iter().map(|r| &r[*name]);
+        // Definition level 1: a value; 0: null.
+        let defs: Vec<i16> = cells.clone().map(|v| i16::from(!v.is_null())).collect();
+        match (column.untyped(), kind) {
+            (ColumnWriter::Int64ColumnWriter(w), Kind::Int) => {
+                let values: Vec<i64> = cells.filter_map(|v| v.as_i64()).collect();
+                w.write_batch(&values, Some(&defs), None)?;
+            }
+            (ColumnWriter::DoubleColumnWriter(w), Kind::Real) => {
+                let values: Vec<f64> = cells.filter_map(|v| v.as_f64()).collect();
+                w.write_batch(&values, Some(&defs), None)?;
+            }
+            (ColumnWriter::ByteArrayColumnWriter(w), Kind::Text | Kind::Json) => {
+                let text = |v: &serde_json::Value| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let values: Vec<ByteArray> =
+                    cells.filter(|v| !v.is_null()).map(|v| ByteArray::from(text(v).into_bytes())).collect();
+                w.write_batch(&values, Some(&defs), None)?;
+            }
+            _ => bail!("the Parquet column {name} does not have the type its schema gives"),
+        }
+        column.close()?;
+    }
+    group.close()?;
+    Ok(())
 }

@@ -155,7 +155,10 @@ pub async fn record(pool: &PgPool, j: &Judged<'_>) -> Result<SubmissionId> {
     .bind(m.map(|m| m.king_tag.as_str()).or(v.king.as_deref()))
     .bind(m.map(|m| m.king_commit.as_str()))
     .bind(m.map(|m| m.config.as_str()))
-    .bind(title(rationale))
+    .bind(match j.bundle {
+        Some(_) => title(rationale),
+        None => format!("Pull request #{} (no bundle taken in)", j.pr),
+    })
     .bind(rationale)
     .bind(j.bundle.map(|b| b.patch.as_str()).unwrap_or_default())
     .bind(class)

@@ -41,12 +41,12 @@ pub fn points(log: &str, max_points: usize) -> Result<Curve> {
 /// The check run's image: one bundle's curves.
 pub fn svg(log: &str, title: &str) -> Result<String> {
     let curve = Curve { label: String::new(), ..points(log, MAX_POINTS)? };
-    draw(&[curve], title)
+    draw(&[curve], title, (760, 420))
 }
 
 /// Several runs on one chart (the corpus draws a challenger against its king).
 /// Only numbers and the given labels reach the image.
-pub fn draw(curves: &[Curve], title: &str) -> Result<String> {
+pub fn draw(curves: &[Curve], title: &str, size: (u32, u32)) -> Result<String> {
     if curves.iter().all(|c| c.train.is_empty()) {
         bail!("the log has no training steps to draw");
     }
@@ -57,7 +57,7 @@ pub fn draw(curves: &[Curve], title: &str) -> Result<String> {
     let err = |e: DrawingAreaErrorKind<std::io::Error>| anyhow!("drawing the loss curve: {e:?}");
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, (760, 420)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))

@@ -28,7 +28,7 @@ pub fn lineage(kings: &[&King]) -> Result<String> {
     let err = |e: DrawingAreaErrorKind<std::io::Error>| anyhow!("drawing the lineage chart: {e:?}");
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, (760, 300)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, (560, 280)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
             .margin(12)
@@ -49,6 +49,7 @@ pub fn lineage(kings: &[&King]) -> Result<String> {
             .x_labels(n.max(2))
             .x_label_formatter(&label)
             .y_desc("hidden val bpb (lower is better)")
+            .label_style(("sans-serif", 13))
             .light_line_style(RGBColor(238, 238, 238))
             .draw()
             .map_err(err)?;

@@ -177,7 +177,8 @@ pub async fn submissions(
         }
         p.muted.count {
             @if found.total_is_lower_bound { "At least " (found.total) } @else { (found.total) }
-            " submissions" @if let Some(q) = &search.q { " matching “" (q) "”" }
+            @if found.total == 1 && !found.total_is_lower_bound { " submission" } @else { " submissions" }
+            @if let Some(q) = &search.q { " matching “" (q) "”" }
         }
         @if found.items.is_empty() { div.card { p { "Nothing matches. Try fewer words or fewer filters." } } }
         @else { (table_of(&found.items)) }
@@ -309,7 +310,7 @@ fn curves(s: &query::Submission, king: Option<(serde_json::Value, serde_json::Va
             val: as_points(&val),
         });
     }
-    match loss_curve::draw(&all, "") {
+    match loss_curve::draw(&all, "", (560, 340)) {
         Ok(svg) => PreEscaped(svg),
         Err(_) => html! { p.muted { "No training log to draw." } },
     }
