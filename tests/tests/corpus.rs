@@ -277,3 +277,27 @@ async fn exports_hold_every_submission_and_the_cli_searches() {
     assert_eq!(bad.code, 2, "a usage error");
     assert!(bad.stderr.contains("class \"king\" is not one of"), "{}", bad.stderr);
 }
+
+#[tokio::test]
+async fn every_migration_reverts_and_reapplies() {
+    let pool = karpa_tests::fresh_database().await;
+    let migrator = sqlx::migrate!("../migrations");
+    let tables = |pool: sqlx::PgPool| async move {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        n
+    };
+    let all = tables(pool.clone()).await;
+    assert!(all >= 14, "{all} tables");
+    migrator.undo(&pool, 6).await.expect("the corpus migration reverts");
+    let without_corpus = tables(pool.clone()).await;
+    assert_eq!(all - without_corpus, 6, "submissions, bundles, verdicts, miners, noise_floors, chain_outbox");
+    migrator.undo(&pool, 0).await.expect("every migration reverts");
+    assert_eq!(tables(pool.clone()).await, 0);
+    migrator.run(&pool).await.expect("and applies again");
+    assert_eq!(tables(pool.clone()).await, all);
+}

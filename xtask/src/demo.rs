@@ -4,12 +4,15 @@
 //! change one hyperparameter of `tiny`, prove it with the official harness and open
 //! a pull request with the bundle; the judge's verdict on each (hidden eval,
 //! replay, the validator's own confirmation runs); the winner merged, tagged
-//! recipe-v0.1.1 and noted; and the lineage re-verified from a plain clone.
+//! recipe-v0.1.1 and noted; the lineage re-verified from a plain clone; both
+//! judgments in the corpus (a throwaway PostgreSQL), searched, exported and
+//! served (`karpa corpus serve`; in a terminal, until Enter).
 
 use crate::recipe_repo::{genesis, git, set_hparam};
 use crate::setup::{self, Env};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -132,6 +135,8 @@ pub fn run(root: &Path) -> Result<()> {
     }
 
     // 3. The validator judges both, in the order they were opened; a crown is released.
+    // Each judgment goes into the corpus, in a throwaway PostgreSQL.
+    let pg = crate::postgres::Cluster::start()?;
     let mut verdicts = Vec::new();
     for (p, number, prove_s) in &pulls {
         step(&format!("validator: judging pull request #{number} ({})", p.branch));
@@ -139,6 +144,7 @@ pub fn run(root: &Path) -> Result<()> {
         let mut cmd = Command::new(&karpa);
         cmd.args(["judge", "--json", "--crown", "--pr", number, "--repo"]).arg(&forge);
         cmd.arg("--noise-floor").arg(&floor).arg("--rule").arg(&rule);
+        cmd.arg("--database-url").arg(pg.url());
         validator(&mut cmd);
         let out = Command::output(&mut cmd)?;
         if !(out.status.success() || out.status.code() == Some(1)) {
@@ -159,6 +165,19 @@ pub fn run(root: &Path) -> Result<()> {
     }
     let lineage = Command::new(&karpa).args(["lineage", "verify"]).arg(&clone).output()?;
     let lineage_out = String::from_utf8_lossy(&lineage.stdout).to_string();
+
+    // 5. The corpus: searched from the terminal, exported as a dataset.
+    step("corpus: searching it and exporting it");
+    let search = output(Command::new(&karpa).args(["corpus", "search", "steps", "--database-url", &pg.url()]))?;
+    let corpus = demo.join("corpus.jsonl");
+    let exported = output(
+        Command::new(&karpa)
+            .args(["corpus", "export", "--format", "jsonl", "--database-url", &pg.url()])
+            .arg("--out")
+            .arg(&corpus),
+    )?;
+    let ui = CorpusServer::start(&karpa, &pg.url())?;
+    let home = ui.get("/")?;
 
     let (mean, sigma) = mean_sigma(&values);
     println!("\nKarpa demo: one round on `{CONFIG}`, local forge at {}\n", forge.display());
@@ -188,6 +207,12 @@ pub fn run(root: &Path) -> Result<()> {
     for line in lineage_out.lines() {
         println!("    {line}");
     }
+    println!("\n  corpus: karpa corpus search steps");
+    for line in search.lines() {
+        println!("    {line}");
+    }
+    println!("  corpus export: {}", exported.trim());
+    println!("  corpus UI: {} (home page: {})", ui.url, home);
     println!("\n  verdicts: {}/verdict-<PR>.json", demo.display());
     println!("  see it in git: git -C {} log --notes=karpa --decorate main", forge.display());
     println!(
@@ -195,6 +220,12 @@ pub fn run(root: &Path) -> Result<()> {
         round_started.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
+    if std::io::stdin().is_terminal() {
+        println!("\n  Browse the corpus at {}; press Enter to stop it and end the demo.", ui.url);
+        let _ = std::io::stdin().read_line(&mut String::new());
+    }
+    drop(ui);
+    drop(pg);
     if !lineage.status.success() {
         bail!("the lineage does not verify:\n{lineage_out}");
     }
@@ -202,6 +233,53 @@ pub fn run(root: &Path) -> Result<()> {
         bail!("no pull request was crowned this round: the improvement did not clear the noise");
     }
     Ok(())
+}
+
+/// `karpa corpus serve` on a free loopback port, stopped on drop.
+struct CorpusServer {
+    child: std::process::Child,
+    url: String,
+    port: u16,
+}
+
+impl CorpusServer {
+    fn start(karpa: &Path, database_url: &str) -> Result<CorpusServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(karpa)
+            .args(["corpus", "serve", "--database-url", database_url, "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        let server = CorpusServer { child, url: format!("http://127.0.0.1:{port}/"), port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(server);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        bail!("karpa corpus serve did not listen on {port}")
+    }
+
+    /// The status line and size of one page, over plain HTTP/1.0.
+    fn get(&self, path: &str) -> Result<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply)?;
+        let text = String::from_utf8_lossy(&reply);
+        let status = text.lines().next().unwrap_or("").trim().to_string();
+        if !status.contains(" 200 ") {
+            bail!("GET {path}: {status}");
+        }
+        Ok(format!("{status}, {} bytes", reply.len()))
+    }
+}
+
+impl Drop for CorpusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn step(what: &str) {

@@ -86,40 +86,37 @@ fn main() -> Result<()> {
         Cmd::Demo => demo::run(&root),
         Cmd::Test { args } => test(&root, &args),
         Cmd::BenchTrainer { steps } => bench::run(&root, steps),
-        Cmd::BenchWebhooks { deliveries, seconds, concurrency } => {
-            let env = setup::ensure_all(&root)?;
-            cargo(&["build", "--bin", "karpa"], &env)?;
-            let pg = postgres::Cluster::start()?;
-            run(Command::new(root.join("target/debug/karpa")).args([
-                "bench-webhooks",
-                "--database-url",
-                &pg.url(),
-                "--deliveries",
-                &deliveries.to_string(),
-                "--seconds",
-                &seconds.to_string(),
-                "--concurrency",
-                &concurrency.to_string(),
-            ]))
-        }
-        Cmd::BenchCorpus { rows, rounds } => {
-            let env = setup::ensure_all(&root)?;
-            cargo(&["build", "--release", "--bin", "karpa"], &env)?;
-            let pg = postgres::Cluster::start()?;
-            run(Command::new(root.join("target/release/karpa")).args([
-                "bench-corpus",
-                "--database-url",
-                &pg.url(),
-                "--rows",
-                &rows.to_string(),
-                "--rounds",
-                &rounds.to_string(),
-            ]))
-        }
+        Cmd::BenchWebhooks { deliveries, seconds, concurrency } => bench_against_postgres(
+            &root,
+            "bench-webhooks",
+            &[
+                ("--deliveries", deliveries.to_string()),
+                ("--seconds", seconds.to_string()),
+                ("--concurrency", concurrency.to_string()),
+            ],
+        ),
+        Cmd::BenchCorpus { rows, rounds } => bench_against_postgres(
+            &root,
+            "bench-corpus",
+            &[("--rows", rows.to_string()), ("--rounds", rounds.to_string())],
+        ),
         Cmd::JudgeSim { config, changes, seeds, nulls, improved_runs } => {
             judge_sim::run(&root, &judge_sim::Sim { config, changes, seeds, nulls, improved_runs })
         }
     }
+}
+
+/// `karpa <bench> --database-url <a throwaway cluster> <args>`, built as the tests build it.
+fn bench_against_postgres(root: &Path, bench: &str, args: &[(&str, String)]) -> Result<()> {
+    let env = setup::ensure_all(root)?;
+    cargo(&["build", "--bin", "karpa"], &env)?;
+    let pg = postgres::Cluster::start()?;
+    let mut cmd = Command::new(root.join("target/debug/karpa"));
+    cmd.args([bench, "--database-url", &pg.url()]);
+    for (flag, value) in args {
+        cmd.args([flag, value.as_str()]);
+    }
+    run(&mut cmd)
 }
 
 fn workspace_root() -> PathBuf {

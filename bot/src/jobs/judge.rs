@@ -120,7 +120,10 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
         verdict: &verdict,
         released: released.as_ref().map(|(t, c)| (t.as_str(), c.as_str())),
     };
-    crate::corpus::record::record(&s.pool, &judged).await?;
+    let id = crate::corpus::record::record(&s.pool, &judged).await?;
+    if let Some(public) = &s.judge.public_url {
+        links.corpus_url = Some(format!("{public}/submissions/{id}"));
+    }
     match conclusion(verdict.class) {
         Some(c) => gh.complete_check(&repo, check, c, &render(&verdict, &links)).await?,
         None if lease.attempt < s.judge.max_attempts => bail!("not judged on this try: {}", verdict.summary),
