@@ -80,7 +80,12 @@ pub fn run(cmd: CorpusCommand) -> Result<bool> {
                     return Ok(true);
                 }
                 let more = if page.total_is_lower_bound { "at least " } else { "" };
-                println!("{more}{} submissions match", page.total);
+                let noun = if page.total == 1 && !page.total_is_lower_bound {
+                    "submission matches"
+                } else {
+                    "submissions match"
+                };
+                println!("{more}{} {noun}", page.total);
                 for s in &page.items {
                     let bpb = s.challenger_bpb.map(|b| format!("{b:.4}")).unwrap_or_else(|| "-".into());
                     println!(

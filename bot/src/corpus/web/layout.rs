@@ -101,7 +101,7 @@ pre.diff { background:#fff; border:1px solid var(--line); border-radius:8px; pad
 pre.diff span { display:block; padding:0 12px; white-space:pre; }
 pre.diff .add { background:#e6ffec; } pre.diff .del { background:#ffebe9; }
 pre.diff .hunk { background:#ddf4ff; color:#0550ae; } pre.diff .meta { color:var(--mute); font-weight:600; }
-ul.findings { padding-left:18px; } ul.findings li.error { color:var(--bad); }
+ul.findings { padding-left:18px; } ul.findings li.reject { color:var(--bad); }
 .chart svg { width:100%; height:auto; }
 pre.cite { background:var(--bg); padding:12px; overflow:auto; font:12px/1.5 var(--mono); }
 dl.meta { display:grid; grid-template-columns: 140px 1fr; gap:4px 12px; margin:0; } dl.meta dt { color:var(--mute); }
