@@ -1,4 +1,3 @@
-DROP TABLE IF EXISTS chain_outbox;
 DROP TABLE IF EXISTS noise_floors;
 ALTER TABLE kings
     DROP COLUMN IF EXISTS mean_bpb,

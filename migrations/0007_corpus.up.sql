@@ -118,20 +118,3 @@ CREATE TABLE noise_floors (
     measured_at TIMESTAMPTZ      NOT NULL DEFAULT now(),
     PRIMARY KEY (repo, king_tag, config)
 );
-
--- Scores waiting to be mirrored to the chain: one row per (netuid, repo, king),
--- sent at least once, marked when the extrinsic is in a block.
-CREATE TABLE chain_outbox (
-    id            BIGSERIAL   PRIMARY KEY,
-    netuid        INT         NOT NULL,
-    repo          TEXT        NOT NULL,
-    king_tag      TEXT        NOT NULL,
-    payload       JSONB       NOT NULL,
-    state         TEXT        NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'sent', 'dead')),
-    attempts      INT         NOT NULL DEFAULT 0,
-    last_error    TEXT,
-    block_hash    TEXT,
-    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
-    sent_at       TIMESTAMPTZ,
-    UNIQUE (netuid, repo, king_tag)
-);

@@ -7,6 +7,8 @@ pub mod archive;
 pub mod bench_corpus;
 pub mod bench_webhooks;
 pub mod bundle_cmd;
+pub mod chain;
+pub mod chain_cmd;
 pub mod corpus;
 pub mod corpus_cmd;
 pub mod db;

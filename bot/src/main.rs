@@ -111,6 +111,11 @@ enum Command {
     BenchWebhooks(karpa_bot::bench_webhooks::BenchArgs),
     /// Search latency over a seeded corpus (bulk COPY), with a no-index baseline.
     BenchCorpus(karpa_bot::bench_corpus::BenchArgs),
+    /// Scores mirrored to the Bittensor chain: the outbox, a dry run, the epoch loop.
+    Chain {
+        #[command(subcommand)]
+        command: karpa_bot::chain_cmd::ChainCommand,
+    },
     /// The corpus of every judged submission: search it, export it.
     Corpus {
         #[command(subcommand)]
@@ -212,6 +217,7 @@ fn main() -> ExitCode {
         }
         Command::Pr { command } => lineage_cmd::pr(command),
         Command::Corpus { command } => karpa_bot::corpus_cmd::run(command),
+        Command::Chain { command } => karpa_bot::chain_cmd::run(command),
         Command::Lineage { command } => lineage_cmd::lineage(command),
         Command::NoiseFloor { repo, king, config, seeds, validator, out } => {
             judge_cmd::noise_floor(repo, king, config, seeds, &validator.paths(), out)

@@ -295,7 +295,7 @@ async fn every_migration_reverts_and_reapplies() {
     assert!(all >= 14, "{all} tables");
     migrator.undo(&pool, 6).await.expect("the corpus migration reverts");
     let without_corpus = tables(pool.clone()).await;
-    assert_eq!(all - without_corpus, 6, "submissions, bundles, verdicts, miners, noise_floors, chain_outbox");
+    assert_eq!(all - without_corpus, 6, "submissions, bundles, verdicts, miners, noise_floors, chain_epochs");
     migrator.undo(&pool, 0).await.expect("every migration reverts");
     assert_eq!(tables(pool.clone()).await, 0);
     migrator.run(&pool).await.expect("and applies again");

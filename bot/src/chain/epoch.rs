@@ -1,0 +1,91 @@
+//! An epoch's plan from the corpus: the current king's miner and the
+//! meaningful failures judged since the last planned epoch, scored, mapped to
+//! uids, clipped and converted, and (with commit-reveal) salted and hashed.
+
+use super::commit::{commit_hash, new_salt};
+use super::outbox::{Mode, Plan};
+use super::weights::{for_chain, scores, Target};
+use anyhow::Result;
+use sqlx::PgPool;
+
+/// What the corpus says about an epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    pub king_tag: Option<String>,
+    /// The hotkey of the miner who crowned the king (none for a genesis king).
+    pub king_hotkey: Option<String>,
+    /// Hotkeys with a meaningful failure since the last planned epoch.
+    pub meaningful: Vec<String>,
+}
+
+pub async fn facts(pool: &PgPool, repo: &str, netuid: u16) -> Result<Facts> {
+    let king: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT k.tag, s.hotkey FROM kings k LEFT JOIN submissions s ON s.id = k.submission_id
+         WHERE k.repo = $1 ORDER BY k.crowned_at DESC, k.tag DESC LIMIT 1",
+    )
+    .bind(repo)
+    .fetch_optional(pool)
+    .await?;
+    // Near misses since the last planned epoch (else since the king was crowned).
+    let meaningful: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT s.hotkey FROM verdicts v JOIN submissions s ON s.id = v.submission_id
+         WHERE s.repo = $1 AND v.class = 'meaningful-failure' AND s.hotkey IS NOT NULL
+           AND v.judged_at > COALESCE((SELECT max(created_at) FROM chain_epochs WHERE netuid = $2),
+                                      (SELECT max(crowned_at) FROM kings WHERE repo = $1), '-infinity')
+         ORDER BY s.hotkey",
+    )
+    .bind(repo)
+    .bind(i32::from(netuid))
+    .fetch_all(pool)
+    .await?;
+    Ok(Facts {
+        king_tag: king.as_ref().map(|k| k.0.clone()),
+        king_hotkey: king.and_then(|k| k.1),
+        meaningful: meaningful.into_iter().map(|m| m.0).collect(),
+    })
+}
+
+/// What the subnet says: its rules and who is registered.
+pub struct Subnet<'a> {
+    pub netuid: u16,
+    pub epoch: u64,
+    pub max_weight_limit: u16,
+    pub version_key: u64,
+    /// Commit-reveal on: commit now, reveal `reveal_after` epochs later.
+    pub commit_reveal: Option<u64>,
+    pub burn_uid: Option<u16>,
+    pub uid_of: &'a dyn Fn(&str) -> Option<u16>,
+    /// The validator's own account (part of the commit hash).
+    pub account: [u8; 32],
+}
+
+pub fn plan(repo: &str, facts: &Facts, subnet: &Subnet<'_>) -> Result<Plan> {
+    let scores = scores(facts.king_hotkey.as_deref(), &facts.meaningful);
+    let uid = |t: &Target| match t {
+        Target::Hotkey(h) => (subnet.uid_of)(h),
+        Target::Burn => subnet.burn_uid,
+    };
+    let (uids, weights) = for_chain(&scores, uid, subnet.max_weight_limit).map_err(anyhow::Error::msg)?;
+    let (mode, salt, hash, reveal_epoch) = match subnet.commit_reveal {
+        None => (Mode::Set, None, None, None),
+        Some(after) => {
+            let salt = new_salt().map_err(|e| anyhow::anyhow!("no randomness for the commit salt: {e}"))?;
+            let hash = commit_hash(&subnet.account, subnet.netuid, &uids, &weights, &salt, subnet.version_key);
+            (Mode::Commit, Some(salt), Some(hash), Some(subnet.epoch + after))
+        }
+    };
+    Ok(Plan {
+        netuid: subnet.netuid,
+        epoch: subnet.epoch,
+        repo: repo.to_string(),
+        king_tag: facts.king_tag.clone(),
+        scores,
+        uids,
+        weights,
+        version_key: subnet.version_key,
+        mode,
+        salt,
+        commit_hash: hash,
+        reveal_epoch,
+    })
+}

@@ -1,0 +1,163 @@
+//! The chain outbox (migrations/0008_chain): one row per (netuid, epoch).
+//! Planning is an insert that does nothing when the epoch is planned already;
+//! each transition names the state it leaves, so a stale or repeated step
+//! changes nothing; an error keeps the state, counts the attempt and sets the
+//! next try after a backoff; after `MAX_ATTEMPTS` the epoch is `failed`, kept.
+
+use super::weights::Target;
+use anyhow::Result;
+use serde::Serialize;
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+
+pub const MAX_ATTEMPTS: i32 = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// `set_weights` directly.
+    Set,
+    /// `commit_weights` now, `reveal_weights` at the reveal epoch.
+    Commit,
+}
+
+/// What an epoch owes the chain.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub netuid: u16,
+    pub epoch: u64,
+    pub repo: String,
+    pub king_tag: Option<String>,
+    pub scores: BTreeMap<Target, f64>,
+    pub uids: Vec<u16>,
+    pub weights: Vec<u16>,
+    pub version_key: u64,
+    pub mode: Mode,
+    /// Commit mode: the salt, the hash and when to reveal.
+    pub salt: Option<Vec<u16>>,
+    pub commit_hash: Option<[u8; 32]>,
+    pub reveal_epoch: Option<u64>,
+}
+
+/// An epoch's row as `karpa chain status` shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Row {
+    pub netuid: i32,
+    pub epoch: i64,
+    pub repo: String,
+    pub king_tag: Option<String>,
+    pub mode: String,
+    pub state: String,
+    pub uids: serde_json::Value,
+    pub weights: serde_json::Value,
+    pub version_key: i64,
+    pub salt: Option<serde_json::Value>,
+    pub reveal_epoch: Option<i64>,
+    pub tx_hash: Option<String>,
+    pub block_hash: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub updated_at: String,
+}
+
+const COLUMNS: &str = "netuid, epoch, repo, king_tag, mode, state, uids, weights, version_key, salt, reveal_epoch, \
+     tx_hash, block_hash, attempts, last_error, \
+     to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS updated_at";
+
+/// Records the plan unless the epoch has one; true when this call recorded it.
+pub async fn plan(pool: &PgPool, p: &Plan) -> Result<bool> {
+    let scores: Vec<serde_json::Value> =
+        p.scores.iter().map(|(t, s)| serde_json::json!({"target": t, "share": s})).collect();
+    let done = sqlx::query(
+        "INSERT INTO chain_epochs (netuid, epoch, repo, king_tag, scores, uids, weights, version_key, mode, salt,
+                                   commit_hash, reveal_epoch)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (netuid, epoch) DO NOTHING",
+    )
+    .bind(i32::from(p.netuid))
+    .bind(p.epoch as i64)
+    .bind(&p.repo)
+    .bind(&p.king_tag)
+    .bind(serde_json::Value::from(scores))
+    .bind(serde_json::to_value(&p.uids)?)
+    .bind(serde_json::to_value(&p.weights)?)
+    .bind(p.version_key as i64)
+    .bind(match p.mode {
+        Mode::Set => "set",
+        Mode::Commit => "commit",
+    })
+    .bind(p.salt.as_ref().map(serde_json::to_value).transpose()?)
+    .bind(p.commit_hash.map(hex::encode))
+    .bind(p.reveal_epoch.map(|e| e as i64))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Moves (netuid, epoch) from `from` to `to`, recording the transaction or
+/// block hash when given. False when the row was not in `from` (someone else
+/// moved it, or this step already ran): the caller does nothing more.
+pub async fn advance(
+    pool: &PgPool,
+    netuid: u16,
+    epoch: u64,
+    from: &str,
+    to: &str,
+    tx_hash: Option<&str>,
+    block_hash: Option<&str>,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE chain_epochs SET state = $4, tx_hash = COALESCE($5, tx_hash), block_hash = COALESCE($6, block_hash),
+                last_error = NULL, updated_at = now()
+         WHERE netuid = $1 AND epoch = $2 AND state = $3",
+    )
+    .bind(i32::from(netuid))
+    .bind(epoch as i64)
+    .bind(from)
+    .bind(to)
+    .bind(tx_hash)
+    .bind(block_hash)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// An attempt failed: the state stays, the error and the count are kept, the
+/// next try waits `backoff` × 2^attempts (capped at an hour); past
+/// [`MAX_ATTEMPTS`] the epoch is `failed`.
+pub async fn failed_attempt(
+    pool: &PgPool,
+    netuid: u16,
+    epoch: u64,
+    error: &str,
+    backoff: std::time::Duration,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE chain_epochs SET attempts = attempts + 1, last_error = $3, updated_at = now(),
+                state = CASE WHEN attempts + 1 >= $4 THEN 'failed' ELSE state END,
+                next_try_at = now() + least(make_interval(secs => $5 * power(2, attempts)), interval '1 hour')
+         WHERE netuid = $1 AND epoch = $2 AND state NOT IN ('finalized', 'failed')",
+    )
+    .bind(i32::from(netuid))
+    .bind(epoch as i64)
+    .bind(error)
+    .bind(MAX_ATTEMPTS)
+    .bind(backoff.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Epochs with work left whose next try is due, oldest first.
+pub async fn due(pool: &PgPool) -> Result<Vec<Row>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM chain_epochs WHERE state NOT IN ('finalized', 'failed') AND next_try_at <= now()
+         ORDER BY epoch, netuid"
+    );
+    Ok(sqlx::query_as(&sql).fetch_all(pool).await?)
+}
+
+/// The newest epochs, newest first.
+pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<Row>> {
+    let sql = format!("SELECT {COLUMNS} FROM chain_epochs ORDER BY epoch DESC, netuid LIMIT $1");
+    Ok(sqlx::query_as(&sql).bind(limit).fetch_all(pool).await?)
+}
