@@ -157,7 +157,7 @@ pub fn login(m: u64) -> String {
 /// Miner `m`'s hotkey: an SS58-shaped string (48 base58 characters from 5).
 pub fn hotkey(m: u64) -> String {
     const B58: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
-    let mut r = Rng(m ^ 0x4b45_59);
+    let mut r = Rng(m ^ 0x004b_4559);
     std::iter::once('5').chain((0..47).map(|_| B58[r.below(58) as usize] as char)).collect()
 }
 
@@ -382,7 +382,7 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
 /// Rows `from..to`, in COPY batches of 20,000.
 async fn seed(pool: &sqlx::PgPool, from: u64, to: u64) -> Result<()> {
     let mut conn = pool.acquire().await?;
-    let mut rng = Rng(from ^ 0x4b41_5250_41);
+    let mut rng = Rng(from ^ 0x004b_4152_5041);
     let mut i = from;
     while i < to {
         let end = (i + 20_000).min(to);

@@ -7,7 +7,7 @@
 use crate::chain::epoch::{facts, plan, Subnet};
 use crate::chain::extrinsic::{Runtime, WeightsCall};
 use crate::chain::node::Node;
-use crate::chain::outbox::{self, Mode, Plan};
+use crate::chain::outbox::{self, EpochKey, Mode, Plan};
 use crate::chain::weights::Target;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -143,8 +143,8 @@ async fn status(url: &str, limit: i64, json: bool) -> Result<bool> {
         println!("no epoch planned yet");
     }
     println!(
-        "{:<7} {:>8}  {:<7} {:<10} {:>8}  {:<14} {}",
-        "netuid", "epoch", "mode", "state", "attempts", "king", "weights / last error"
+        "{:<7} {:>8}  {:<7} {:<10} {:>8}  {:<14} weights / last error",
+        "netuid", "epoch", "mode", "state", "attempts", "king"
     );
     for r in &rows {
         let what = r.last_error.clone().unwrap_or_else(|| format!("uids {} → {}", r.uids, r.weights));
@@ -267,6 +267,7 @@ async fn run_epochs(t: &ChainTarget) -> Result<bool> {
     let epoch_now = node.rules(t.netuid).await?.epoch();
     for row in outbox::due(&pool).await? {
         let (netuid, epoch) = (row.netuid as u16, row.epoch as u64);
+        let key = EpochKey { netuid, epoch };
         let uids: Vec<u16> = serde_json::from_value(row.uids.clone())?;
         let values: Vec<u16> = serde_json::from_value(row.weights.clone())?;
         let version_key = row.version_key as u64;
@@ -276,7 +277,7 @@ async fn run_epochs(t: &ChainTarget) -> Result<bool> {
                 Some((WeightsCall::SetWeights { netuid, uids, values, version_key }, "submitted", "finalized"))
             }
             ("commit", "pending" | "submitted") => {
-                let hash = commit_of(&pool, netuid, epoch).await?;
+                let hash = commit_of(&pool, key).await?;
                 Some((WeightsCall::CommitWeights { netuid, commit_hash: hash }, "submitted", "committed"))
             }
             ("commit", "committed" | "revealing") if row.reveal_epoch.is_some_and(|r| epoch_now >= r as u64) => {
@@ -289,9 +290,9 @@ async fn run_epochs(t: &ChainTarget) -> Result<bool> {
         let result = async {
             let sent = node.submit(&call, &signer).await?;
             let tx = sent.tx_hash.clone();
-            outbox::advance(&pool, netuid, epoch, &row.state, flight, Some(&tx), None).await?;
+            outbox::advance(&pool, key, &row.state, flight, Some(&tx), None).await?;
             let block = sent.finalized().await?;
-            outbox::advance(&pool, netuid, epoch, flight, done, None, Some(&block)).await?;
+            outbox::advance(&pool, key, flight, done, None, Some(&block)).await?;
             anyhow::Ok((tx, block))
         }
         .await;
@@ -300,18 +301,18 @@ async fn run_epochs(t: &ChainTarget) -> Result<bool> {
             Err(e) => {
                 let why = format!("{}: {e:#}", call.name());
                 tracing::warn!(netuid, epoch, "{why}");
-                outbox::failed_attempt(&pool, netuid, epoch, &why, std::time::Duration::from_secs(30)).await?;
+                outbox::failed_attempt(&pool, key, &why, std::time::Duration::from_secs(30)).await?;
             }
         }
     }
     Ok(true)
 }
 
-async fn commit_of(pool: &sqlx::PgPool, netuid: u16, epoch: u64) -> Result<[u8; 32]> {
+async fn commit_of(pool: &sqlx::PgPool, key: EpochKey) -> Result<[u8; 32]> {
     let (hash,): (Option<String>,) =
         sqlx::query_as("SELECT commit_hash FROM chain_epochs WHERE netuid = $1 AND epoch = $2")
-            .bind(i32::from(netuid))
-            .bind(epoch as i64)
+            .bind(i32::from(key.netuid))
+            .bind(key.epoch as i64)
             .fetch_one(pool)
             .await?;
     hex::decode(hash.context("a commit epoch without its hash")?)?

@@ -3,12 +3,14 @@
 //! encoded and signed against subtensor's real metadata (finney.scale), decoded
 //! back, and the outbox's state machine in a real PostgreSQL.
 
-use karpa_bot::chain::commit::{commit_hash, preimage};
+use karpa_bot::chain::commit::Commit;
 use karpa_bot::chain::epoch::{facts, plan, Subnet};
 use karpa_bot::chain::extrinsic::{Runtime, WeightsCall};
-use karpa_bot::chain::outbox::{self, Mode};
+use karpa_bot::chain::outbox::{self, EpochKey, Mode};
 use karpa_bot::chain::weights::{clip_to_max_weight, to_u16};
 use serde_json::Value;
+
+const KEY: EpochKey = EpochKey { netuid: 64, epoch: 1200 };
 
 /// Finney's genesis block hash.
 const FINNEY_GENESIS: &str = "2f0555cc76fc2840a25a6ea3b9637146806f1f44b090c175ffde2a7e5ab36c03";
@@ -45,17 +47,17 @@ fn weights_match_the_bittensor_sdk() {
 fn commit_hashes_match_hashlib_over_scalecodec() {
     for case in vectors()["commits"].as_array().unwrap() {
         let account: [u8; 32] = hex::decode(case["account"].as_str().unwrap()).unwrap().try_into().unwrap();
-        let args = (
-            case["netuid"].as_u64().unwrap() as u16,
-            u16s(&case["uids"]),
-            u16s(&case["values"]),
-            u16s(&case["salt"]),
-            case["version_key"].as_u64().unwrap(),
-        );
-        let bytes = preimage(&account, args.0, &args.1, &args.2, &args.3, args.4);
-        assert_eq!(hex::encode(&bytes), case["scale"].as_str().unwrap(), "{case}");
-        let hash = commit_hash(&account, args.0, &args.1, &args.2, &args.3, args.4);
-        assert_eq!(hex::encode(hash), case["hash"].as_str().unwrap(), "{case}");
+        let (uids, values, salt) = (u16s(&case["uids"]), u16s(&case["values"]), u16s(&case["salt"]));
+        let commit = Commit {
+            account: &account,
+            netuid: case["netuid"].as_u64().unwrap() as u16,
+            uids: &uids,
+            values: &values,
+            salt: &salt,
+            version_key: case["version_key"].as_u64().unwrap(),
+        };
+        assert_eq!(hex::encode(commit.preimage()), case["scale"].as_str().unwrap(), "{case}");
+        assert_eq!(hex::encode(commit.hash()), case["hash"].as_str().unwrap(), "{case}");
     }
 }
 
@@ -174,7 +176,9 @@ async fn an_epoch_is_planned_once_and_its_outbox_row_survives_restarts() {
     assert_eq!((p.uids.clone(), p.weights.clone()), (vec![3, 9], vec![65535, 7282]));
     assert_eq!((p.mode, p.reveal_epoch), (Mode::Commit, Some(1201)));
     let salt = p.salt.clone().unwrap();
-    assert_eq!(p.commit_hash, Some(commit_hash(&account, 64, &[3, 9], &[65535, 7282], &salt, 1000)));
+    let commit =
+        Commit { account: &account, netuid: 64, uids: &[3, 9], values: &[65535, 7282], salt: &salt, version_key: 1000 };
+    assert_eq!(p.commit_hash, Some(commit.hash()));
     // A miner missing from the metagraph stops the plan with a clear error.
     let only_alice = |h: &str| (h == alice).then_some(3);
     let err = plan(karpa_tests::corpus_seed::REPO, &f, &Subnet { uid_of: &only_alice, ..subnet }).unwrap_err();
@@ -184,9 +188,9 @@ async fn an_epoch_is_planned_once_and_its_outbox_row_survives_restarts() {
     let mut again = p.clone();
     again.weights = vec![1, 1];
     assert!(!outbox::plan(&pool, &again).await.unwrap(), "an epoch is planned once");
-    assert!(outbox::advance(&pool, 64, 1200, "pending", "committed", Some("0xc0"), Some("0xb1")).await.unwrap());
-    assert!(!outbox::advance(&pool, 64, 1200, "pending", "committed", None, None).await.unwrap(), "a repeated step");
-    outbox::failed_attempt(&pool, 64, 1200, "rate limited", std::time::Duration::from_secs(60)).await.unwrap();
+    assert!(outbox::advance(&pool, KEY, "pending", "committed", Some("0xc0"), Some("0xb1")).await.unwrap());
+    assert!(!outbox::advance(&pool, KEY, "pending", "committed", None, None).await.unwrap(), "a repeated step");
+    outbox::failed_attempt(&pool, KEY, "rate limited", std::time::Duration::from_secs(60)).await.unwrap();
     assert!(outbox::due(&pool).await.unwrap().is_empty(), "backing off");
 
     // A restarted validator (a new pool) sees the same row: its salt, its state.
@@ -201,7 +205,7 @@ async fn an_epoch_is_planned_once_and_its_outbox_row_survives_restarts() {
     assert_eq!(r.salt, Some(serde_json::to_value(&salt).unwrap()), "the salt outlives the process");
     assert_eq!(r.last_error.as_deref(), Some("rate limited"));
     for _ in 1..outbox::MAX_ATTEMPTS {
-        outbox::failed_attempt(&pool, 64, 1200, "node unreachable", std::time::Duration::ZERO).await.unwrap();
+        outbox::failed_attempt(&pool, KEY, "node unreachable", std::time::Duration::ZERO).await.unwrap();
     }
     let r = &outbox::recent(&pool, 10).await.unwrap()[0];
     assert_eq!((r.state.as_str(), r.attempts), ("failed", outbox::MAX_ATTEMPTS), "kept, not lost");

@@ -5,27 +5,25 @@
 
 use parity_scale_codec::Encode;
 
-pub fn commit_hash(
-    account: &[u8; 32],
-    netuid: u16,
-    uids: &[u16],
-    values: &[u16],
-    salt: &[u16],
-    version_key: u64,
-) -> [u8; 32] {
-    sp_crypto_hashing::blake2_256(&preimage(account, netuid, uids, values, salt, version_key))
+/// What a commit binds: the validator, the subnet, the weights, a salt.
+pub struct Commit<'a> {
+    pub account: &'a [u8; 32],
+    pub netuid: u16,
+    pub uids: &'a [u16],
+    pub values: &'a [u16],
+    pub salt: &'a [u16],
+    pub version_key: u64,
 }
 
-/// The bytes hashed: the SCALE encoding of the tuple.
-pub fn preimage(
-    account: &[u8; 32],
-    netuid: u16,
-    uids: &[u16],
-    values: &[u16],
-    salt: &[u16],
-    version_key: u64,
-) -> Vec<u8> {
-    (account, netuid, uids, values, salt, version_key).encode()
+impl Commit<'_> {
+    /// The bytes hashed: the SCALE encoding of the tuple.
+    pub fn preimage(&self) -> Vec<u8> {
+        (self.account, self.netuid, self.uids, self.values, self.salt, self.version_key).encode()
+    }
+
+    pub fn hash(&self) -> [u8; 32] {
+        sp_crypto_hashing::blake2_256(&self.preimage())
+    }
 }
 
 /// A fresh salt for one commit: 8 random u16s, kept until the reveal.

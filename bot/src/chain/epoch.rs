@@ -2,7 +2,7 @@
 //! meaningful failures judged since the last planned epoch, scored, mapped to
 //! uids, clipped and converted, and (with commit-reveal) salted and hashed.
 
-use super::commit::{commit_hash, new_salt};
+use super::commit::{new_salt, Commit};
 use super::outbox::{Mode, Plan};
 use super::weights::{for_chain, scores, Target};
 use anyhow::Result;
@@ -70,7 +70,15 @@ pub fn plan(repo: &str, facts: &Facts, subnet: &Subnet<'_>) -> Result<Plan> {
         None => (Mode::Set, None, None, None),
         Some(after) => {
             let salt = new_salt().map_err(|e| anyhow::anyhow!("no randomness for the commit salt: {e}"))?;
-            let hash = commit_hash(&subnet.account, subnet.netuid, &uids, &weights, &salt, subnet.version_key);
+            let commit = Commit {
+                account: &subnet.account,
+                netuid: subnet.netuid,
+                uids: &uids,
+                values: &weights,
+                salt: &salt,
+                version_key: subnet.version_key,
+            };
+            let hash = commit.hash();
             (Mode::Commit, Some(salt), Some(hash), Some(subnet.epoch + after))
         }
     };

@@ -39,6 +39,13 @@ pub struct Plan {
     pub reveal_epoch: Option<u64>,
 }
 
+/// Which row: one per subnet and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochKey {
+    pub netuid: u16,
+    pub epoch: u64,
+}
+
 /// An epoch's row as `karpa chain status` shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Row {
@@ -98,8 +105,7 @@ pub async fn plan(pool: &PgPool, p: &Plan) -> Result<bool> {
 /// moved it, or this step already ran): the caller does nothing more.
 pub async fn advance(
     pool: &PgPool,
-    netuid: u16,
-    epoch: u64,
+    key: EpochKey,
     from: &str,
     to: &str,
     tx_hash: Option<&str>,
@@ -110,8 +116,8 @@ pub async fn advance(
                 last_error = NULL, updated_at = now()
          WHERE netuid = $1 AND epoch = $2 AND state = $3",
     )
-    .bind(i32::from(netuid))
-    .bind(epoch as i64)
+    .bind(i32::from(key.netuid))
+    .bind(key.epoch as i64)
     .bind(from)
     .bind(to)
     .bind(tx_hash)
@@ -124,21 +130,15 @@ pub async fn advance(
 /// An attempt failed: the state stays, the error and the count are kept, the
 /// next try waits `backoff` × 2^attempts (capped at an hour); past
 /// [`MAX_ATTEMPTS`] the epoch is `failed`.
-pub async fn failed_attempt(
-    pool: &PgPool,
-    netuid: u16,
-    epoch: u64,
-    error: &str,
-    backoff: std::time::Duration,
-) -> Result<()> {
+pub async fn failed_attempt(pool: &PgPool, key: EpochKey, error: &str, backoff: std::time::Duration) -> Result<()> {
     sqlx::query(
         "UPDATE chain_epochs SET attempts = attempts + 1, last_error = $3, updated_at = now(),
                 state = CASE WHEN attempts + 1 >= $4 THEN 'failed' ELSE state END,
                 next_try_at = now() + least(make_interval(secs => $5 * power(2, attempts)), interval '1 hour')
          WHERE netuid = $1 AND epoch = $2 AND state NOT IN ('finalized', 'failed')",
     )
-    .bind(i32::from(netuid))
-    .bind(epoch as i64)
+    .bind(i32::from(key.netuid))
+    .bind(key.epoch as i64)
     .bind(error)
     .bind(MAX_ATTEMPTS)
     .bind(backoff.as_secs_f64())

@@ -212,7 +212,7 @@ pub async fn record(pool: &PgPool, j: &Judged<'_>) -> Result<SubmissionId> {
         .bind(d.n as i32)
         .execute(&mut *tx)
         .await?;
-        let commit = (m.king_tag == judged_king).then_some(m.king_commit.as_str()).unwrap_or_default();
+        let commit = if m.king_tag == judged_king { m.king_commit.as_str() } else { "" };
         sqlx::query(
             "INSERT INTO kings (repo, tag, commit_sha, mean_bpb, sigma, runs) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (repo, tag) DO UPDATE SET mean_bpb = COALESCE(kings.mean_bpb, EXCLUDED.mean_bpb),
