@@ -5,6 +5,8 @@
 --
 --   set:    pending ─▶ submitted (tx hash) ─▶ finalized (block hash)
 --   commit: pending ─▶ submitted ─▶ committed ─(reveal epoch)─▶ revealing ─▶ finalized
+--   blocked: the epoch could not be planned (a miner missing from the metagraph);
+--   planned again on the next run.
 --   an error keeps the state (a call in flight is sent again), attempts + 1, and
 --   waits a backoff; after max attempts: failed (kept, shown by `karpa chain status`).
 CREATE TABLE chain_epochs (
@@ -23,7 +25,7 @@ CREATE TABLE chain_epochs (
     commit_hash   TEXT,
     reveal_epoch  BIGINT,
     state         TEXT        NOT NULL DEFAULT 'pending'
-                  CHECK (state IN ('pending', 'submitted', 'committed', 'revealing', 'finalized', 'failed')),
+                  CHECK (state IN ('blocked', 'pending', 'submitted', 'committed', 'revealing', 'finalized', 'failed')),
     tx_hash       TEXT,
     block_hash    TEXT,
     attempts      INT         NOT NULL DEFAULT 0,

@@ -4,7 +4,7 @@
 //! therefore also works offline, from a metagraph file (`{"<ss58>": uid}`) and a
 //! metadata file (SCALE, e.g. `subxt metadata --url … > finney.scale`).
 
-use crate::chain::epoch::{facts, plan, Subnet};
+use crate::chain::epoch::{facts, plan, Subnet, Unplannable};
 use crate::chain::extrinsic::{Runtime, WeightsCall};
 use crate::chain::node::Node;
 use crate::chain::outbox::{self, EpochKey, Mode, Plan};
@@ -259,12 +259,24 @@ async fn dry_run(t: &ChainTarget, offline: Option<Offline>) -> Result<bool> {
 async fn run_epochs(t: &ChainTarget) -> Result<bool> {
     let Some(signer) = t.signer()? else { bail!("karpa chain run needs --hotkey-file or --hotkey-uri") };
     let pool = crate::db::connect(&t.db.database_url).await?;
-    let (p, _) = subnet_plan(t, None, &pool).await?;
-    if outbox::plan(&pool, &p).await? {
-        tracing::info!(netuid = p.netuid, epoch = p.epoch, "planned");
-    }
     let node = Node::connect(&t.endpoint).await?;
-    let epoch_now = node.rules(t.netuid).await?.epoch();
+    let rules = node.rules(t.netuid).await?;
+    let epoch_now = rules.epoch();
+    match subnet_plan(t, None, &pool).await {
+        Ok((p, _)) => {
+            if outbox::plan(&pool, &p).await? {
+                tracing::info!(netuid = p.netuid, epoch = p.epoch, "planned");
+            }
+        }
+        Err(e) if e.downcast_ref::<Unplannable>().is_some() => {
+            let king = facts(&pool, &t.repo, t.netuid).await?.king_tag;
+            let key = EpochKey { netuid: t.netuid, epoch: epoch_now };
+            tracing::warn!(netuid = t.netuid, epoch = epoch_now, "not planned: {e}");
+            outbox::blocked(&pool, key, &t.repo, king.as_deref(), &e.to_string()).await?;
+        }
+        Err(e) => return Err(e),
+    }
+    let me = proof::hotkey::ss58(&signer);
     for row in outbox::due(&pool).await? {
         let (netuid, epoch) = (row.netuid as u16, row.epoch as u64);
         let key = EpochKey { netuid, epoch };
@@ -287,6 +299,12 @@ async fn run_epochs(t: &ChainTarget) -> Result<bool> {
             _ => None,
         };
         let Some((call, flight, done)) = step else { continue };
+        let allowed = node.next_allowed_block(netuid, &me).await?;
+        if rules.block < allowed {
+            let why = format!("rate limited: weights may be set again at block {allowed}");
+            outbox::defer(&pool, key, &why, std::time::Duration::from_secs(12 * (allowed - rules.block))).await?;
+            continue;
+        }
         let result = async {
             let sent = node.submit(&call, &signer).await?;
             let tx = sent.tx_hash.clone();

@@ -130,7 +130,12 @@ async fn weight_calls_encode_sign_and_decode_against_finney_metadata() {
         assert!(subxt_signer::sr25519::verify(&sig, &signed_payload, &alice.public_key()), "the signature verifies");
         assert_eq!((x.nonce, x.tip), (Some(5), Some(0)));
         let fields = x.fields.to_string();
-        assert!(fields.contains("netuid") && fields.contains("64"), "{fields}");
+        assert!(fields.contains("netuid: 64"), "{fields}");
+        if !matches!(call, WeightsCall::CommitWeights { .. }) {
+            for part in ["(0, 7)", "(65535, 7282)", "version_key: 1000"] {
+                assert!(fields.contains(part), "{part} not in {fields}");
+            }
+        }
         let call_data = rt.call_data(call).unwrap();
         assert!(bytes.windows(call_data.len()).any(|w| w == call_data), "the extrinsic carries the call's bytes");
     }
@@ -255,4 +260,48 @@ async fn the_cli_dry_runs_offline_and_shows_the_outbox() {
     assert!(missing.stderr.contains(&format!("hotkey {alice} is not in the subnet's metagraph")), "{}", missing.stderr);
     let status = karpa_tests::run(&karpa, &[&"chain", &"status", &"--database-url", &url]).ok();
     assert!(status.stdout.starts_with("no epoch planned yet"), "{}", status.stdout);
+}
+
+#[tokio::test]
+async fn an_unplannable_epoch_is_kept_blocked_then_planned_and_a_rate_limit_waits_without_failing() {
+    let pool = karpa_tests::fresh_database().await;
+    let key = EpochKey { netuid: 3, epoch: 77 };
+    let why = "hotkey 5Abc is not in the subnet's metagraph";
+    outbox::blocked(&pool, key, "o/r", Some("recipe-v0.1.4"), why).await.unwrap();
+    outbox::blocked(&pool, key, "o/r", Some("recipe-v0.1.4"), why).await.unwrap();
+    let r = &outbox::recent(&pool, 5).await.unwrap()[0];
+    assert_eq!((r.state.as_str(), r.attempts, r.last_error.as_deref()), ("blocked", 2, Some(why)));
+    assert!(outbox::due(&pool).await.unwrap().is_empty(), "nothing to send for a blocked epoch");
+
+    let p = outbox::Plan {
+        netuid: 3,
+        epoch: 77,
+        repo: "o/r".into(),
+        king_tag: Some("recipe-v0.1.4".into()),
+        scores: [(karpa_bot::chain::weights::Target::Burn, 1.0)].into(),
+        uids: vec![0],
+        weights: vec![65535],
+        version_key: 7,
+        mode: Mode::Set,
+        salt: None,
+        commit_hash: None,
+        reveal_epoch: None,
+    };
+    assert!(outbox::plan(&pool, &p).await.unwrap(), "a blocked epoch is planned on the next run");
+    assert!(!outbox::plan(&pool, &p).await.unwrap(), "and only once");
+    let due = outbox::due(&pool).await.unwrap();
+    assert_eq!((due.len(), due[0].state.as_str(), due[0].weights.clone()), (1, "pending", serde_json::json!([65535])));
+
+    outbox::defer(
+        &pool,
+        key,
+        "rate limited: weights may be set again at block 900",
+        std::time::Duration::from_secs(120),
+    )
+    .await
+    .unwrap();
+    assert!(outbox::due(&pool).await.unwrap().is_empty(), "waiting out the rate limit");
+    let r = &outbox::recent(&pool, 5).await.unwrap()[0];
+    assert_eq!((r.state.as_str(), r.attempts), ("pending", 2), "a wait is not a failed attempt");
+    assert!(r.last_error.as_deref().unwrap().starts_with("rate limited"));
 }

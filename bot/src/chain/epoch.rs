@@ -59,13 +59,18 @@ pub struct Subnet<'a> {
     pub account: [u8; 32],
 }
 
+/// Why an epoch cannot be planned now (its row is kept as `blocked`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unplannable(pub String);
+
 pub fn plan(repo: &str, facts: &Facts, subnet: &Subnet<'_>) -> Result<Plan> {
     let scores = scores(facts.king_hotkey.as_deref(), &facts.meaningful);
     let uid = |t: &Target| match t {
         Target::Hotkey(h) => (subnet.uid_of)(h),
         Target::Burn => subnet.burn_uid,
     };
-    let (uids, weights) = for_chain(&scores, uid, subnet.max_weight_limit).map_err(anyhow::Error::msg)?;
+    let (uids, weights) = for_chain(&scores, uid, subnet.max_weight_limit).map_err(Unplannable)?;
     let (mode, salt, hash, reveal_epoch) = match subnet.commit_reveal {
         None => (Mode::Set, None, None, None),
         Some(after) => {

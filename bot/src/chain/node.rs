@@ -5,7 +5,7 @@
 //! calls, signatures, the outbox) is tested offline.
 
 use super::extrinsic::{Runtime, WeightsCall, PALLET};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use subxt::config::SubstrateConfig;
 use subxt::dynamic::{storage, Value};
 use subxt::OnlineClient;
@@ -95,6 +95,20 @@ impl Node {
         Ok(v.and_then(|v| v.as_u128()).map(|u| u as u16))
     }
 
+    /// The first block at which `hotkey` may set weights again on the subnet:
+    /// its last update plus the subnet's weights rate limit.
+    pub async fn next_allowed_block(&self, netuid: u16, hotkey: &str) -> Result<u64> {
+        let limit = self.number("WeightsSetRateLimit", netuid).await.unwrap_or(0) as u64;
+        let Some(uid) = self.uid(netuid, hotkey).await? else {
+            bail!("the validator's hotkey {hotkey} is not registered on subnet {netuid}")
+        };
+        let last = match self.value("LastUpdate", (netuid,)).await? {
+            Some(v) => last_update(&v, uid),
+            None => 0,
+        };
+        Ok(last + limit)
+    }
+
     /// Signs and submits; the transaction's hash, and its progress to watch.
     pub async fn submit(&self, call: &WeightsCall, signer: &subxt_signer::sr25519::Keypair) -> Result<Submitted> {
         let at = self.api.at_current_block().await?;
@@ -120,6 +134,17 @@ impl Submitted {
         let block_hash = format!("0x{}", hex::encode(done.block_hash()));
         done.wait_for_success().await.context("the call failed in its block")?;
         Ok(block_hash)
+    }
+}
+
+/// Entry `uid` of a LastUpdate vector (block numbers by uid).
+fn last_update(v: &Value, uid: u16) -> u64 {
+    use subxt::ext::scale_value::{Composite, ValueDef};
+    match &v.value {
+        ValueDef::Composite(Composite::Unnamed(blocks)) => {
+            blocks.get(usize::from(uid)).and_then(|b| b.as_u128()).unwrap_or(0) as u64
+        }
+        _ => 0,
     }
 }
 

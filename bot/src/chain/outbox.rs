@@ -71,14 +71,21 @@ const COLUMNS: &str = "netuid, epoch, repo, king_tag, mode, state, uids, weights
      tx_hash, block_hash, attempts, last_error, \
      to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS updated_at";
 
-/// Records the plan unless the epoch has one; true when this call recorded it.
+/// Records the plan unless the epoch has one (a `blocked` epoch is re-planned);
+/// true when this call recorded it.
 pub async fn plan(pool: &PgPool, p: &Plan) -> Result<bool> {
     let scores: Vec<serde_json::Value> =
         p.scores.iter().map(|(t, s)| serde_json::json!({"target": t, "share": s})).collect();
     let done = sqlx::query(
         "INSERT INTO chain_epochs (netuid, epoch, repo, king_tag, scores, uids, weights, version_key, mode, salt,
                                    commit_hash, reveal_epoch)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (netuid, epoch) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (netuid, epoch) DO UPDATE SET king_tag = EXCLUDED.king_tag, scores = EXCLUDED.scores,
+             uids = EXCLUDED.uids, weights = EXCLUDED.weights, version_key = EXCLUDED.version_key,
+             mode = EXCLUDED.mode, salt = EXCLUDED.salt, commit_hash = EXCLUDED.commit_hash,
+             reveal_epoch = EXCLUDED.reveal_epoch, state = 'pending', last_error = NULL, next_try_at = now(),
+             updated_at = now()
+         WHERE chain_epochs.state = 'blocked'",
     )
     .bind(i32::from(p.netuid))
     .bind(p.epoch as i64)
@@ -98,6 +105,43 @@ pub async fn plan(pool: &PgPool, p: &Plan) -> Result<bool> {
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// The epoch could not be planned (a miner not in the metagraph, no burn uid):
+/// kept as `blocked` with the reason, to be planned again on the next run.
+pub async fn blocked(pool: &PgPool, key: EpochKey, repo: &str, king_tag: Option<&str>, why: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO chain_epochs (netuid, epoch, repo, king_tag, scores, uids, weights, version_key, mode, state,
+                                   attempts, last_error)
+         VALUES ($1, $2, $3, $4, '[]', '[]', '[]', 0, 'set', 'blocked', 1, $5)
+         ON CONFLICT (netuid, epoch) DO UPDATE SET attempts = chain_epochs.attempts + 1, last_error = EXCLUDED.last_error,
+             updated_at = now()
+         WHERE chain_epochs.state = 'blocked'",
+    )
+    .bind(i32::from(key.netuid))
+    .bind(key.epoch as i64)
+    .bind(repo)
+    .bind(king_tag)
+    .bind(why)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Not yet (the chain's weights rate limit): the next try waits, and the wait
+/// is not counted as a failed attempt.
+pub async fn defer(pool: &PgPool, key: EpochKey, why: &str, wait: std::time::Duration) -> Result<()> {
+    sqlx::query(
+        "UPDATE chain_epochs SET last_error = $3, next_try_at = now() + make_interval(secs => $4), updated_at = now()
+         WHERE netuid = $1 AND epoch = $2 AND state NOT IN ('finalized', 'failed')",
+    )
+    .bind(i32::from(key.netuid))
+    .bind(key.epoch as i64)
+    .bind(why)
+    .bind(wait.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Moves (netuid, epoch) from `from` to `to`, recording the transaction or
@@ -150,7 +194,8 @@ pub async fn failed_attempt(pool: &PgPool, key: EpochKey, error: &str, backoff: 
 /// Epochs with work left whose next try is due, oldest first.
 pub async fn due(pool: &PgPool) -> Result<Vec<Row>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM chain_epochs WHERE state NOT IN ('finalized', 'failed') AND next_try_at <= now()
+        "SELECT {COLUMNS} FROM chain_epochs WHERE state NOT IN ('finalized', 'failed', 'blocked')
+           AND next_try_at <= now()
          ORDER BY epoch, netuid"
     );
     Ok(sqlx::query_as(&sql).fetch_all(pool).await?)
