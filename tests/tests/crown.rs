@@ -67,7 +67,8 @@ fn one_crown_from_two_winners_and_a_complete_record() {
                 let verdict = crowned(king, digest, 2.35);
                 let head = CommitSha::parse(&head(n)).unwrap();
                 let mut lock = MergeLock::acquire(&pool).await.unwrap();
-                let c = Crowning { repo: &repo, pr: n, head: &head, base: "main", verdict: &verdict };
+                let links = Default::default();
+                let c = Crowning { repo: &repo, pr: n, head: &head, base: "main", verdict: &verdict, links };
                 let out = crown(&inst, &mut lock, &c).await.unwrap();
                 lock.release().await.unwrap();
                 out

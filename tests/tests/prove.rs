@@ -508,6 +508,12 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
     assert!(summary.contains("[in the corpus](https://karpa.example/submissions/ks-"), "{summary}");
     let l = gh.ledger.lock().unwrap();
     assert!(l.repos[REPO].tag_refs.contains_key("recipe-v0.1.1") && l.repos[REPO].releases.len() == 1);
+    let release = l.repos[REPO].releases[0]["body"].as_str().unwrap();
+    for part in
+        ["[in the corpus](https://karpa.example/submissions/ks-", "[bundle](https://bundles.example/", "### Rationale"]
+    {
+        assert!(release.contains(part), "{part} not in the release: {release}");
+    }
     assert_eq!(l.pulls[REPO][0]["merged"], true);
     // The crown note went to the git remote, on the PR head and on the release commit.
     let release = l.repos[REPO].main.clone();

@@ -58,6 +58,17 @@ pub struct Crowning<'a> {
     /// The branch kings live on.
     pub base: &'a str,
     pub verdict: &'a Verdict,
+    /// What the release links to besides the numbers.
+    pub links: ReleaseLinks<'a>,
+}
+
+/// A release's rationale and links (all optional).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReleaseLinks<'a> {
+    /// The miner's rationale, quoted inert.
+    pub rationale: Option<&'a str>,
+    pub bundle_url: Option<&'a str>,
+    pub corpus_url: Option<&'a str>,
 }
 
 pub async fn crown(gh: &Installation, lock: &mut MergeLock, c: &Crowning<'_>) -> Result<CrownOutcome> {
@@ -85,7 +96,7 @@ pub async fn crown(gh: &Installation, lock: &mut MergeLock, c: &Crowning<'_>) ->
     let entry = text.changelog_entry(&tag, &pr, merged.as_str());
     let commit = gh.prepend_changelog(c.repo, c.base, &tag, &entry).await?;
     gh.create_tag(c.repo, &tag, &text.tag_message(&tag, &pr, c.head.as_str()), &commit).await?;
-    gh.create_release(c.repo, &tag, &text.release_body()).await?;
+    gh.create_release(c.repo, &tag, &text.release_body(&c.links)).await?;
     let verdict = serde_json::to_value(v)?;
     let bpb = v.confirmation.as_ref().map(|c| c.mean).or(v.decision.as_ref().map(|d| d.challenger));
     let new = NewKing {
@@ -138,8 +149,24 @@ impl<'a> ReleaseText<'a> {
         format!("{tag}\n\n{summary}\n\n{numbers}\nbundle-digest: {digest}\npr: {pr}\nhead: {head}\n")
     }
 
-    pub fn release_body(&self) -> String {
-        format!("{}\n\n{}\n\nBundle digest: `{}`", self.verdict.summary, self.numbers, self.digest)
+    /// The GitHub release: the verdict, the numbers, the bundle and the corpus
+    /// page, and the miner's rationale in a fence it cannot close (so its
+    /// markdown, HTML and @-mentions stay text).
+    pub fn release_body(&self, links: &ReleaseLinks<'_>) -> String {
+        let mut body = format!("{}\n\n{}\n\nBundle digest: `{}`", self.verdict.summary, self.numbers, self.digest);
+        if let Some(url) = links.bundle_url {
+            body.push_str(&format!(" · [bundle]({url})"));
+        }
+        if let Some(url) = links.corpus_url {
+            body.push_str(&format!(" · [in the corpus]({url})"));
+        }
+        if let Some(text) = links.rationale {
+            let text = super::checks::truncate(text.trim_end(), 20_000);
+            let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+            let fence = "`".repeat(longest.max(2) + 1);
+            body.push_str(&format!("\n\n### Rationale\n\n{fence}text\n{text}\n{fence}\n"));
+        }
+        body
     }
 }
 
@@ -161,6 +188,22 @@ pub fn with_changelog_entry(old: Option<&str>, tag: &str, entry: &str) -> String
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_rationale_cannot_escape_its_fence() {
+        let v: crate::judge::verdict::Verdict = serde_json::from_value(serde_json::json!({
+            "class": "crowned", "summary": "crowned", "bundle_digest": "ab", "king": "recipe-v0.1.0",
+            "findings": [], "stages": [], "judge_version": "0"
+        }))
+        .unwrap();
+        let text = super::ReleaseText::new(&v, "recipe-v0.1.0");
+        let evil = "fine\n````\n<img src=x> @everyone\n````";
+        let links =
+            super::ReleaseLinks { rationale: Some(evil), corpus_url: Some("https://k/s/ks-1"), ..Default::default() };
+        let body = text.release_body(&links);
+        assert!(body.contains("`````text\nfine\n````\n<img src=x> @everyone\n````\n`````\n"), "{body}");
+        assert!(body.contains("[in the corpus](https://k/s/ks-1)"));
+    }
+
     #[test]
     fn releases_bump_the_patch() {
         use crate::db::kings::Bump;

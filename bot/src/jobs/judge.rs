@@ -6,12 +6,13 @@
 
 use super::Services;
 use crate::corpus::record::{BundleFacts, Forge, Judged};
+use crate::corpus::SubmissionId;
 use crate::db::jobs::{self, Lease, NewJob};
 use crate::db::kings::{MergeLock, NewKing};
 use crate::db::{judgments, ledger::PgLedger};
 use crate::forge::bundle_fetch::Fetcher;
 use crate::forge::checks::{conclusion, render, Conclusion, Links};
-use crate::forge::crown::{crown, CrownOutcome, Crowning};
+use crate::forge::crown::{crown, CrownOutcome, Crowning, ReleaseLinks};
 use crate::forge::github::{CheckRunId, CommitSha, Installation, RepoName};
 use crate::forge::mirror::publish_note;
 use crate::judge::decision::{DecisionRule, NoiseFloor};
@@ -84,11 +85,22 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
             Err(e) => tracing::warn!(%repo, pr = p.pr, "no loss curve: {e:#}"),
         }
     }
+    let facts = match (&bundle, &verdict.bundle_digest) {
+        (Some((file, url)), Some(_)) => bundle_facts(file, url).await,
+        _ => None,
+    };
     let mut released = None;
     if let (VerdictClass::Crowned, Some(bundle)) = (verdict.class, &bundle) {
         gh.check_progress(&repo, check, "crowning").await?;
         judgments::begin_crowning(&s.pool, &key, &verdict).await?;
-        let c = Crowning { repo: &repo, pr: p.pr, head: &head, base: &pr.base, verdict: &verdict };
+        let id = SubmissionId::derive(&p.repo, p.pr, head.as_str(), verdict.bundle_digest.as_deref());
+        let corpus_url = s.judge.public_url.as_ref().map(|u| format!("{u}/submissions/{id}"));
+        let links = ReleaseLinks {
+            rationale: facts.as_ref().map(|f| f.rationale.as_str()),
+            bundle_url: Some(&bundle.1),
+            corpus_url: corpus_url.as_deref(),
+        };
+        let c = Crowning { repo: &repo, pr: p.pr, head: &head, base: &pr.base, verdict: &verdict, links };
         let outcome = take_the_crown(s, &gh, &p, &c).await?;
         if let CrownOutcome::Crowned { tag, commit } = &outcome {
             publish_crown_note(s, &gh, &p, &c, bundle, tag, commit).await?;
@@ -97,19 +109,6 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
         outcome.settle(&mut verdict);
     }
     judgments::record_verdict(&s.pool, &key, &verdict).await?;
-    let facts = match (&bundle, &verdict.bundle_digest) {
-        (Some((file, url)), Some(_)) => {
-            let (file, url) = (file.clone(), url.clone());
-            match tokio::task::spawn_blocking(move || BundleFacts::read(&file, Some(&url))).await? {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    tracing::warn!(%repo, pr = p.pr, "the corpus records this judgment without its bundle: {e:#}");
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
     let judged = Judged {
         repo: &p.repo,
         forge: Forge::GitHub,
@@ -187,6 +186,23 @@ async fn draw_loss_curve(s: &Services, file: &std::path::Path, digest: &str) -> 
     })
     .await??;
     crate::db::curves::put(&s.pool, digest, &svg).await
+}
+
+/// What the corpus and the release keep of a bundle; None (logged) when its
+/// files cannot be read back, which only costs the corpus its bundle facts.
+async fn bundle_facts(file: &std::path::Path, url: &str) -> Option<BundleFacts> {
+    let (file, url) = (file.to_path_buf(), url.to_string());
+    match tokio::task::spawn_blocking(move || BundleFacts::read(&file, Some(&url))).await {
+        Ok(Ok(f)) => Some(f),
+        Ok(Err(e)) => {
+            tracing::warn!("the bundle's facts cannot be read back: {e:#}");
+            None
+        }
+        Err(e) => {
+            tracing::warn!("reading the bundle's facts stopped: {e}");
+            None
+        }
+    }
 }
 
 /// The verdict and the bundle's proof files as a git note on the PR head and the
