@@ -100,6 +100,26 @@ pub fn unpack_within(reader: impl Read, dir: &Path, forbidden: &[&str], limits: 
     Ok(())
 }
 
+/// The named files of a bundle, whether a folder or a packed file (read as
+/// [`read_files`] does). Absent files are not in the map.
+pub fn read_bundle_files(
+    bundle: &std::path::Path,
+    names: &[&str],
+    max_bytes: u64,
+) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    if bundle.is_file() {
+        let file = std::fs::File::open(bundle).with_context(|| format!("cannot open {}", bundle.display()))?;
+        return read_files(std::io::BufReader::new(file), names, max_bytes);
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for name in names {
+        if let Ok(bytes) = std::fs::read(bundle.join(name)) {
+            out.insert(name.to_string(), bytes);
+        }
+    }
+    Ok(out)
+}
+
 /// The named files of a packed bundle, read without unpacking the rest (the
 /// checkpoints stream past). A named file over `max_bytes` is an error; one that
 /// is absent is simply not in the map.

@@ -262,53 +262,21 @@ const QUERIES: [(&str, &str); 17] = [
     ("word, page 5", "q=depth&page=5"),
     ("no words: newest", ""),
     ("no words: class", "class=meaningful-failure"),
-    ("no words: hotkey", "miner=#1999"),
+    ("no words: hotkey", "miner=%231999"),
     ("no words: login part", "miner=@77"),
 ];
 
-fn parse(query: &str) -> SearchParams {
-    let mut p = SearchParams::default();
-    for (k, v) in query.split('&').filter(|s| !s.is_empty()).filter_map(|kv| kv.split_once('=')) {
-        let v = Some(percent_decode(v));
-        match k {
-            "q" => p.q = v,
-            "class" => p.class = v,
-            // @m: part of miner m's login; #m: miner m's whole hotkey.
-            "miner" => {
-                p.miner = v.map(|v| match (v.strip_prefix('@'), v.strip_prefix('#')) {
-                    (Some(m), _) => login(m.parse().unwrap_or(0)).chars().take(5).collect(),
-                    (_, Some(m)) => hotkey(m.parse().unwrap_or(0)),
-                    _ => v,
-                })
-            }
-            "king" => p.king = v,
-            "since" => p.since = v,
-            "until" => p.until = v,
-            "sort" => p.sort = v,
-            "page" => p.page = v,
-            _ => {}
-        }
-    }
-    p
-}
-
-fn percent_decode(v: &str) -> String {
-    let v = v.replace('+', " ");
-    let b = v.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
-                out.push(x);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A query string as the API parses it; `miner=@m` stands for part of miner
+/// m's login and `miner=#m` for miner m's whole hotkey.
+fn parse(query: &str) -> Result<SearchParams> {
+    let uri: axum::http::Uri = format!("/?{query}").parse()?;
+    let axum::extract::Query(mut p) = axum::extract::Query::<SearchParams>::try_from_uri(&uri)?;
+    p.miner = p.miner.map(|v| match (v.strip_prefix('@'), v.strip_prefix('#')) {
+        (Some(m), _) => login(m.parse().unwrap_or(0)).chars().take(5).collect(),
+        (_, Some(m)) => hotkey(m.parse().unwrap_or(0)),
+        _ => v,
+    });
+    Ok(p)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -335,7 +303,7 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
         println!("|{:-<24}|{:->11}|{:->10}|{:->10}|", "", "", "", "");
         let mut all = Vec::new();
         for (what, q) in QUERIES {
-            let s = parse(q).check().map_err(anyhow::Error::msg)?;
+            let s = parse(q)?.check().map_err(anyhow::Error::msg)?;
             let page = search(&pool, &s).await?; // warm-up
             let mut times = Vec::new();
             for _ in 0..args.rounds {

@@ -363,16 +363,20 @@ pub struct Submission {
 }
 
 pub async fn submission(pool: &PgPool, id: &super::SubmissionId) -> sqlx::Result<Option<Submission>> {
-    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM submissions WHERE id = $1");
-    let Some(summary) = sqlx::query_as::<_, SubmissionSummary>(&sql).bind(id.as_str()).fetch_optional(pool).await?
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        summary: SubmissionSummary,
+        king_commit: Option<String>,
+        rationale: String,
+        diff: String,
+    }
+    let sql = format!("SELECT {SUMMARY_COLUMNS}, king_commit, rationale, diff FROM submissions WHERE id = $1");
+    let Some(Row { summary, king_commit, rationale, diff }) =
+        sqlx::query_as::<_, Row>(&sql).bind(id.as_str()).fetch_optional(pool).await?
     else {
         return Ok(None);
     };
-    let (king_commit, rationale, diff): (Option<String>, String, String) =
-        sqlx::query_as("SELECT king_commit, rationale, diff FROM submissions WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_one(pool)
-            .await?;
     let bundle = sqlx::query_as::<_, BundleRecord>(concat!(
         "SELECT digest, locator, size_bytes, config, seed, harness_digest, tier, ",
         utc!("sealed_at"),

@@ -12,9 +12,6 @@ use proof::bundle::{BundleManifest, ATTESTATION, MANIFEST};
 use sqlx::PgPool;
 use std::path::Path;
 
-/// Curves are thinned to this many points: enough to draw, small to store.
-const CURVE_POINTS: usize = 400;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forge {
     GitHub,
@@ -51,19 +48,14 @@ impl BundleFacts {
     /// missing or malformed here: they are recorded as absent, never trusted.
     pub fn read(bundle: &Path, locator: Option<&str>) -> Result<Self> {
         const NAMES: [&str; 5] = [MANIFEST, ATTESTATION, "patch.diff", "rationale.md", "log.jsonl"];
-        let (mut files, size) = if bundle.is_file() {
-            let file = std::fs::File::open(bundle).with_context(|| format!("cannot open {}", bundle.display()))?;
-            let size = file.metadata()?.len();
-            (crate::archive::read_files(std::io::BufReader::new(file), &NAMES, 256 << 20)?, Some(size))
-        } else {
-            let files = NAMES.iter().filter_map(|n| Some((n.to_string(), std::fs::read(bundle.join(n)).ok()?)));
-            (files.collect(), None)
-        };
+        let mut files = crate::archive::read_bundle_files(bundle, &NAMES, 256 << 20)?;
+        let size = bundle.is_file().then(|| std::fs::metadata(bundle).map(|m| m.len())).transpose()?;
         let mut text = |name: &str| files.remove(name).map(|b| String::from_utf8_lossy(&b).into_owned());
         let manifest: BundleManifest = serde_json::from_str(&text(MANIFEST).context("the bundle has no manifest")?)
             .context("the bundle's manifest")?;
         let run = text(ATTESTATION).and_then(|a| attested_run(&a));
-        let curve = text("log.jsonl").and_then(|log| loss_curve::points(&log, CURVE_POINTS).ok()).unwrap_or_default();
+        let curve =
+            text("log.jsonl").and_then(|log| loss_curve::points(&log, loss_curve::MAX_POINTS).ok()).unwrap_or_default();
         Ok(BundleFacts {
             locator: locator.map(str::to_string),
             size,

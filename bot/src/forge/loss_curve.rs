@@ -38,12 +38,6 @@ pub fn points(log: &str, max_points: usize) -> Result<Curve> {
     Ok(curve)
 }
 
-/// The check run's image: one bundle's curves.
-pub fn svg(log: &str, title: &str) -> Result<String> {
-    let curve = Curve { label: String::new(), ..points(log, MAX_POINTS)? };
-    draw(&[curve], title, (760, 420))
-}
-
 /// Several runs on one chart (the corpus draws a challenger against its king).
 /// Only numbers and the given labels reach the image.
 pub fn draw(curves: &[Curve], title: &str, size: (u32, u32)) -> Result<String> {
@@ -121,13 +115,14 @@ mod tests {
             ));
             log.push('\n');
         }
-        match super::svg(&log, "challenger") {
+        match super::points(&log, super::MAX_POINTS).and_then(|c| super::draw(&[c], "challenger", (760, 420))) {
             Ok(svg) => {
                 assert!(svg.starts_with("<svg") && svg.contains("train loss") && svg.contains("<polyline"), "{svg}");
             }
             // The hand-written log must match the schema; say which line did not.
             Err(e) => panic!("{e:#}"),
         }
-        assert!(super::svg("not json\n", "x").is_err());
+        assert!(super::points("not json\n", super::MAX_POINTS).is_err());
+        assert!(super::draw(&[super::Curve::default()], "x", (760, 420)).is_err(), "nothing to draw");
     }
 }

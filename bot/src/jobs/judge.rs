@@ -14,6 +14,7 @@ use crate::forge::bundle_fetch::Fetcher;
 use crate::forge::checks::{conclusion, render, Conclusion, Links};
 use crate::forge::crown::{crown, CrownOutcome, Crowning, ReleaseLinks};
 use crate::forge::github::{CheckRunId, CommitSha, Installation, RepoName};
+use crate::forge::loss_curve::Curve;
 use crate::forge::mirror::publish_note;
 use crate::judge::decision::{DecisionRule, NoiseFloor};
 use crate::judge::evaluate::EvalSetup;
@@ -21,7 +22,7 @@ use crate::judge::pipeline::{judge, JudgeInput};
 use crate::judge::verdict::{Verdict, VerdictClass};
 use crate::judge::Finding;
 use crate::lineage::note::{CrownFacts, CrownNote};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use proof::locator::Locator;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -78,17 +79,16 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
         None => intake_and_judge(s, &gh, &repo, p.pr, &head, &pr.body).await?,
     };
     let mut links = Links { bundle_url: bundle.as_ref().map(|b| b.1.clone()), ..Links::default() };
-    // Only where GitHub can fetch it: drawing reads the whole packed bundle again.
-    if let (Some(public), Some((file, _)), Some(digest)) = (&s.judge.public_url, &bundle, &verdict.bundle_digest) {
-        match draw_loss_curve(s, file, digest).await {
-            Ok(()) => links.loss_curve_url = Some(format!("{public}/curves/{digest}.svg")),
-            Err(e) => tracing::warn!(%repo, pr = p.pr, "no loss curve: {e:#}"),
-        }
-    }
     let facts = match (&bundle, &verdict.bundle_digest) {
         (Some((file, url)), Some(_)) => bundle_facts(file, url).await,
         _ => None,
     };
+    if let (Some(public), Some(f), Some(digest)) = (&s.judge.public_url, &facts, &verdict.bundle_digest) {
+        match draw_loss_curve(s, f, digest).await {
+            Ok(()) => links.loss_curve_url = Some(format!("{public}/curves/{digest}.svg")),
+            Err(e) => tracing::warn!(%repo, pr = p.pr, "no loss curve: {e:#}"),
+        }
+    }
     let mut released = None;
     if let (VerdictClass::Crowned, Some(bundle)) = (verdict.class, &bundle) {
         gh.check_progress(&repo, check, "crowning").await?;
@@ -172,19 +172,15 @@ async fn take_the_crown(s: &Services, gh: &Installation, p: &Payload, c: &Crowni
     Ok(outcome)
 }
 
-/// The bundle's loss curve, drawn once and stored for /curves/{digest}.svg.
-async fn draw_loss_curve(s: &Services, file: &std::path::Path, digest: &str) -> Result<()> {
+/// The bundle's loss curve (from the log its facts already hold), drawn once
+/// and stored for /curves/{digest}.svg.
+async fn draw_loss_curve(s: &Services, facts: &BundleFacts, digest: &str) -> Result<()> {
     if crate::db::curves::get(&s.pool, digest).await?.is_some() {
         return Ok(());
     }
-    let (file, title) = (file.to_path_buf(), format!("bundle {}…", &digest[..12.min(digest.len())]));
-    let svg = tokio::task::spawn_blocking(move || -> Result<String> {
-        let reader = std::io::BufReader::new(std::fs::File::open(&file)?);
-        let mut files = crate::archive::read_files(reader, &["log.jsonl"], 256 << 20)?;
-        let log = files.remove("log.jsonl").context("the bundle has no log.jsonl")?;
-        crate::forge::loss_curve::svg(&String::from_utf8(log)?, &title)
-    })
-    .await??;
+    let title = format!("bundle {}…", &digest[..12.min(digest.len())]);
+    let curve = Curve { label: String::new(), train: facts.train.clone(), val: facts.val.clone() };
+    let svg = crate::forge::loss_curve::draw(&[curve], &title, (760, 420))?;
     crate::db::curves::put(&s.pool, digest, &svg).await
 }
 

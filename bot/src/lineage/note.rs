@@ -83,17 +83,7 @@ impl CrownNote {
 /// The bundle files a note embeds, from a bundle folder or packed file.
 fn small_files(bundle: &Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
     const NAMES: [&str; 5] = [MANIFEST, ATTESTATION, MINER_SIG, "patch.diff", "rationale.md"];
-    if bundle.is_file() {
-        let file = std::fs::File::open(bundle).with_context(|| format!("cannot open {}", bundle.display()))?;
-        return crate::archive::read_files(std::io::BufReader::new(file), &NAMES, 16 << 20);
-    }
-    let mut out = std::collections::BTreeMap::new();
-    for name in NAMES {
-        if let Ok(bytes) = std::fs::read(bundle.join(name)) {
-            out.insert(name.to_string(), bytes);
-        }
-    }
-    Ok(out)
+    crate::archive::read_bundle_files(bundle, &NAMES, 16 << 20)
 }
 
 /// Attaches `note` to each of `commits` under [`NOTES_REF`] in one notes commit.
