@@ -56,6 +56,19 @@ async fn shot(c: &Client, name: &str) {
     std::fs::write(screenshots().join(name), png).unwrap();
 }
 
+/// The current URL once `arrived` holds for it: a submit or a click returns
+/// before the browser has loaded the next page (seen under load).
+async fn url_when(c: &Client, arrived: impl Fn(&url::Url) -> bool) -> url::Url {
+    for _ in 0..100 {
+        let url = c.current_url().await.unwrap();
+        if arrived(&url) {
+            return url;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the browser did not arrive: still at {}", c.current_url().await.unwrap());
+}
+
 async fn text(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
 }
@@ -101,7 +114,7 @@ async fn chromium_browses_searches_and_runs_no_miner_script() {
     let form = c.form(Locator::Css("form.filters")).await.unwrap();
     form.set_by_name("q", "tied embeddings").await.unwrap();
     form.submit().await.unwrap();
-    let url = c.current_url().await.unwrap();
+    let url = url_when(&c, |u| u.query().is_some()).await;
     assert!(url.query().unwrap_or("").contains("q=tied+embeddings"), "{url}");
     let count = text(&c, ".count").await;
     assert!(count.starts_with("1 submission matching"), "{count}");
@@ -111,7 +124,8 @@ async fn chromium_browses_searches_and_runs_no_miner_script() {
 
     // Into the submission from the results.
     c.find(Locator::LinkText("Tie the embeddings")).await.unwrap().click().await.unwrap();
-    assert!(c.current_url().await.unwrap().path().ends_with(s.failure.as_str()));
+    let url = url_when(&c, |u| u.path() != "/submissions").await;
+    assert!(url.path().ends_with(s.failure.as_str()), "{url}");
     assert!(text(&c, "h1").await.contains("Tie the embeddings"));
     let added = text(&c, "pre.diff .add").await;
     assert_eq!(added, "+tie_embeddings = true");
