@@ -284,6 +284,12 @@ fn print_table(v: &Verdict) {
     for s in &v.stages {
         println!("  {} {:<18} {:>8.3} s", if s.passed { "✔" } else { "✘" }, s.stage, s.seconds);
     }
+    if let Some(e) = &v.eval {
+        println!(
+            "    hidden-eval: build {:.1} s · probe {:.2} s · eval {:.2} s · replay {:.2} s · model compute {:.2} s",
+            e.build_s, e.probe_s, e.eval_s, e.replay_s, e.compute_s
+        );
+    }
     if let Some(d) = &v.decision {
         println!(
             "\n  challenger {:.4}  king {:.4} ± {:.4} (n={})  gain {:+.4}  threshold {:.4}",

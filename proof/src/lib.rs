@@ -5,6 +5,7 @@
 //! - [`bundle`]: the bundle manifest, its digest and offline verification;
 //! - [`dsse`], [`intoto`]: the attestation (an in-toto Statement in a DSSE envelope, ed25519);
 //! - [`canonical`]: RFC 8785 JSON for everything that is hashed or signed;
+//! - [`judge_budget`]: what judging a submission may cost against its training;
 //! - [`digest`], [`fsio`]: sha256 and crash-safe writes.
 
 pub mod bundle;
@@ -17,6 +18,7 @@ pub mod fsio;
 pub mod harness;
 pub mod hotkey;
 pub mod intoto;
+pub mod judge_budget;
 pub mod locator;
 pub mod log;
 pub mod state;

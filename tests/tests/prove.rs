@@ -136,6 +136,10 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     let bpb = v["eval"]["hidden_bpb"].as_f64().expect("a hidden bpb");
     assert!(bpb > 1.0 && bpb < 8.0, "{bpb}");
     assert_eq!(v["eval"]["replay_max_abs_diff"].as_f64(), Some(0.0), "{v:#}");
+    // The harness's own model time: positive, and inside the sandboxed processes' wall time.
+    let secs = |k: &str| v["eval"][k].as_f64().unwrap_or_else(|| panic!("eval.{k} in {v:#}"));
+    let compute = secs("compute_s");
+    assert!(compute > 0.0 && compute < secs("probe_s") + secs("eval_s") + secs("replay_s"), "{v:#}");
     let floor = |mean: f64| {
         let f = tmp.join(format!("floor-{mean}.json"));
         let values: Vec<f64> = [-0.001, 0.0, 0.001].iter().map(|d| mean + d).collect();

@@ -46,6 +46,22 @@ mod tests {
         assert_eq!((hp.d_model, hp.n_layer, cfg.seq_len, cfg.token_budget), (1024, 16, 1024, 262_144_000));
     }
 
+    /// Judging a submission costs at most 1 % of its training (FLOPs, at the
+    /// canonical batch). micro is exempt: it exists to run every stage in seconds.
+    #[test]
+    fn judging_costs_at_most_one_percent_of_training() {
+        for name in names().filter(|n| *n != "micro") {
+            let cfg = load(name).unwrap();
+            let hp = recipe::HParams::from_toml(RECIPE_TOML, name).unwrap();
+            let cost = cfg.judge_compute(hp.batch_rows as u64);
+            assert!(
+                cost.fraction() <= proof::judge_budget::MAX_JUDGE_FRACTION,
+                "{name}: {cost:?} = {}",
+                cost.fraction()
+            );
+        }
+    }
+
     #[test]
     fn unknown_config_is_a_clear_error() {
         let err = load("huge").unwrap_err().to_string();

@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 use tch::Device;
 use trainer::config::{self, ProtocolConfig};
 use trainer::data::dataset::{Dataset, Windows};
@@ -120,7 +121,7 @@ enum Command {
         /// Step of the checkpoint to start from (0: the seeded initialisation).
         #[arg(long)]
         from_step: u64,
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = proof::judge_budget::REPLAY_STEPS)]
         steps: u64,
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f64,
@@ -141,7 +142,7 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         steps: u64,
     },
-    /// List the protocol configs.
+    /// List the protocol configs, with what judging a submission costs against its training.
     Configs,
 }
 
@@ -202,12 +203,14 @@ fn run(cli: Cli) -> Result<bool> {
             let (meta, state) = checkpoint::load(&path, &cfg.name, device)?;
             recipe.load_state(&state).with_context(|| format!("{}", path.display()))?;
             let windows = Windows::new(&tokens, cfg.seq_len)?;
-            let r =
-                eval::evaluate(recipe.as_ref(), &windows, cfg.eval_tokens, cfg.seq_len, &data.token_bytes()?, device)?;
+            let token_bytes = data.token_bytes()?;
+            let started = Instant::now();
+            let r = eval::evaluate(recipe.as_ref(), &windows, cfg.eval_tokens, cfg.seq_len, &token_bytes, device)?;
             print_json(&serde_json::json!({
                 "config": cfg.name, "checkpoint_step": meta.step,
                 "split": if split == SplitArg::Val { "val" } else { "hidden" },
                 "val_bpb": r.bpb, "loss": r.loss, "tokens": r.tokens, "bytes": r.bytes,
+                "compute_s": started.elapsed().as_secs_f64(),
             }))?;
             Ok(true)
         }
@@ -225,15 +228,20 @@ fn run(cli: Cli) -> Result<bool> {
             }
             let (x, _) = windows.batch(&[0, 1], device);
             let (other, _) = windows.batch(&[2, 3], device);
+            let started = Instant::now();
             let report = probe::probe(recipe.as_ref(), &x, &other, cfg.data.vocab_size as i64, device);
-            print_json(&report)?;
+            let compute_s = started.elapsed().as_secs_f64();
+            print_json(&serde_json::json!({"passed": report.passed, "checks": report.checks, "compute_s": compute_s}))?;
             Ok(report.passed)
         }
         Command::Replay { common, data, run, from_step, steps, tolerance } => {
             let (cfg, data, device) = open(&common, &data)?;
             let report = replay::replay(&cfg, &data, &run, from_step, steps, device)?;
             let ok = report.max_abs_diff <= tolerance;
-            print_json(&serde_json::json!({"report": report, "tolerance": tolerance, "passed": ok}))?;
+            let compute_s = report.compute_s;
+            print_json(
+                &serde_json::json!({"report": report, "tolerance": tolerance, "passed": ok, "compute_s": compute_s}),
+            )?;
             Ok(ok)
         }
         Command::Calibrate { device: d, out } => {
@@ -248,10 +256,14 @@ fn run(cli: Cli) -> Result<bool> {
             Ok(true)
         }
         Command::Configs => {
+            println!("{:<8} {:>6}  about", "config", "judge");
             for name in config::names() {
                 let c = config::load(name)?;
-                println!("{:<8} {}", c.name, c.about);
+                let hp = recipe::HParams::from_toml(config::RECIPE_TOML, name)?;
+                let judge = c.judge_compute(hp.batch_rows as u64).fraction();
+                println!("{:<8} {:>5.2}%  {}", c.name, judge * 100.0, c.about);
             }
+            println!("judge: probe, hidden eval and replay as a share of training FLOPs, at recipe.toml's batch");
             Ok(true)
         }
     }

@@ -79,6 +79,14 @@ mod tests {
     struct Peeker {
         emb: nn::Embedding,
         _vs: nn::VarStore,
+        /// Rows run forward so far (the judge's budget counts them).
+        rows: std::cell::Cell<i64>,
+    }
+
+    fn peeker() -> Peeker {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let emb = nn::embedding(vs.root(), 64, 8, Default::default());
+        Peeker { emb, _vs: vs, rows: Default::default() }
     }
 
     impl Recipe for Peeker {
@@ -89,6 +97,7 @@ mod tests {
             unimplemented!("never trained")
         }
         fn logits(&self, x: &Tensor) -> Tensor {
+            self.rows.set(self.rows.get() + x.size()[0]);
             let e = self.emb.forward(x);
             let whole = e.mean_dim(1, true, Kind::Float);
             (&e + whole).matmul(&self.emb.ws.tr())
@@ -111,13 +120,19 @@ mod tests {
 
     #[test]
     fn a_model_that_peeks_ahead_is_caught() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let emb = nn::embedding(vs.root(), 64, 8, Default::default());
-        let peeker = Peeker { emb, _vs: vs };
+        let peeker = peeker();
         let report = probe(&peeker, &tokens(1), &tokens(2), 64, Device::Cpu);
         assert!(!report.passed);
         assert!(report.checks.iter().any(|c| c.name.starts_with("causal") && !c.passed), "{report:?}");
         assert!(report.checks.iter().find(|c| c.name == "shape").unwrap().passed);
+    }
+
+    #[test]
+    fn the_probe_runs_as_many_rows_as_the_judge_budget_counts() {
+        // `karpa-train probe` passes two rows; every check runs to the end even when one fails.
+        let peeker = peeker();
+        probe(&peeker, &tokens(1), &tokens(2), 64, Device::Cpu);
+        assert_eq!(peeker.rows.get() as u64, proof::judge_budget::PROBE_FORWARD_ROWS);
     }
 
     #[test]
@@ -132,9 +147,7 @@ mod tests {
 
     #[test]
     fn wrong_shape_is_reported() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let emb = nn::embedding(vs.root(), 64, 8, Default::default());
-        let peeker = Peeker { emb, _vs: vs };
+        let peeker = peeker();
         let report = probe(&peeker, &tokens(1), &tokens(2), 65, Device::Cpu);
         assert!(!report.passed && !report.checks[0].passed, "{report:?}");
     }

@@ -26,6 +26,8 @@ pub struct ReplayReport {
     pub from_step: u64,
     pub steps: Vec<ReplayStep>,
     pub max_abs_diff: f64,
+    /// Seconds spent re-running the steps (after loading the checkpoint and data).
+    pub compute_s: f64,
 }
 
 /// Replays `count` steps after `from_step` (0 = from the seeded initialisation) of
@@ -74,6 +76,7 @@ pub fn replay(
     let windows = Windows::new(&train_tokens, cfg.seq_len)?;
     let mut order = TrainOrder::new(cfg.seed, windows.len());
     let mut out = Vec::new();
+    let started = std::time::Instant::now();
     for want in &logged {
         let step = want.step;
         let rows = rows_for_step(cfg, recipe.batch_rows(), tokens_seen);
@@ -93,5 +96,5 @@ pub fn replay(
         });
     }
     let max_abs_diff = out.iter().map(|s| s.abs_diff).fold(0.0, f64::max);
-    Ok(ReplayReport { from_step, steps: out, max_abs_diff })
+    Ok(ReplayReport { from_step, steps: out, max_abs_diff, compute_s: started.elapsed().as_secs_f64() })
 }

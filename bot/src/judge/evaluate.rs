@@ -13,8 +13,7 @@ use serde::Serialize;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// Steps replayed from the chosen checkpoint.
-pub const REPLAY_STEPS: u64 = 5;
+pub use proof::judge_budget::REPLAY_STEPS;
 /// Largest |Δloss| a replay may show, in nats. Across machines float order differs
 /// a little; a log that was not produced by this recipe on this data is off by far more.
 pub const REPLAY_TOLERANCE: f64 = 0.05;
@@ -46,6 +45,10 @@ pub struct EvalResult {
     pub probe_s: f64,
     pub eval_s: f64,
     pub replay_s: f64,
+    /// Seconds the harness spent on the model in probe, eval and replay, as it
+    /// reports them: the stages' wall time less process start-up and loading.
+    #[serde(default)]
+    pub compute_s: f64,
 }
 
 /// The replay's starting step: one of 0 and the checkpoints before the last,
@@ -166,6 +169,7 @@ pub fn evaluate(
         probe_s: probe.seconds,
         eval_s: eval.seconds,
         replay_s: replay.seconds,
+        compute_s: [&report, &result, &rep].iter().filter_map(|r| r["compute_s"].as_f64()).sum(),
     };
     Ok(Ok((result, bin)))
 }
