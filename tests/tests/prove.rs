@@ -509,6 +509,7 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
     assert_eq!(image["image_url"], format!("https://karpa.example/curves/{}.svg", manifest.digest()), "{image}");
     let summary = runs[0].state["output"]["summary"].as_str().unwrap();
     assert!(summary.contains("released as recipe-v0.1.1") && summary.contains("validator seeds"), "{summary}");
+    assert!(summary.contains("| ↳ of which model compute |"), "the hidden eval's cost: {summary}");
     assert!(summary.contains("[in the corpus](https://karpa.example/submissions/ks-"), "{summary}");
     let l = gh.ledger.lock().unwrap();
     assert!(l.repos[REPO].tag_refs.contains_key("recipe-v0.1.1") && l.repos[REPO].releases.len() == 1);

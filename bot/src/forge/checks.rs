@@ -102,6 +102,16 @@ pub fn render(v: &Verdict, links: &Links) -> CheckOutput {
     for st in &v.stages {
         let _ = writeln!(s, "| {} | {} | {:.2} |", st.stage, if st.passed { "✔" } else { "✘" }, st.seconds);
     }
+    if let Some(e) = &v.eval {
+        let replay = format!("replay from step {}", e.replay_from_step);
+        let parts =
+            [("build", e.build_s), ("probe", e.probe_s), ("hidden eval", e.eval_s), (replay.as_str(), e.replay_s)];
+        for (part, seconds) in parts {
+            let _ = writeln!(s, "| ↳ {part} | | {seconds:.2} |");
+        }
+        // What the judgment cost in model work, as the harness timed it (docs/PROTOCOL.md).
+        let _ = writeln!(s, "| ↳ of which model compute | | {:.2} |", e.compute_s);
+    }
     if !v.findings.is_empty() {
         let _ = writeln!(s, "\n**Findings**\n");
         for f in &v.findings {
@@ -246,5 +256,27 @@ mod tests {
         );
         assert!(out.summary.contains("✘") && out.summary.contains("[bundle](https://x/b.tar)"));
         assert!(out.text.starts_with("```json\n{"));
+    }
+
+    #[test]
+    fn the_hidden_eval_is_broken_down_with_its_model_compute() {
+        let mut v = verdict(vec![]);
+        v.eval = Some(crate::judge::evaluate::EvalResult {
+            hidden_bpb: 2.3,
+            replay_from_step: 192,
+            replay_max_abs_diff: 0.0,
+            build_s: 5.6,
+            probe_s: 0.3,
+            eval_s: 0.45,
+            replay_s: 0.59,
+            compute_s: 0.51,
+        });
+        let out = render(&v, &Links::default());
+        for row in
+            ["| ↳ build | | 5.60 |", "| ↳ replay from step 192 | | 0.59 |", "| ↳ of which model compute | | 0.51 |"]
+        {
+            assert!(out.summary.contains(row), "{row} in {}", out.summary);
+        }
+        assert!(!render(&verdict(vec![]), &Links::default()).summary.contains("↳"), "no eval, no breakdown");
     }
 }
