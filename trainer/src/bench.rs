@@ -14,6 +14,10 @@ const WARMUP_STEPS: u64 = 3;
 
 #[derive(Debug, Serialize)]
 pub struct BenchResult {
+    pub config: String,
+    pub device: String,
+    /// Trainable parameters: MFU = 6 · params · tokens_per_s / peak FLOP/s.
+    pub params: i64,
     pub steps: u64,
     pub tokens: u64,
     pub tokens_per_s: f64,
@@ -45,6 +49,9 @@ pub fn bench(cfg: &ProtocolConfig, data: &Dataset, steps: u64, device: Device) -
     }
     let secs = start.elapsed().as_secs_f64();
     Ok(BenchResult {
+        config: cfg.name.clone(),
+        device: format!("{device:?}"),
+        params: recipe.num_params(),
         steps,
         tokens: timed_tokens,
         tokens_per_s: timed_tokens as f64 / secs,

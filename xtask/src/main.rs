@@ -7,9 +7,11 @@
 //! - `cargo xtask judge-sim` — the decision rule's false-crown rate and power on real runs.
 //! - `cargo xtask bench-webhooks` — webhook deliveries/s and latency against a real PostgreSQL.
 //! - `cargo xtask bench-corpus` — corpus search latency over 1,000,000 seeded submissions.
+//! - `cargo xtask gpu-pack` — karpa-train and prepared data for the GPU check on a CUDA host.
 
 mod bench;
 mod demo;
+mod gpu_pack;
 mod judge_sim;
 mod postgres;
 mod recipe_repo;
@@ -60,13 +62,15 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         rounds: u32,
     },
+    /// Fill .gpu/ with karpa-train and prepared data for the GPU check (bench/gpu_check.sh).
+    GpuPack,
     /// False-crown rate and power of the decision rule on real sandboxed runs (slow; not in CI).
     JudgeSim {
         #[arg(long, default_value = "tiny")]
         config: String,
         /// The change under test, `key=value` in the config's table of recipe.toml
         /// (repeat for several). The default is a real improvement on tiny of about
-        /// 3.5σ: twice the optimizer steps for the same tokens.
+        /// 4.5σ: twice the optimizer steps for the same tokens.
         #[arg(long = "change", default_value = "batch_rows=8")]
         changes: Vec<String>,
         #[arg(long, default_value_t = 10)]
@@ -86,6 +90,7 @@ fn main() -> Result<()> {
         Cmd::Demo => demo::run(&root),
         Cmd::Test { args } => test(&root, &args),
         Cmd::BenchTrainer { steps } => bench::run(&root, steps),
+        Cmd::GpuPack => gpu_pack::run(&root),
         Cmd::BenchWebhooks { deliveries, seconds, concurrency } => bench_against_postgres(
             &root,
             "bench-webhooks",
