@@ -30,7 +30,7 @@ for spec in $configs; do
   "$bin" bench --config "$cfg" --device "$device" --data "$pack/data/$cfg/public" --allow-unpinned-data \
     --steps "$steps" >"$out/bench-$cfg.json"
 done
-python3 - "$out" $configs <<'PY'
+"$python" - "$out" $configs <<'PY'
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 cal = json.loads((out / "calibration.json").read_text())

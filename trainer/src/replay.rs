@@ -26,7 +26,9 @@ pub struct ReplayReport {
     pub from_step: u64,
     pub steps: Vec<ReplayStep>,
     pub max_abs_diff: f64,
-    /// Seconds spent re-running the steps (after loading the checkpoint and data).
+    /// Seconds spent re-running the steps (after loading the checkpoint and data);
+    /// `karpa-train replay` prints it beside the report, as probe and eval do.
+    #[serde(skip)]
     pub compute_s: f64,
 }
 
