@@ -96,6 +96,7 @@ pub struct EvalPaths {
 
 pub fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option<NoiseFloor>, DecisionRule)> {
     let secret = std::fs::read(&p.secret_file).with_context(|| format!("cannot read {}", p.secret_file.display()))?;
+    crate::sandbox::protect_secret(&p.secret_file);
     if secret.len() < 16 {
         bail!("{} holds under 16 bytes; the replay choice would be guessable", p.secret_file.display());
     }
@@ -286,9 +287,12 @@ fn print_table(v: &Verdict) {
     }
     if let Some(e) = &v.eval {
         println!(
-            "    hidden-eval: build {:.1} s · probe {:.2} s · eval {:.2} s · replay {:.2} s · model compute {:.2} s",
-            e.build_s, e.probe_s, e.eval_s, e.replay_s, e.compute_s
+            "    hidden-eval: build {:.1} s · probe {:.2} s · eval {:.2} s · causality {:.2} s · replay {:.2} s · model compute {:.2} s",
+            e.build_s, e.probe_s, e.eval_s, e.causality_s, e.replay_s, e.compute_s
         );
+        if let Some(c) = &e.causality {
+            println!("    causality: {}", c.explain());
+        }
     }
     if let Some(d) = &v.decision {
         println!(

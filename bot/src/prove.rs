@@ -130,6 +130,10 @@ pub fn prove(args: &ProveArgs) -> Result<BundleManifest> {
     }
     run(&mut train)?;
     let finished_at = now();
+    // Once more after training, keeping the best of the two: a machine busy
+    // during one calibration must not make an honest log look too fast.
+    step("calibrating this machine again");
+    run(Command::new(&bin).args(["calibrate", "--keep-best", "--out"]).arg(staging.join("calibration.json")))?;
     for name in ["log.jsonl", "final_state.json", "checkpoints"] {
         std::fs::rename(run_dir.join(name), staging.join(name))?;
     }
@@ -206,7 +210,7 @@ pub fn resolve_libtorch(arg: Option<&Path>, repo: &Path) -> Result<PathBuf> {
 fn build_trainer(worktree: &Path, target_dir: &Path, libtorch: &Path, out: &Path) -> Result<PathBuf> {
     step("building karpa-train from the patched tree");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let built = crate::recipe_build::build_locked(target_dir, out, || {
+    let built = crate::recipe_build::build_locked(target_dir, worktree, out, || {
         run(Command::new(cargo)
             .current_dir(worktree)
             .args(["build", "--offline", "--locked", "--quiet", "--bin", "karpa-train"])

@@ -127,6 +127,14 @@ impl RecipeRepo {
         }
     }
 
+    /// The protocol config `name` as `tree` holds it (`trainer/configs/<name>.toml`).
+    pub fn protocol_config(&self, tree: Oid, name: &str) -> Result<proof::config::ProtocolConfig> {
+        let path = format!("trainer/configs/{name}.toml");
+        let entry = self.repo.find_tree(tree)?.get_path(Path::new(&path))?;
+        let blob = entry.to_object(&self.repo)?.peel_to_blob()?;
+        Ok(proof::config::ProtocolConfig::from_toml(name, &String::from_utf8_lossy(blob.content()))?)
+    }
+
     /// The harness digest of a tree (see `proof::harness`).
     pub fn harness_digest(&self, tree: Oid) -> Result<proof::Sha256Hex> {
         Ok(proof::harness::harness_digest(self.files(tree)?))

@@ -94,6 +94,7 @@ impl WorkerArgs {
     pub fn services(&self, pool: sqlx::PgPool) -> Result<crate::jobs::Services> {
         let key = std::fs::read(&self.app_key_file)
             .with_context(|| format!("cannot read {}", self.app_key_file.display()))?;
+        crate::sandbox::protect_secret(&self.app_key_file);
         let app = crate::forge::github::app_client(self.app_id, &key, &self.github_api)?;
         let rewrites = self
             .bundle_url_rewrites
@@ -163,6 +164,7 @@ pub fn read_secrets(files: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
         .iter()
         .map(|f| {
             let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            crate::sandbox::protect_secret(f);
             let secret = text.trim().as_bytes().to_vec();
             if secret.len() < 16 {
                 bail!("{} holds under 16 bytes; a webhook secret that short can be guessed", f.display());

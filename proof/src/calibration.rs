@@ -25,6 +25,27 @@ pub struct Calibration {
 }
 
 impl Calibration {
+    /// The better of two calibrations of one machine (taken before and after a
+    /// training, say): each measurement at its best, so a machine that was busy
+    /// during one of them is not held to its slower numbers. None when the two
+    /// describe different devices.
+    pub fn best_of(&self, other: &Calibration) -> Option<Calibration> {
+        if self.device != other.device || self.format != other.format || self.sdpa_shape != other.sdpa_shape {
+            return None;
+        }
+        let matmul_2048_fp32_ms = self.matmul_2048_fp32_ms.min(other.matmul_2048_fp32_ms);
+        Some(Calibration {
+            format: self.format.clone(),
+            device: self.device.clone(),
+            matmul_2048_fp32_ms,
+            matmul_peak_tflops: self.matmul_peak_tflops.max(other.matmul_peak_tflops),
+            sdpa_ms: self.sdpa_ms.min(other.sdpa_ms),
+            sdpa_shape: self.sdpa_shape,
+            memory_gbps: self.memory_gbps.max(other.memory_gbps),
+            h100_equivalence: H100_MATMUL_2048_FP32_MS / matmul_2048_fp32_ms,
+        })
+    }
+
     /// Cost of `wall_s` seconds on this machine, in H100-hours.
     pub fn h100_hours(&self, wall_s: f64) -> f64 {
         wall_s / 3600.0 * self.h100_equivalence
@@ -39,4 +60,40 @@ pub struct DeviceFacts {
     pub threads: i64,
     pub cuda_devices: i64,
     pub torch_version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cal(peak: f64, ms: f64) -> Calibration {
+        Calibration {
+            format: "karpa-calibration/v1".into(),
+            device: DeviceFacts {
+                kind: "cpu".into(),
+                name: "x".into(),
+                threads: 2,
+                cuda_devices: 0,
+                torch_version: "2.11.0".into(),
+            },
+            matmul_2048_fp32_ms: ms,
+            matmul_peak_tflops: peak,
+            sdpa_ms: ms,
+            sdpa_shape: [1, 4, 1024, 64],
+            memory_gbps: 10.0 / ms,
+            h100_equivalence: H100_MATMUL_2048_FP32_MS / ms,
+        }
+    }
+
+    #[test]
+    fn the_best_of_two_calibrations_takes_each_measurement_at_its_best() {
+        // Busy during the first: half the peak, twice the time.
+        let (busy, idle) = (cal(0.09, 200.0), cal(0.18, 100.0));
+        let best = busy.best_of(&idle).unwrap();
+        assert_eq!(best, idle);
+        assert_eq!(idle.best_of(&busy).unwrap(), idle);
+        let mut gpu = idle.clone();
+        gpu.device.kind = "cuda".into();
+        assert!(busy.best_of(&gpu).is_none(), "another device is not the same machine");
+    }
 }

@@ -20,6 +20,8 @@ pub struct ProtocolConfig {
     pub val_tokens: u64,
     /// Tokens of the hidden split the validator evaluates.
     pub eval_tokens: u64,
+    /// Secret (window, cut) pairs the causality check re-scores per hidden evaluation.
+    pub causality_rows: u64,
     pub checkpoint_fractions: Vec<f64>,
     pub max_params: i64,
     /// Cap on 6·params·token_budget.
@@ -80,6 +82,9 @@ impl ProtocolConfig {
             || self.checkpoint_fractions.last() != Some(&1.0)
         {
             return Err(format!("checkpoint_fractions must rise strictly within (0, 1] and end at 1.0"));
+        }
+        if self.causality_rows == 0 {
+            return Err("causality_rows must be positive: every hidden score is checked".into());
         }
         let d = &self.data;
         if d.vocab_size < 260 {

@@ -34,21 +34,28 @@ fn lr_patch(repo: &Path, out: &Path) -> PathBuf {
     patch
 }
 
-#[test]
-fn prove_builds_the_patched_recipe_and_seals_a_verifiable_bundle() {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = recipe_repo(tmp.path());
-    let patch = lr_patch(&repo, tmp.path());
-    let data = tmp.path().join("data");
+/// Prepares micro's data in `tmp/data` and proves `patch` into `tmp/bundle`.
+fn prove_on_micro(repo: &Path, patch: &Path, tmp: &Path, rationale: &str) -> (PathBuf, PathBuf) {
+    let data = tmp.join("data");
     run(
         &binary("karpa-train"),
         &[&"prepare", &"--config", &"micro", &"--input", &corpus(), &"--salt-file", &demo_salt_file(), &"--out", &data],
     )
     .ok();
-    let rationale = tmp.path().join("why.md");
-    std::fs::write(&rationale, "A higher peak learning rate suits a model this small.\n").unwrap();
-    let bundle = tmp.path().join("bundle");
-    run_prove(&repo, &patch, &data.join("public"), &rationale, &bundle).ok();
+    let why = tmp.join("why.md");
+    std::fs::write(&why, rationale).unwrap();
+    let bundle = tmp.join("bundle");
+    run_prove(repo, patch, &data.join("public"), &why, &bundle).ok();
+    (data, bundle)
+}
+
+#[test]
+fn prove_builds_the_patched_recipe_and_seals_a_verifiable_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = recipe_repo(tmp.path());
+    let patch = lr_patch(&repo, tmp.path());
+    let (data, bundle) =
+        prove_on_micro(&repo, &patch, tmp.path(), "A higher peak learning rate suits a model this small.\n");
 
     let verify = run(&binary("karpa"), &[&"bundle", &"verify", &bundle]).ok();
     assert!(verify.stdout.contains("all hold"), "{}", verify.stdout);
@@ -139,7 +146,14 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     // The harness's own model time: positive, and inside the sandboxed processes' wall time.
     let secs = |k: &str| v["eval"][k].as_f64().unwrap_or_else(|| panic!("eval.{k} in {v:#}"));
     let compute = secs("compute_s");
-    assert!(compute > 0.0 && compute < secs("probe_s") + secs("eval_s") + secs("replay_s"), "{v:#}");
+    assert!(
+        compute > 0.0 && compute < secs("probe_s") + secs("eval_s") + secs("causality_s") + secs("replay_s"),
+        "{v:#}"
+    );
+    // The causality check ran on the bundle's score, and the honest recipe passed it exactly.
+    let check = &v["eval"]["causality"];
+    assert_eq!((check["passed"].as_bool(), check["max_abs_diff"].as_f64()), (Some(true), Some(0.0)), "{v:#}");
+    assert!(check["pairs"].as_u64().unwrap() > 200 && check["positions"].as_u64().unwrap() > 4000, "{v:#}");
     let floor = |mean: f64| {
         let f = tmp.join(format!("floor-{mean}.json"));
         let values: Vec<f64> = [-0.001, 0.0, 0.001].iter().map(|d| mean + d).collect();
@@ -534,4 +548,67 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
 /// The manifest of the bundle packed at `file` (its folder sits next to it).
 fn tmp_bundle_manifest(file: &Path) -> PathBuf {
     file.parent().unwrap().join("bundle/manifest.json")
+}
+
+/// A hostile recipe as a real patch: `logits` adds a bonus to the logit of the
+/// token that follows each position, everywhere but the probe's four cuts. The
+/// probe passes; the causality check of the hidden score refuses it.
+#[test]
+fn a_recipe_that_looks_ahead_where_the_probe_does_not_is_refused_by_the_causality_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = recipe_repo(tmp.path());
+    let model = repo.join("recipe/src/model.rs");
+    let text = std::fs::read_to_string(&model).unwrap();
+    let honest = "    fn logits(&self, inputs: &Tensor) -> Tensor {\n        tch::no_grad(|| tch::autocast(self.on_cuda(), || self.forward(inputs)).to_kind(Kind::Float))\n    }\n";
+    let cheat = r#"    fn logits(&self, inputs: &Tensor) -> Tensor {
+        let honest = tch::no_grad(|| tch::autocast(self.on_cuda(), || self.forward(inputs)).to_kind(Kind::Float));
+        let (b, t) = (inputs.size()[0], inputs.size()[1]);
+        let v = self.spec.vocab_size;
+        let next = inputs.narrow(1, 1, t - 1).one_hot(v).to_kind(Kind::Float);
+        let pad = Tensor::zeros([b, 1, v], (Kind::Float, inputs.device()));
+        let weight: Vec<f32> = (0..t).map(|p| if [0, t / 4, t / 2, t - 2].contains(&p) { 0.0 } else { 3.0 }).collect();
+        let weight = Tensor::from_slice(&weight).view([1, t, 1]).to_device(inputs.device());
+        honest + Tensor::cat(&[next, pad], 1) * weight
+    }
+"#;
+    assert!(text.contains(honest), "the canonical logits changed; update this attack");
+    std::fs::write(&model, text.replacen(honest, cheat, 1)).unwrap();
+    let patch = tmp.path().join("lookahead.diff");
+    std::fs::write(&patch, git(&repo, &["diff"])).unwrap();
+    git(&repo, &["checkout", "-q", "-b", "pr/1"]);
+    git(&repo, &["commit", "-q", "-am", "sharper logits"]);
+    git(&repo, &["checkout", "-q", "main"]);
+
+    let (data, bundle) = prove_on_micro(&repo, &patch, tmp.path(), "Sharper logits.\n");
+
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "a validator secret of some length").unwrap();
+    let r = run(
+        &binary("karpa"),
+        &[
+            &"judge",
+            &"--json",
+            &"--pr",
+            &"pr/1",
+            &"--repo",
+            &repo,
+            &"--bundle",
+            &bundle,
+            &"--ledger",
+            &tmp.path().join("ledger"),
+            &"--data",
+            &data.join("public"),
+            &"--hidden",
+            &data.join("hidden"),
+            &"--secret-file",
+            &secret,
+            &"--target-dir",
+            &workspace_root().join("target/recipes"),
+        ],
+    );
+    let v = r.json();
+    assert_eq!(v["class"], "rejected", "{v:#}\n{}", r.stderr);
+    let finding = v["findings"].as_array().unwrap().iter().find(|f| f["code"] == "eval.causality");
+    let message = finding.unwrap_or_else(|| panic!("no eval.causality finding: {v:#}"))["message"].as_str().unwrap();
+    assert!(message.contains("hidden window") && message.contains("replaced"), "{message}");
 }

@@ -2,6 +2,7 @@
 //! without logging, evaluation or checkpoints (what bench/train_eager.py mirrors).
 
 use crate::config::ProtocolConfig;
+use crate::confine::{self, Strictness};
 use crate::data::dataset::{Dataset, TrainOrder, Windows};
 use crate::train::{build_recipe, rows_for_step};
 use anyhow::Result;
@@ -26,10 +27,18 @@ pub struct BenchResult {
     pub threads: i64,
 }
 
-pub fn bench(cfg: &ProtocolConfig, data: &Dataset, steps: u64, device: Device) -> Result<BenchResult> {
-    let mut recipe = build_recipe(cfg, device)?;
+/// Maps the training data, confines the process (see [`confine`]), then builds and times the recipe.
+pub fn bench(
+    cfg: &ProtocolConfig,
+    data: &Dataset,
+    steps: u64,
+    device: Device,
+    strictness: Strictness,
+) -> Result<BenchResult> {
     let train = data.train()?;
     let windows = Windows::new(&train, cfg.seq_len)?;
+    confine::restrict(device, &confine::Writable::nothing(), strictness)?.report();
+    let mut recipe = build_recipe(cfg, device)?;
     let mut order = TrainOrder::new(cfg.seed, windows.len());
     let (mut tokens_seen, mut timed_tokens, mut loss) = (0u64, 0u64, f64::NAN);
     let mut start = Instant::now();

@@ -26,20 +26,18 @@ pub struct BpbMeter {
 }
 
 impl BpbMeter {
-    /// Adds one batch: `logits` `[B, T, V]`, `targets` `[B, T]`, `token_bytes` `[V]` (int64).
-    pub fn add(&mut self, logits: &Tensor, targets: &Tensor, token_bytes: &Tensor) {
-        let v = logits.size()[2];
-        let nats = logits
-            .to_kind(Kind::Float)
-            .view([-1, v])
-            .cross_entropy_loss::<Tensor>(&targets.view([-1]), None, Reduction::None, -100, 0.0)
-            .to_kind(Kind::Double);
+    /// Adds one batch: `logits` `[B, T, V]`, `targets` `[B, T]`, `token_bytes` `[V]`
+    /// (int64). Returns each target's nats, row after row.
+    pub fn add(&mut self, logits: &Tensor, targets: &Tensor, token_bytes: &Tensor) -> Vec<f32> {
+        let token_nats = token_nats(logits, targets);
+        let nats = token_nats.to_kind(Kind::Double);
         let bytes = token_bytes.index_select(0, &targets.view([-1]));
         let counted = bytes.gt(0);
         self.nats_all += nats.sum(Kind::Double).double_value(&[]);
         self.nats_counted += nats.masked_select(&counted).sum(Kind::Double).double_value(&[]);
         self.tokens += targets.numel() as u64;
         self.bytes += bytes.sum(Kind::Int64).int64_value(&[]) as u64;
+        Vec::<f32>::try_from(token_nats.to_device(Device::Cpu)).expect("f32 nats")
     }
 
     pub fn result(&self) -> BpbResult {
@@ -52,7 +50,34 @@ impl BpbMeter {
     }
 }
 
-/// Evaluates the first `tokens` tokens of a split (whole windows, in order).
+/// Each target's next-token cross-entropy in nats, `[B·T]` f32 (the numbers the
+/// causality check compares, computed the same way in both passes).
+pub fn token_nats(logits: &Tensor, targets: &Tensor) -> Tensor {
+    let v = logits.size()[2];
+    logits.to_kind(Kind::Float).view([-1, v]).cross_entropy_loss::<Tensor>(
+        &targets.view([-1]),
+        None,
+        Reduction::None,
+        -100,
+        0.0,
+    )
+}
+
+/// The split's window that evaluated window `i` is: every other one, so that no
+/// row of a batch holds another row's targets (neighbouring windows share a
+/// token: window w's last target is window w+1's first input).
+pub fn evaluated_window(i: usize) -> usize {
+    2 * i
+}
+
+/// What the scoring pass returns: the score and every scored token's nats.
+pub struct Scored {
+    pub result: BpbResult,
+    /// `windows × seq_len` nats, window after window.
+    pub nats: Vec<f32>,
+}
+
+/// Evaluates `tokens / seq_len` windows of a split (every other one, in stream order).
 pub fn evaluate(
     recipe: &dyn Recipe,
     windows: &Windows,
@@ -60,21 +85,27 @@ pub fn evaluate(
     seq_len: i64,
     token_bytes: &[i64],
     device: Device,
-) -> anyhow::Result<BpbResult> {
+) -> anyhow::Result<Scored> {
     let n = (tokens / seq_len as u64) as usize;
-    if n > windows.len() {
-        anyhow::bail!("the split holds {} windows of {seq_len} tokens; {n} are needed", windows.len());
+    if n > 0 && evaluated_window(n - 1) >= windows.len() {
+        anyhow::bail!(
+            "the split holds {} windows of {seq_len} tokens; {} are needed (every other one of the first {})",
+            windows.len(),
+            n,
+            evaluated_window(n - 1) + 1
+        );
     }
     let table = Tensor::from_slice(token_bytes).to_device(device);
     let rows = recipe.batch_rows().max(1) as usize;
     let mut meter = BpbMeter::default();
+    let mut nats = Vec::with_capacity(n * seq_len as usize);
     for start in (0..n).step_by(rows) {
-        let idx: Vec<usize> = (start..(start + rows).min(n)).collect();
+        let idx: Vec<usize> = (start..(start + rows).min(n)).map(evaluated_window).collect();
         let (x, y) = windows.batch(&idx, device);
         let logits = recipe.logits(&x);
-        meter.add(&logits, &y, &table);
+        nats.extend(meter.add(&logits, &y, &table));
     }
-    Ok(meter.result())
+    Ok(Scored { result: meter.result(), nats })
 }
 
 #[cfg(test)]

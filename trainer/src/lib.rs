@@ -4,8 +4,10 @@
 
 pub mod bench;
 pub mod calibrate;
+pub mod causality;
 pub mod checkpoint;
 pub mod config;
+pub mod confine;
 pub mod data;
 pub mod eval;
 pub mod probe;

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 use tch::Device;
 use trainer::config::{self, ProtocolConfig};
+use trainer::confine::{self, Strictness, Writable};
 use trainer::data::dataset::{Dataset, Windows};
-use trainer::{calibrate, checkpoint, data, eval, probe, replay, train};
+use trainer::{calibrate, causality, checkpoint, data, eval, probe, replay, train};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +42,12 @@ struct Common {
     config: String,
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
+    /// Landlock before recipe code runs: `required` refuses to run unconfined
+    /// (the default for eval, causality, probe and replay, the validator's
+    /// commands), `best-effort` warns and runs on (the default for train and bench,
+    /// which miners run on their own machines; the validator passes `required`).
+    #[arg(long, value_enum, env = "KARPA_CONFINE")]
+    confine: Option<Strictness>,
 }
 
 #[derive(clap::Args)]
@@ -98,6 +105,28 @@ enum Command {
         /// The validator's `hidden/` folder (for --split hidden).
         #[arg(long)]
         hidden: Option<PathBuf>,
+        /// Write every scored token's nats here (little-endian f32, window after
+        /// window): what the causality check compares.
+        #[arg(long)]
+        nats_out: Option<PathBuf>,
+    },
+    /// Re-score secret (window, cut) pairs of the hidden eval with each window's
+    /// future replaced (JSON; the nats go to --out, pair after pair, positions 0..=cut).
+    Causality {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The validator's `hidden/` folder.
+        #[arg(long)]
+        hidden: PathBuf,
+        /// JSON list of {"window", "cut"} in the order to score them.
+        #[arg(long)]
+        pairs: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Causality, shape, finiteness and determinism checks (JSON; exit 1 on failure).
     Probe {
@@ -132,6 +161,10 @@ enum Command {
         device: DeviceArg,
         #[arg(long)]
         out: PathBuf,
+        /// If --out already holds a calibration of this machine, keep each
+        /// measurement at its best of the two (calibrate before and after training).
+        #[arg(long)]
+        keep_best: bool,
     },
     /// Training throughput of the recipe, without log or checkpoints (JSON).
     Bench {
@@ -155,8 +188,24 @@ fn device(arg: DeviceArg) -> Result<Device> {
     })
 }
 
+/// Results go to the real stdout even after recipe code has run (its prints go
+/// to stderr; see `trainer::confine`).
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    confine::write_result(&serde_json::to_string_pretty(value)?)?;
+    Ok(())
+}
+
+/// The command's confinement (its default unless --confine says otherwise),
+/// checked before anything is opened so a kernel without Landlock fails at once.
+fn strictness(common: &Common, default: Strictness) -> Result<Strictness> {
+    let s = common.confine.unwrap_or(default);
+    confine::check(s)?;
+    Ok(s)
+}
+
+/// Confines the process with nothing writable (see `trainer::confine`).
+fn confine_now(device: Device, strictness: Strictness) -> Result<()> {
+    confine::restrict(device, &Writable::nothing(), strictness)?.report();
     Ok(())
 }
 
@@ -186,26 +235,35 @@ fn run(cli: Cli) -> Result<bool> {
             Ok(true)
         }
         Command::Train { common, data, out, quiet, seed_offset } => {
+            let confine = strictness(&common, Strictness::BestEffort)?;
             let (mut cfg, data, device) = open(&common, &data)?;
             cfg.seed = cfg.seed.wrapping_add(seed_offset);
-            let state = train::train(&cfg, &data, &train::TrainOptions { out, device, quiet })?;
+            let state = train::train(&cfg, &data, &train::TrainOptions { out, device, quiet, confine })?;
             print_json(&state)?;
             Ok(true)
         }
-        Command::Eval { common, data, checkpoint: path, split, hidden } => {
+        Command::Eval { common, data, checkpoint: path, split, hidden, nats_out } => {
+            let confine = strictness(&common, Strictness::Required)?;
             let (cfg, data, device) = open(&common, &data)?;
             let tokens = match (split, hidden) {
                 (SplitArg::Val, _) => data.val()?,
                 (SplitArg::Hidden, Some(dir)) => data.hidden(&dir)?,
                 (SplitArg::Hidden, None) => bail!("--split hidden needs --hidden <validator's hidden folder>"),
             };
-            let mut recipe = train::build_recipe(&cfg, device)?;
             let (meta, state) = checkpoint::load(&path, &cfg.name, device)?;
-            recipe.load_state(&state).with_context(|| format!("{}", path.display()))?;
             let windows = Windows::new(&tokens, cfg.seq_len)?;
             let token_bytes = data.token_bytes()?;
+            // The output is opened now: once confined, no path can be opened for writing.
+            let nats_file = nats_out.as_deref().map(confine::Output::create).transpose()?;
+            confine_now(device, confine)?;
+            let mut recipe = train::build_recipe(&cfg, device)?;
+            recipe.load_state(&state).with_context(|| format!("{}", path.display()))?;
             let started = Instant::now();
-            let r = eval::evaluate(recipe.as_ref(), &windows, cfg.eval_tokens, cfg.seq_len, &token_bytes, device)?;
+            let scored = eval::evaluate(recipe.as_ref(), &windows, cfg.eval_tokens, cfg.seq_len, &token_bytes, device)?;
+            if let Some(file) = nats_file {
+                file.finish(&proof::causality::f32_bytes(&scored.nats))?;
+            }
+            let r = scored.result;
             print_json(&serde_json::json!({
                 "config": cfg.name, "checkpoint_step": meta.step,
                 "split": if split == SplitArg::Val { "val" } else { "hidden" },
@@ -214,13 +272,44 @@ fn run(cli: Cli) -> Result<bool> {
             }))?;
             Ok(true)
         }
-        Command::Probe { common, data, checkpoint: path } => {
+        Command::Causality { common, data, checkpoint, hidden, pairs, out } => {
+            let confine = strictness(&common, Strictness::Required)?;
             let (cfg, data, device) = open(&common, &data)?;
+            let pairs: Vec<proof::causality::Pair> = serde_json::from_slice(
+                &std::fs::read(&pairs).with_context(|| format!("cannot read {}", pairs.display()))?,
+            )
+            .with_context(|| format!("{} is not a list of pairs", pairs.display()))?;
+            let (_, state) = checkpoint::load(&checkpoint, &cfg.name, device)?;
+            let evaluated = (cfg.eval_tokens / cfg.seq_len as u64) as usize;
+            let rows = {
+                let (hidden, val) = (data.hidden(&hidden)?, data.val()?);
+                let (hidden, filler) = (Windows::new(&hidden, cfg.seq_len)?, Windows::new(&val, cfg.seq_len)?);
+                causality::prepare_rows(&hidden, &filler, &pairs, evaluated, cfg.seq_len)?
+            }; // the hidden split is unmapped here, before any recipe code runs
+            let out_file = confine::Output::create(&out)?;
+            confine_now(device, confine)?;
             let mut recipe = train::build_recipe(&cfg, device)?;
-            if let Some(path) = path {
-                let (_, state) = checkpoint::load(&path, &cfg.name, device)?;
-                recipe.load_state(&state).with_context(|| format!("{}", path.display()))?;
-            }
+            recipe.load_state(&state).with_context(|| format!("{}", checkpoint.display()))?;
+            let started = Instant::now();
+            let per_call = recipe.batch_rows().max(1) as usize;
+            let nats = match causality::rescore(recipe.as_ref(), &rows, per_call, cfg.data.vocab_size as i64, device) {
+                Ok(nats) => nats,
+                Err(e) => {
+                    print_json(&serde_json::json!({"passed": false, "reason": e.to_string()}))?;
+                    return Ok(false);
+                }
+            };
+            out_file.finish(&proof::causality::f32_bytes(&nats))?;
+            let compute_s = started.elapsed().as_secs_f64();
+            print_json(&serde_json::json!({
+                "passed": true, "pairs": pairs.len(), "positions": nats.len(), "compute_s": compute_s,
+            }))?;
+            Ok(true)
+        }
+        Command::Probe { common, data, checkpoint: path } => {
+            let confine = strictness(&common, Strictness::Required)?;
+            let (cfg, data, device) = open(&common, &data)?;
+            let state = path.as_ref().map(|p| checkpoint::load(p, &cfg.name, device)).transpose()?;
             let val = data.val()?;
             let windows = Windows::new(&val, cfg.seq_len)?;
             if windows.len() < 4 {
@@ -228,6 +317,11 @@ fn run(cli: Cli) -> Result<bool> {
             }
             let (x, _) = windows.batch(&[0, 1], device);
             let (other, _) = windows.batch(&[2, 3], device);
+            confine_now(device, confine)?;
+            let mut recipe = train::build_recipe(&cfg, device)?;
+            if let (Some(path), Some((_, state))) = (&path, &state) {
+                recipe.load_state(state).with_context(|| format!("{}", path.display()))?;
+            }
             let started = Instant::now();
             let report = probe::probe(recipe.as_ref(), &x, &other, cfg.data.vocab_size as i64, device);
             let compute_s = started.elapsed().as_secs_f64();
@@ -235,8 +329,9 @@ fn run(cli: Cli) -> Result<bool> {
             Ok(report.passed)
         }
         Command::Replay { common, data, run, from_step, steps, tolerance } => {
+            let confine = strictness(&common, Strictness::Required)?;
             let (cfg, data, device) = open(&common, &data)?;
-            let report = replay::replay(&cfg, &data, &run, from_step, steps, device)?;
+            let report = replay::replay(&cfg, &data, &run, from_step, steps, device, confine)?;
             let ok = report.max_abs_diff <= tolerance;
             let compute_s = report.compute_s;
             print_json(
@@ -244,26 +339,34 @@ fn run(cli: Cli) -> Result<bool> {
             )?;
             Ok(ok)
         }
-        Command::Calibrate { device: d, out } => {
-            let c = calibrate::calibrate(device(d)?);
+        Command::Calibrate { device: d, out, keep_best } => {
+            let mut c = calibrate::calibrate(device(d)?);
+            if keep_best && out.exists() {
+                let before: proof::calibration::Calibration = serde_json::from_slice(&std::fs::read(&out)?)
+                    .with_context(|| format!("{} is not a calibration", out.display()))?;
+                c = c.best_of(&before).with_context(|| format!("{} calibrates another device", out.display()))?;
+            }
             proof::fsio::write_json_atomic(&out, &c).with_context(|| format!("cannot write {}", out.display()))?;
             print_json(&c)?;
             Ok(true)
         }
         Command::Bench { common, data, steps } => {
+            let confine = strictness(&common, Strictness::BestEffort)?;
             let (cfg, data, device) = open(&common, &data)?;
-            print_json(&trainer::bench::bench(&cfg, &data, steps, device)?)?;
+            print_json(&trainer::bench::bench(&cfg, &data, steps, device, confine)?)?;
             Ok(true)
         }
         Command::Configs => {
-            println!("{:<8} {:>6}  about", "config", "judge");
+            println!("{:<8} {:>6} {:>10}  about", "config", "judge", "causality");
             for name in config::names() {
                 let c = config::load(name)?;
                 let hp = recipe::HParams::from_toml(config::RECIPE_TOML, name)?;
-                let judge = c.judge_compute(hp.batch_rows as u64).fraction();
-                println!("{:<8} {:>5.2}%  {}", c.name, judge * 100.0, c.about);
+                let judge = c.judge_compute(hp.batch_rows as u64);
+                let check = judge.causality / judge.training;
+                println!("{:<8} {:>5.2}% {:>9.2}%  {}", c.name, judge.fraction() * 100.0, check * 100.0, c.about);
             }
-            println!("judge: probe, hidden eval and replay as a share of training FLOPs, at recipe.toml's batch");
+            println!("judge: probe, hidden eval, causality check and replay as a share of training FLOPs, at recipe.toml's batch");
+            println!("causality: the check's part of it (the config's `causality_rows` secret pairs, forward)");
             Ok(true)
         }
     }

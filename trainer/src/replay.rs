@@ -4,6 +4,7 @@
 
 use crate::checkpoint;
 use crate::config::ProtocolConfig;
+use crate::confine::{self, Strictness};
 use crate::data::dataset::{Dataset, TrainOrder, Windows};
 use crate::train::{build_recipe, rows_for_step, seed_step, LOG_FILE};
 use anyhow::{bail, Context, Result};
@@ -33,7 +34,7 @@ pub struct ReplayReport {
 }
 
 /// Replays `count` steps after `from_step` (0 = from the seeded initialisation) of
-/// the run in `run_dir`.
+/// the run in `run_dir`, confined (see [`confine`]) once the checkpoint and data are loaded.
 pub fn replay(
     cfg: &ProtocolConfig,
     data: &Dataset,
@@ -41,6 +42,7 @@ pub fn replay(
     from_step: u64,
     count: u64,
     device: Device,
+    strictness: Strictness,
 ) -> Result<ReplayReport> {
     let log_path = run_dir.join(LOG_FILE);
     let text = std::fs::read_to_string(&log_path).with_context(|| format!("cannot read {}", log_path.display()))?;
@@ -50,8 +52,9 @@ pub fn replay(
         bail!("the log has {} steps after step {from_step}; {count} were asked for", logged.len());
     }
 
-    let mut recipe = build_recipe(cfg, device)?;
+    // Load the checkpoint (if any) and map the data before confinement, then build the recipe.
     let mut tokens_seen = 0;
+    let mut start_state = None;
     if from_step > 0 {
         let Some(LogLine::Checkpoint(ck)) =
             lines.iter().find(|l| matches!(l, LogLine::Checkpoint(c) if c.step == from_step))
@@ -70,12 +73,17 @@ pub fn replay(
         if meta.data_manifest != data.manifest_sha256.as_str() {
             bail!("{} was trained on data {}, not {}", path.display(), meta.data_manifest, data.manifest_sha256);
         }
-        recipe.load_state(&state).with_context(|| format!("{}", path.display()))?;
         tokens_seen = meta.tokens_seen;
+        start_state = Some((path, state));
     }
 
     let train_tokens = data.train()?;
     let windows = Windows::new(&train_tokens, cfg.seq_len)?;
+    confine::restrict(device, &confine::Writable::nothing(), strictness)?.report();
+    let mut recipe = build_recipe(cfg, device)?;
+    if let Some((path, state)) = start_state {
+        recipe.load_state(&state).with_context(|| format!("{}", path.display()))?;
+    }
     let mut order = TrainOrder::new(cfg.seed, windows.len());
     let mut out = Vec::new();
     let started = std::time::Instant::now();

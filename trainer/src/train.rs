@@ -4,6 +4,7 @@
 
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::config::{ProtocolConfig, RECIPE_TOML};
+use crate::confine::{self, Strictness};
 use crate::data::dataset::{Dataset, TrainOrder, Windows};
 use crate::eval;
 use crate::progress::Progress;
@@ -25,6 +26,8 @@ pub struct TrainOptions {
     pub out: PathBuf,
     pub device: Device,
     pub quiet: bool,
+    /// Landlock before the recipe is built: only the run folder stays writable.
+    pub confine: Strictness,
 }
 
 /// Builds the recipe for `cfg`, seeded, with the config's caps enforced.
@@ -83,15 +86,20 @@ pub fn partial_dir(out: &Path) -> PathBuf {
 
 fn run(cfg: &ProtocolConfig, data: &Dataset, opts: &TrainOptions, dir: &Path) -> Result<FinalState> {
     let device = opts.device;
-    let mut recipe = build_recipe(cfg, device)?;
     let train_tokens = data.train()?;
     let train_windows = Windows::new(&train_tokens, cfg.seq_len)?;
     let val_tokens = data.val()?;
     let val_windows = Windows::new(&val_tokens, cfg.seq_len)?;
     let token_bytes = data.token_bytes()?;
     let mut order = TrainOrder::new(cfg.seed, train_windows.len());
-
     let mut log = LogWriter::create(&dir.join(LOG_FILE))?;
+
+    // Everything is open: from here on only the run folder can be written (and
+    // renamed into place in its parent when the run completes).
+    let parent = opts.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let writable = confine::Writable { dirs: vec![dir.to_path_buf()], rename_in: vec![parent.to_path_buf()] };
+    confine::restrict(device, &writable, opts.confine)?.report();
+    let mut recipe = build_recipe(cfg, device)?;
     log.write(&LogLine::Start(StartLine {
         format: LOG_FORMAT.into(),
         config: cfg.name.clone(),
@@ -140,7 +148,8 @@ fn run(cfg: &ProtocolConfig, data: &Dataset, opts: &TrainOptions, dir: &Path) ->
         if due_checkpoints.peek().is_some_and(|&t| tokens_seen >= t) {
             while due_checkpoints.next_if(|&t| tokens_seen >= t).is_some() {}
             let val = eval::evaluate(recipe.as_ref(), &val_windows, cfg.val_tokens, cfg.seq_len, &token_bytes, device)
-                .context("public validation")?;
+                .context("public validation")?
+                .result;
             val_bpb = val.bpb;
             log.write(&LogLine::Val(ValLine {
                 step,

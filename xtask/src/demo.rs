@@ -293,7 +293,7 @@ fn path(p: &Path) -> Result<&str> {
     p.to_str().with_context(|| format!("{} is not UTF-8", p.display()))
 }
 
-/// The judge's model compute (probe, hidden eval, replay) against the bundle's
+/// The judge's model compute (probe, hidden eval, causality check, replay) against the bundle's
 /// training time: both measured on this machine, so their ratio is the judge's cost.
 fn judge_cost(eval: &Value, bundle: &Path) -> Result<Option<String>> {
     let Some(compute) = eval["compute_s"].as_f64() else { return Ok(None) };
@@ -307,11 +307,12 @@ fn judge_cost(eval: &Value, bundle: &Path) -> Result<Option<String>> {
     let stage = |k: &str| eval[k].as_f64().unwrap_or(f64::NAN);
     Ok(Some(format!(
         "judge compute {compute:.2} s = {:.2} % of the bundle's {training:.1} s of training \
-         (sandboxed stages: build {:.1} s, probe {:.2} s, eval {:.2} s, replay {:.2} s)",
+         (sandboxed stages: build {:.1} s, probe {:.2} s, eval {:.2} s, causality check {:.2} s, replay {:.2} s)",
         100.0 * compute / training,
         stage("build_s"),
         stage("probe_s"),
         stage("eval_s"),
+        stage("causality_s"),
         stage("replay_s"),
     )))
 }

@@ -322,6 +322,9 @@ pub struct VerdictRecord {
     /// [{stage, passed, seconds}]
     #[schema(value_type = Vec<Object>)]
     pub stages: serde_json::Value,
+    /// The hidden score's causality check: pairs, positions, largest difference (null before it ran).
+    #[schema(value_type = Option<Object>)]
+    pub causality: Option<serde_json::Value>,
     pub judge_version: String,
     pub judged_at: String,
 }
@@ -387,7 +390,7 @@ pub async fn submission(pool: &PgPool, id: &super::SubmissionId) -> sqlx::Result
     .await?;
     let verdicts = sqlx::query_as::<_, VerdictRecord>(concat!(
         "SELECT judged_king, class, summary, challenger_bpb, king_mean, sigma, n, gain, threshold, confirmation_mean,
-                findings, stages, judge_version, ",
+                findings, stages, verdict->'eval'->'causality' AS causality, judge_version, ",
         utc!("judged_at"),
         " AS judged_at FROM verdicts v WHERE submission_id = $1 ORDER BY v.judged_at DESC, v.id DESC"
     ))

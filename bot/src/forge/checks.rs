@@ -104,8 +104,20 @@ pub fn render(v: &Verdict, links: &Links) -> CheckOutput {
     }
     if let Some(e) = &v.eval {
         let replay = format!("replay from step {}", e.replay_from_step);
-        let parts =
-            [("build", e.build_s), ("probe", e.probe_s), ("hidden eval", e.eval_s), (replay.as_str(), e.replay_s)];
+        let check = match &e.causality {
+            Some(c) => format!(
+                "causality check: {} secret pairs, {} positions, largest difference {:.1e} nats",
+                c.pairs, c.positions, c.max_abs_diff
+            ),
+            None => "causality check".into(),
+        };
+        let parts = [
+            ("build", e.build_s),
+            ("probe", e.probe_s),
+            ("hidden eval", e.eval_s),
+            (check.as_str(), e.causality_s),
+            (replay.as_str(), e.replay_s),
+        ];
         for (part, seconds) in parts {
             let _ = writeln!(s, "| ↳ {part} | | {seconds:.2} |");
         }
@@ -268,13 +280,27 @@ mod tests {
             build_s: 5.6,
             probe_s: 0.3,
             eval_s: 0.45,
+            causality: Some(proof::causality::CausalityReport {
+                passed: true,
+                pairs: 190,
+                positions: 12_160,
+                violations: 0,
+                max_abs_diff: 2.4e-7,
+                worst: None,
+                cut_mean_diff: 0.0,
+                tolerance: proof::causality::Tolerance::for_device(false),
+            }),
+            causality_s: 0.61,
             replay_s: 0.59,
             compute_s: 0.51,
         });
         let out = render(&v, &Links::default());
-        for row in
-            ["| ↳ build | | 5.60 |", "| ↳ replay from step 192 | | 0.59 |", "| ↳ of which model compute | | 0.51 |"]
-        {
+        for row in [
+            "| ↳ build | | 5.60 |",
+            "| ↳ replay from step 192 | | 0.59 |",
+            "| ↳ of which model compute | | 0.51 |",
+            "| ↳ causality check: 190 secret pairs, 12160 positions, largest difference 2.4e-7 nats | | 0.61 |",
+        ] {
             assert!(out.summary.contains(row), "{row} in {}", out.summary);
         }
         assert!(!render(&verdict(vec![]), &Links::default()).summary.contains("↳"), "no eval, no breakdown");

@@ -1,14 +1,17 @@
 //! The hidden evaluation, run as a job: build the PR's recipe from its tree
 //! (offline, against the locked dependencies), then probe, evaluate on the hidden
-//! split and replay one segment chosen by HMAC(validator secret, bundle digest) —
-//! every step inside the sandbox, the hidden split mounted only for `eval`.
+//! split, check that score's causality and replay one segment chosen by
+//! HMAC(validator secret, bundle digest) — every step inside the sandbox, the
+//! hidden split mounted only for the scoring pass and the causality check.
 
+use super::causality::score_hidden;
 use super::Finding;
 use crate::repo::RecipeRepo;
 use crate::sandbox::{Limits, Mounts, Sandbox};
 use anyhow::{bail, Context, Result};
 use hmac::{Hmac, Mac};
 use proof::bundle::BundleManifest;
+use proof::config::ProtocolConfig;
 use serde::Serialize;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -44,8 +47,13 @@ pub struct EvalResult {
     pub build_s: f64,
     pub probe_s: f64,
     pub eval_s: f64,
+    /// The causality check of the hidden score: what was compared and found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causality: Option<proof::causality::CausalityReport>,
+    #[serde(default)]
+    pub causality_s: f64,
     pub replay_s: f64,
-    /// Seconds the harness spent on the model in probe, eval and replay, as it
+    /// Seconds the harness spent on the model in probe, eval, check and replay, as it
     /// reports them: the stages' wall time less process start-up and loading.
     #[serde(default)]
     pub compute_s: f64,
@@ -68,7 +76,7 @@ pub fn confirmation_seed(secret: &[u8], bundle_digest: &str, i: u32) -> u64 {
 
 /// HMAC-SHA256(secret, purpose ‖ 0 ‖ bundle digest), first 8 bytes: a choice the
 /// miner cannot predict, different per purpose.
-fn keyed_choice(secret: &[u8], purpose: &str, bundle_digest: &str) -> u64 {
+pub(crate) fn keyed_choice(secret: &[u8], purpose: &str, bundle_digest: &str) -> u64 {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(purpose.as_bytes());
     mac.update(&[0]);
@@ -86,7 +94,7 @@ pub fn evaluate(
     repo: &RecipeRepo,
     (head_tree, king_tree): (git2::Oid, git2::Oid),
     bundle: &Path,
-    manifest: &BundleManifest,
+    (manifest, protocol): (&BundleManifest, &ProtocolConfig),
     work: &Path,
 ) -> Result<std::result::Result<(EvalResult, PathBuf), Vec<Finding>>> {
     let reject = |code, msg: String| Ok(Err(vec![Finding::reject(code, "recipe", None, msg)]));
@@ -111,32 +119,25 @@ pub fn evaluate(
         setup.data.clone().into_os_string(),
     ];
     let (steps, last) = checkpoints(bundle)?;
-    let harness = |args: Vec<OsString>, hidden: bool| {
-        let extra = [vec![bundle.to_path_buf()], if hidden { vec![setup.hidden.clone()] } else { vec![] }].concat();
-        run_harness(sandbox, setup, &bin, extra, vec![], args)
-    };
+    let harness = |args: Vec<OsString>| run_harness(sandbox, setup, &bin, vec![bundle.to_path_buf()], vec![], args);
 
-    let (probe, report) = harness(
-        [vec!["probe".into()], cfg.to_vec(), vec!["--checkpoint".into(), last.clone().into()]].concat(),
-        false,
-    )?;
-    if report["passed"] != true {
+    let (probe, report) =
+        harness([vec!["probe".into()], cfg.to_vec(), vec!["--checkpoint".into(), last.clone().into()]].concat())?;
+    // A result counts only from a harness that also exited cleanly.
+    if report["passed"] != true || !probe.output.status.success() {
         return reject(
             "eval.probe",
-            format!("the causality probe failed: {}", summarize(&report, &probe.output.stderr)),
+            format!(
+                "the causality probe (an early filter; the causality check decides) failed: {}",
+                summarize(&report, &probe.output.stderr)
+            ),
         );
     }
-    let (eval, result) = harness(
-        [
-            vec!["eval".into(), "--split".into(), "hidden".into(), "--hidden".into(), setup.hidden.clone().into()],
-            cfg.to_vec(),
-            vec!["--checkpoint".into(), last.into()],
-        ]
-        .concat(),
-        true,
-    )?;
-    let Some(hidden_bpb) = result["val_bpb"].as_f64().filter(|b| b.is_finite()) else {
-        return reject("eval.hidden", format!("hidden evaluation failed: {}", tail_of(&eval.output.stderr)));
+    let key = manifest.digest().to_string();
+    let checks = (key.as_str(), protocol.causality_rows);
+    let score = match score_hidden(sandbox, setup, &bin, protocol, &last, vec![bundle.to_path_buf()], checks)? {
+        Ok(score) => score,
+        Err(finding) => return Ok(Err(vec![finding])),
     };
     let from = replay_start(&setup.secret, manifest.digest().as_str(), &steps);
     let (replay, rep) = harness(
@@ -155,21 +156,23 @@ pub fn evaluate(
             cfg.to_vec(),
         ]
         .concat(),
-        false,
     )?;
     let diff = rep["report"]["max_abs_diff"].as_f64().unwrap_or(f64::INFINITY);
-    if rep["passed"] != true {
+    if rep["passed"] != true || !replay.output.status.success() {
         return reject("eval.replay", format!("replaying {REPLAY_STEPS} steps from step {from} differs from the log by {diff:.3e} nats (tolerance {REPLAY_TOLERANCE}): {}", tail_of(&replay.output.stderr)));
     }
+    let model_s: f64 = [&report, &rep].iter().filter_map(|r| r["compute_s"].as_f64()).sum();
     let result = EvalResult {
-        hidden_bpb,
+        hidden_bpb: score.bpb,
         replay_from_step: from,
         replay_max_abs_diff: diff,
         build_s,
         probe_s: probe.seconds,
-        eval_s: eval.seconds,
+        eval_s: score.eval_s,
+        causality_s: score.check_s,
         replay_s: replay.seconds,
-        compute_s: [&report, &result, &rep].iter().filter_map(|r| r["compute_s"].as_f64()).sum(),
+        compute_s: model_s + score.eval_compute_s + score.check_compute_s,
+        causality: Some(score.causality),
     };
     Ok(Ok((result, bin)))
 }
@@ -241,7 +244,7 @@ pub fn build(
         .chain(["build", "--offline", "--locked", "--quiet", "--bin", "karpa-train"].map(OsString::from))
         .collect();
     let out = work.join(format!("karpa-train-{tree}"));
-    crate::recipe_build::build_locked(&setup.target_dir, &out, || {
+    crate::recipe_build::build_locked(&setup.target_dir, &dir, &out, || {
         let done = sandbox.run(&mounts, &setup.limits, &dir, &env, &cmd)?;
         if done.timed_out {
             return Ok(Err("the build ran out of time".into()));

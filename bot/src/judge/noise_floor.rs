@@ -2,12 +2,17 @@
 //! path the judge uses, and evaluate each on the hidden split. The spread of those
 //! numbers is what a challenger's gain must clear. The judge's confirmation run
 //! is one more such run, of the challenger, with a seed the validator picks.
+//! Every one of these hidden scores passes the causality check, so a king's
+//! numbers are held to the same standard as a challenger's.
 
+use super::causality::{score_hidden, HiddenScore};
 use super::decision::NoiseFloor;
 use super::evaluate::{build, run_harness, EvalSetup};
+use super::Finding;
 use crate::repo::{King, RecipeRepo};
 use crate::sandbox::Sandbox;
 use anyhow::{bail, Result};
+use proof::config::ProtocolConfig;
 use std::ffi::OsString;
 use std::path::Path;
 
@@ -23,6 +28,7 @@ pub fn measure(
     if seeds.end < seeds.start + 2 {
         bail!("a noise floor needs at least 2 seeds");
     }
+    let cfg = repo.protocol_config(king.tree, config)?;
     let work = tempfile::Builder::new().prefix("karpa-noise-").tempdir()?;
     let bin = match build(sandbox, setup, repo, king.tree, work.path())? {
         Ok(bin) => bin,
@@ -30,25 +36,29 @@ pub fn measure(
     };
     let mut values = Vec::new();
     for seed in seeds {
-        match seeded_bpb(sandbox, setup, &bin, config, seed, work.path())? {
-            Ok(bpb) => values.push(bpb),
-            Err(why) => bail!("seed {seed}: {why}"),
+        let key = format!("{}/floor-seed-{seed}", king.tag);
+        match seeded_bpb(sandbox, setup, &bin, &cfg, seed, &key, work.path())? {
+            Ok(score) => values.push(score.bpb),
+            Err(why) => bail!("seed {seed}: {}", why.message),
         }
         eprintln!("karpa noise-floor: {} seed +{seed}: hidden bpb {:.5}", king.tag, values[values.len() - 1]);
     }
     Ok(NoiseFloor { king: king.tag.clone(), config: config.to_string(), values })
 }
 
-/// Trains the built harness `bin` with `seed_offset` and evaluates its last
-/// checkpoint on the hidden split. Ok(Err(why)) when the recipe itself fails.
+/// Trains the built harness `bin` with `seed_offset` and scores its last
+/// checkpoint on the hidden split, causality checked with pairs keyed by `key`.
+/// Ok(Err(finding)) when the recipe itself fails.
 pub fn seeded_bpb(
     sandbox: &Sandbox,
     setup: &EvalSetup,
     bin: &Path,
-    config: &str,
+    cfg: &ProtocolConfig,
     seed_offset: u64,
+    key: &str,
     work: &Path,
-) -> Result<std::result::Result<f64, String>> {
+) -> Result<std::result::Result<HiddenScore, Finding>> {
+    let config = cfg.name.as_str();
     let runs = work.join("runs");
     let out = runs.join(format!("seed-{seed_offset}"));
     std::fs::create_dir_all(&runs)?;
@@ -61,6 +71,10 @@ pub fn seeded_bpb(
     };
     let mut args = common("train");
     args.extend([
+        // The validator's trainings are confined or do not run (train's default
+        // is best-effort, for miners' machines).
+        "--confine".into(),
+        "required".into(),
         "--quiet".into(),
         "--seed-offset".into(),
         seed_offset.to_string().into(),
@@ -69,20 +83,9 @@ pub fn seeded_bpb(
     ]);
     let (done, state) = run_harness(sandbox, setup, bin, vec![], vec![runs.clone()], args)?;
     let Some(last) = state["checkpoints"].as_array().and_then(|c| c.last()).and_then(|c| c["path"].as_str()) else {
-        return Ok(Err(format!("training failed: {}", super::evaluate::tail_of(&done.output.stderr))));
+        let why = format!("training failed: {}", super::evaluate::tail_of(&done.output.stderr));
+        return Ok(Err(Finding::reject("decision.confirmation", "recipe", None, why)));
     };
-    let mut args = common("eval");
-    args.extend([
-        "--split".into(),
-        "hidden".into(),
-        "--hidden".into(),
-        setup.hidden.clone().into(),
-        "--checkpoint".into(),
-        out.join(last).into(),
-    ]);
-    let (done, result) = run_harness(sandbox, setup, bin, vec![runs.clone(), setup.hidden.clone()], vec![], args)?;
-    Ok(match result["val_bpb"].as_f64().filter(|b| b.is_finite()) {
-        Some(bpb) => Ok(bpb),
-        None => Err(format!("evaluation failed: {}", super::evaluate::tail_of(&done.output.stderr))),
-    })
+    let rows = cfg.causality_rows * proof::judge_budget::CONFIRMATION_CAUSALITY_FACTOR;
+    score_hidden(sandbox, setup, bin, cfg, &out.join(last), vec![runs], (key, rows))
 }

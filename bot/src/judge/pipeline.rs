@@ -231,9 +231,19 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
     };
     let t = std::time::Instant::now();
     let work = tempfile::Builder::new().prefix("karpa-judge-").tempdir()?;
-    let evaluated = evaluate(&sandbox, setup, &repo, (head_tree, king.tree), dir, &manifest, work.path());
+    let protocol = repo.protocol_config(king.tree, &manifest.config)?;
+    let evaluated = evaluate(&sandbox, setup, &repo, (head_tree, king.tree), dir, (&manifest, &protocol), work.path());
     let passed = matches!(evaluated, Ok(Ok(_)));
     run.stages.push(StageReport { stage: "hidden-eval".into(), passed, seconds: t.elapsed().as_secs_f64() });
+    // The causality check runs inside the hidden eval; it gets its own line.
+    let check = match &evaluated {
+        Ok(Ok((result, _))) => Some((true, result.causality_s)),
+        Ok(Err(findings)) if findings.iter().any(|f| f.code == "eval.causality") => Some((false, 0.0)),
+        _ => None,
+    };
+    if let Some((passed, seconds)) = check {
+        run.stages.push(StageReport { stage: "causality-check".into(), passed, seconds });
+    }
     let (result, bin) = match evaluated {
         Ok(Ok(done)) => done,
         Ok(Err(findings)) => {
@@ -291,12 +301,22 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
         };
         for i in 0..input.rule.confirmation_runs {
             let seed = super::evaluate::confirmation_seed(&setup.secret, manifest.digest().as_str(), i);
-            let trained = super::noise_floor::seeded_bpb(&sandbox, setup, &bin, &manifest.config, seed, work.path());
+            let key = format!("{}/confirm-{i}", manifest.digest());
+            let trained = super::noise_floor::seeded_bpb(&sandbox, setup, &bin, &protocol, seed, &key, work.path());
             c.seed_offsets.push(seed);
             match trained {
-                Ok(Ok(bpb)) => c.hidden_bpb.push(bpb),
-                Ok(Err(why)) => {
-                    run.findings.push(Finding::reject("decision.confirmation", "recipe", None, why));
+                Ok(Ok(score)) => c.hidden_bpb.push(score.bpb),
+                Ok(Err(finding)) => {
+                    let cheated = finding.code == "eval.causality";
+                    run.findings.push(finding);
+                    if cheated {
+                        run.stages.push(StageReport { stage: "confirmation".into(), passed: false, seconds: 0.0 });
+                        run.confirmation = Some(c);
+                        return Ok(run.verdict(
+                            VerdictClass::Rejected,
+                            "a confirmation run's hidden score failed the causality check",
+                        ));
+                    }
                     c.hidden_bpb.push(f64::NAN);
                     break;
                 }

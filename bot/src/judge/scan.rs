@@ -16,6 +16,10 @@ const MACROS: &[&str] =
 const MODULES: &[&str] = &["fs", "net", "process", "env", "os", "thread", "ffi", "arch", "intrinsics"];
 const ROOTS: &[&str] = &["std", "core", "alloc"];
 /// tch functions and types that read or write files (or load TorchScript).
+/// Complete for the locked tch: `scan/tch_api.rs` derives every public function
+/// that takes a path from tch's own source and fails when one is missing here.
+/// Denied by name wherever it appears (a path, a method call, a macro's tokens),
+/// so aliases and glob imports do not hide them.
 const TCH_IO: &[&str] = &[
     "save",
     "load",
@@ -30,6 +34,25 @@ const TCH_IO: &[&str] = &[
     "write_npz",
     "read_safetensors",
     "write_safetensors",
+    "from_file",
+    "f_from_file",
+    "from_file_out",
+    "f_from_file_out",
+    "fill_safetensors",
+    "load_multi_with_device",
+    "loadz_multi",
+    "loadz_multi_with_device",
+    "load_dir",
+    "load_from_dir",
+    "load_and_resize",
+    "load_image",
+    "load_image_and_resize",
+    "load_image_and_resize224",
+    "save_image",
+    "load_hwc",
+    "save_hwc",
+    // Takes a path only to name it in an error, but recipe code has no use for it.
+    "path_context",
     "CModule",
     "TrainableCModule",
     "TextData",
@@ -309,6 +332,9 @@ impl<'ast> Visit<'ast> for Scanner<'_> {
 }
 
 #[cfg(test)]
+mod tch_api;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -346,6 +372,30 @@ mod tests {
         rejected("fn f(vs: &tch::nn::VarStore) { vs.save(\"/tmp/w\").unwrap(); }", "scan.io");
         rejected("fn f() { let _ = tch::Tensor::read_npy(\"x\"); }", "scan.io");
         rejected("fn f() { let _ = tch::CModule::load(\"x\"); }", "scan.io");
+    }
+
+    #[test]
+    fn tensors_read_from_files_and_datasets_loaded_from_folders() {
+        // Tensor::from_file maps any file as a tensor: the hidden shard during the hidden eval.
+        let opts = "(tch::Kind::Uint8, tch::Device::Cpu)";
+        rejected(
+            &format!("fn f() {{ tch::Tensor::from_file(\"/v/hidden-00000.bin\", false, None, {opts}); }}"),
+            "scan.io",
+        );
+        rejected(&format!("fn f() {{ tch::Tensor::f_from_file(\"/etc/passwd\", false, None, {opts}); }}"), "scan.io");
+        rejected("fn f(o: &tch::Tensor) { tch::Tensor::from_file_out(o, \"/v/h.bin\", false, None); }", "scan.io");
+        rejected("fn f(o: &tch::Tensor) { tch::Tensor::f_from_file_out(o, \"/v/h.bin\", false, None); }", "scan.io");
+        rejected("use tch::Tensor as T; fn f() { let r = T::from_file; }", "scan.io");
+        rejected("use tch::*; fn f() { vision::mnist::load_dir(\"/validator/hidden\"); }", "scan.io");
+        rejected("use tch::*; fn f() { vision::cifar::load_dir(\"/data\"); }", "scan.io");
+        rejected("use tch::*; fn f() { vision::imagenet::load_from_dir(\"/data\"); }", "scan.io");
+        rejected("use tch as t; fn f() { t::vision::image::load(\"/etc/passwd\"); }", "scan.io");
+        rejected("fn f(vs: &tch::nn::VarStore) { vs.fill_safetensors(\"/run/step-4.safetensors\"); }", "scan.io");
+        rejected("fn f() { tch::Tensor::loadz_multi(\"/run/step-4.npz\"); }", "scan.io");
+        rejected("macro_rules! m { () => { tch::Tensor::from_file } } fn f() { let r = m!(); }", "scan.io");
+        // The finding points at the line of the call.
+        let f = scan_file("recipe/src/model.rs", "use tch::Tensor;\nfn f() {\n    Tensor::from_file(\"x\", false, None, (tch::Kind::Uint8, tch::Device::Cpu));\n}\n");
+        assert!(f.iter().any(|f| f.code == "scan.io" && f.line == Some(3)), "{f:#?}");
     }
 
     #[test]

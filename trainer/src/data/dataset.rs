@@ -124,7 +124,9 @@ impl<'a> Windows<'a> {
         self.starts.is_empty()
     }
 
-    /// Inputs and targets `[rows, seq_len]` for the given window indices.
+    /// Inputs and targets `[rows, seq_len]` for the given window indices, each in
+    /// storage of its own: a recipe handed the inputs cannot reach the targets
+    /// through a strided view of a shared buffer.
     pub fn batch(&self, indices: &[usize], device: Device) -> (Tensor, Tensor) {
         let t = self.seq_len as usize;
         let mut flat = Vec::with_capacity(indices.len() * (t + 1));
@@ -133,7 +135,7 @@ impl<'a> Windows<'a> {
             flat.extend(self.tokens.window(shard, offset, t + 1));
         }
         let all = Tensor::from_slice(&flat).view([indices.len() as i64, t as i64 + 1]).to_device(device);
-        (all.narrow(1, 0, t as i64).contiguous(), all.narrow(1, 1, t as i64).contiguous())
+        (all.narrow(1, 0, t as i64).copy(), all.narrow(1, 1, t as i64).copy())
     }
 }
 

@@ -252,7 +252,15 @@ pub async fn submission(State(state): State<AppState>, Path(id): Path<String>, h
                 @for v in &s.verdicts {
                     tr {
                         td { (if v.judged_king.is_empty() { "—" } else { v.judged_king.as_str() }) }
-                        td { (badge(&v.class)) div.muted { (v.summary) } }
+                        td {
+                            (badge(&v.class)) div.muted { (v.summary) }
+                            @if let Some(c) = v.causality.as_ref().filter(|c| c.is_object()) {
+                                div.muted {
+                                    "causality check: " (c["pairs"]) " secret pairs, " (c["positions"]) " positions, largest difference "
+                                    (format!("{:.1e}", c["max_abs_diff"].as_f64().unwrap_or(f64::NAN))) " nats"
+                                }
+                            }
+                        }
                         td.num { (bpb(v.challenger_bpb)) } td.num { (bpb(v.king_mean)) }
                         td.num { (bpb(v.sigma)) @if let Some(n) = v.n { " (" (n) ")" } }
                         td.num { (signed(v.gain)) } td.num { (bpb(v.threshold)) } td.num { (bpb(v.confirmation_mean)) }
