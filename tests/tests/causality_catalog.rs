@@ -311,3 +311,40 @@ fn honest_recipes_pass_two_hundred_judgments_of_checks() {
     assert_eq!(judgments, 200);
     eprintln!("200 honest judgments passed; largest difference {worst:.2e} nats");
 }
+
+/// A recipe that answers the check with the wrong shape (here: whenever a call
+/// is not full) is the recipe's failure, named, never a pass.
+#[test]
+fn a_wrong_shape_in_the_check_is_the_recipes_failure() {
+    struct Partial(Box<dyn Recipe>);
+    impl Recipe for Partial {
+        fn batch_rows(&self) -> i64 {
+            self.0.batch_rows()
+        }
+        fn train_step(&mut self, x: &Tensor, y: &Tensor, ctx: &StepCtx) -> StepStats {
+            self.0.train_step(x, y, ctx)
+        }
+        fn logits(&self, x: &Tensor) -> Tensor {
+            let l = self.0.logits(x);
+            if x.size()[0] == self.batch_rows() { l } else { l.narrow(2, 0, 500) }
+        }
+        fn state(&self) -> Vec<(String, Tensor)> {
+            self.0.state()
+        }
+        fn load_state(&mut self, s: &[(String, Tensor)]) -> Result<(), RecipeError> {
+            self.0.load_state(s)
+        }
+        fn num_params(&self) -> i64 {
+            self.0.num_params()
+        }
+    }
+    let (_dir, data) = data();
+    let cfg = trainer::config::load("micro").unwrap();
+    let (hidden, val) = (data.hidden(&data.dir.parent().unwrap().join("hidden")).unwrap(), data.val().unwrap());
+    let (hidden, filler) = (Windows::new(&hidden, cfg.seq_len).unwrap(), Windows::new(&val, cfg.seq_len).unwrap());
+    let pairs = karpa_bot::judge::causality::choose_pairs(b"secret", "partial", &cfg, cfg.causality_rows);
+    let rows = trainer::causality::prepare_rows(&hidden, &filler, &pairs, 128, cfg.seq_len).unwrap();
+    let recipe = Partial(honest(&[]));
+    let err = trainer::causality::rescore(&recipe, &rows, recipe.batch_rows() as usize, 512, Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("expected [") && err.to_string().contains("512] Float"), "{err}");
+}

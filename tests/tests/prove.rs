@@ -386,34 +386,55 @@ fn prove_refuses_a_patch_to_the_harness_before_doing_any_work() {
     assert!(!out.exists() && !tmp.path().join("bundle.partial").exists());
 }
 
+/// What miner code might try, during training (`train_step`), the probe, the
+/// hidden eval and the causality check (`logits`) or at build (`new`): each is
+/// refused before anything runs, naming the call and its line. (What the scan
+/// cannot see, Landlock and the sandbox stop at run time: trainer/tests/confine.rs,
+/// tests/tests/trainer_confined.rs and the sandbox's own tests.)
 #[test]
 fn prove_refuses_recipe_code_the_judge_would_reject() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = recipe_repo(tmp.path());
     let model = repo.join("recipe/src/model.rs");
     let text = std::fs::read_to_string(&model).unwrap();
-    let cheat = text.replacen(
-        "    fn forward(&self, idx: &Tensor) -> Tensor {\n",
-        "    fn forward(&self, idx: &Tensor) -> Tensor {\n        let _peek = std::fs::read(\"/validator/hidden/hidden-00000.bin\");\n",
-        1,
-    );
-    assert_ne!(text, cheat);
-    std::fs::write(&model, cheat).unwrap();
-    let patch = tmp.path().join("peek.diff");
-    std::fs::write(&patch, git(&repo, &["diff"])).unwrap();
-    git(&repo, &["checkout", "--", "."]);
+    let hooks = [
+        "    fn logits(&self, inputs: &Tensor) -> Tensor {\n",
+        "    fn train_step(&mut self, inputs: &Tensor, targets: &Tensor, ctx: &StepCtx) -> StepStats {\n",
+        "    pub fn new(hp: HParams, spec: ModelSpec) -> Self {\n",
+    ];
+    let attacks = [
+        ("scan.io", r#"let _ = std::fs::read("/validator/hidden/hidden-00000.bin");"#),
+        ("scan.io", r#"let _ = Tensor::from_file("/validator/hidden/hidden-00000.bin", false, None, Kind::Int16);"#),
+        ("scan.io", r#"let _ = Tensor::f_from_file("/proc/1/environ", false, None, Kind::Uint8);"#),
+        ("scan.io", r#"let _ = tch::vision::image::load_dir("/data/public", 1, 1);"#),
+        ("scan.io", r#"let _ = std::fs::read_to_string("/proc/self/maps");"#),
+        ("scan.io", r#"let _ = std::fs::write("/tmp/karpa-leak", b"x");"#),
+        ("scan.io", r#"let _ = std::env::var("KARPA_DATABASE_URL");"#),
+        ("scan.io", r#"let _ = std::process::Command::new("sh").arg("-c").arg("id").status();"#),
+        ("scan.io", r#"std::thread::spawn(|| loop { std::hint::spin_loop() });"#),
+        ("scan.ffi", r#"extern "C" { fn setuid(uid: u32) -> i32; }"#),
+        ("scan.unsafe", r#"let _ = unsafe { std::ptr::read_volatile(0x1000 as *const u8) };"#),
+    ];
     std::fs::write(tmp.path().join("why.md"), "better data").unwrap();
-    let out = tmp.path().join("bundle");
-    let r = run_prove(&repo, &patch, tmp.path(), &tmp.path().join("why.md"), &out);
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("judge would reject")
-            && r.stderr.contains("recipe/src/model.rs:")
-            && r.stderr.contains("scan.io"),
-        "{}",
-        r.stderr
-    );
-    assert!(!out.exists());
+    for (i, (code, attack)) in attacks.iter().enumerate() {
+        let hook = hooks[i % hooks.len()];
+        assert!(text.contains(hook), "{hook}");
+        std::fs::write(&model, text.replacen(hook, &format!("{hook}        {attack}\n"), 1)).unwrap();
+        let patch = tmp.path().join(format!("attack-{i}.diff"));
+        std::fs::write(&patch, git(&repo, &["diff"])).unwrap();
+        git(&repo, &["checkout", "--", "."]);
+        let out = tmp.path().join(format!("bundle-{i}"));
+        let r = run_prove(&repo, &patch, tmp.path(), &tmp.path().join("why.md"), &out);
+        assert_eq!(r.code, 2, "{attack}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("judge would reject")
+                && r.stderr.contains("recipe/src/model.rs:")
+                && r.stderr.contains(code),
+            "{attack}: {}",
+            r.stderr
+        );
+        assert!(!out.exists());
+    }
 }
 
 /// The judge job on PR 1 of a fake GitHub whose git remote is a bare clone of
