@@ -326,7 +326,11 @@ fn a_wrong_shape_in_the_check_is_the_recipes_failure() {
         }
         fn logits(&self, x: &Tensor) -> Tensor {
             let l = self.0.logits(x);
-            if x.size()[0] == self.batch_rows() { l } else { l.narrow(2, 0, 500) }
+            if x.size()[0] == self.batch_rows() {
+                l
+            } else {
+                l.narrow(2, 0, 500)
+            }
         }
         fn state(&self) -> Vec<(String, Tensor)> {
             self.0.state()

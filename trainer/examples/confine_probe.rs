@@ -25,6 +25,9 @@ fn from_file(path: &Path) -> Result<Tensor, tch::TchError> {
 }
 
 fn main() {
+    // As every confining command does first: libtorch stays on this thread until
+    // the confinement (a parallel op now would start workers Landlock cannot reach).
+    confine::hold_threads();
     let root = PathBuf::from(std::env::args_os().nth(1).expect("usage: confine_probe <empty folder>"));
     // What a command opens before confinement: a shard (mapped), a checkpoint (loaded).
     let (shard, ckpt, out, outside) =
@@ -44,6 +47,9 @@ fn main() {
     // SAFETY: the test owns the file and nothing writes it while mapped.
     let mapped = unsafe { memmap2::Mmap::map(&file) }.unwrap();
     let (_, loaded) = trainer::checkpoint::load(&ckpt, "micro", Device::Cpu).unwrap();
+    // Work big enough for libtorch's parallel_for, as loading a real checkpoint is.
+    let big = Tensor::ones([4096, 1024], (Kind::Float, Device::Cpu));
+    assert_eq!((&big + &big).sum(Kind::Double).double_value(&[]), 2.0 * 4096.0 * 1024.0);
     // Before: each of these works, so a failure after is the confinement's doing.
     assert!(from_file(&shard).is_ok());
     assert!(std::fs::read("/etc/passwd").is_ok());

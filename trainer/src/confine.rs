@@ -215,6 +215,25 @@ pub fn write_result(text: &str) -> std::io::Result<()> {
     }
 }
 
+/// libtorch's intra-op workers as set before [`hold_threads`].
+static THREADS: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
+/// Keeps libtorch on the calling thread until [`restrict`]: loading a
+/// checkpoint or a batch big enough for a parallel copy would otherwise start
+/// OpenMP's workers before the confinement, and Landlock cannot reach threads
+/// that already run. Call it first thing in a command that confines.
+pub fn hold_threads() {
+    let _ = THREADS.set(tch::get_num_threads());
+    tch::set_num_threads(1);
+}
+
+/// Gives libtorch its workers back: they start from now on, confined.
+fn release_threads() {
+    if let Some(&n) = THREADS.get() {
+        tch::set_num_threads(n);
+    }
+}
+
 /// Restricts the calling thread (and every thread it creates later) for good.
 /// Call it after everything is open and before the recipe is built; `device` is
 /// the one the command computes on (its lazy set-up is done first).
@@ -222,14 +241,16 @@ pub fn restrict(device: Device, writable: &Writable, strictness: Strictness) -> 
     let abi = abi();
     divert_stdout().map_err(|source| ConfineError::Output { path: "stdout".into(), source })?;
     warm_up(device);
-    match confine(abi, writable) {
+    let confined = match confine(abi, writable) {
         Ok(c) => Ok(c),
         Err(e) if strictness == Strictness::BestEffort => {
             eprintln!("karpa-train: warning: recipe code runs UNCONFINED: {e}");
             Ok(Confined { abi, enforced: false, full: false, readable: vec![], writable: vec![] })
         }
         Err(e) => Err(e),
-    }
+    };
+    release_threads();
+    confined
 }
 
 fn confine(abi: i32, writable: &Writable) -> Result<Confined, ConfineError> {

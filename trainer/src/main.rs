@@ -200,6 +200,7 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
 fn strictness(common: &Common, default: Strictness) -> Result<Strictness> {
     let s = common.confine.unwrap_or(default);
     confine::check(s)?;
+    confine::hold_threads();
     Ok(s)
 }
 
