@@ -34,6 +34,36 @@ fn lr_patch(repo: &Path, out: &Path) -> PathBuf {
     patch
 }
 
+/// `karpa judge --json` of PR `pr/1` with the hidden evaluation (micro's data in
+/// `data`), against `floor` when given.
+fn judge_with_hidden_eval(
+    repo: &Path,
+    bundle: &Path,
+    ledger: &Path,
+    data: &Path,
+    secret: &Path,
+    floor: Option<&Path>,
+) -> karpa_tests::Run {
+    let mut owned: Vec<std::ffi::OsString> = ["judge", "--json", "--pr", "pr/1"].iter().map(Into::into).collect();
+    for (flag, path) in [
+        ("--repo", repo.to_path_buf()),
+        ("--bundle", bundle.to_path_buf()),
+        ("--ledger", ledger.to_path_buf()),
+        ("--data", data.join("public")),
+        ("--hidden", data.join("hidden")),
+        ("--secret-file", secret.to_path_buf()),
+        ("--target-dir", workspace_root().join("target/recipes")),
+    ]
+    .into_iter()
+    .chain(floor.map(|f| ("--noise-floor", f.to_path_buf())))
+    {
+        owned.push(flag.into());
+        owned.push(path.into());
+    }
+    let args: Vec<&dyn AsRef<std::ffi::OsStr>> = owned.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
+    run(&binary("karpa"), &args)
+}
+
 /// Prepares micro's data in `tmp/data` and proves `patch` into `tmp/bundle`.
 fn prove_on_micro(repo: &Path, patch: &Path, tmp: &Path, rationale: &str) -> (PathBuf, PathBuf) {
     let data = tmp.join("data");
@@ -116,24 +146,7 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     let secret = tmp.join("secret");
     std::fs::write(&secret, "a validator secret of some length").unwrap();
     let judge_eval_of = |bundle: &Path, floor: Option<&Path>| {
-        let mut owned: Vec<std::ffi::OsString> = ["judge", "--json", "--pr", "pr/1"].iter().map(Into::into).collect();
-        for (flag, path) in [
-            ("--repo", repo.to_path_buf()),
-            ("--bundle", bundle.to_path_buf()),
-            ("--ledger", ledger.clone()),
-            ("--data", data.join("public")),
-            ("--hidden", data.join("hidden")),
-            ("--secret-file", secret.clone()),
-            ("--target-dir", workspace_root().join("target/recipes")),
-        ]
-        .into_iter()
-        .chain(floor.map(|f| ("--noise-floor", f.to_path_buf())))
-        {
-            owned.push(flag.into());
-            owned.push(path.into());
-        }
-        let args: Vec<&dyn AsRef<std::ffi::OsStr>> = owned.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
-        let r = run(&binary("karpa"), &args);
+        let r = judge_with_hidden_eval(repo, bundle, &ledger, data, &secret, floor);
         assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
         r.json()
     };
@@ -604,29 +617,7 @@ fn a_recipe_that_looks_ahead_where_the_probe_does_not_is_refused_by_the_causalit
 
     let secret = tmp.path().join("secret");
     std::fs::write(&secret, "a validator secret of some length").unwrap();
-    let r = run(
-        &binary("karpa"),
-        &[
-            &"judge",
-            &"--json",
-            &"--pr",
-            &"pr/1",
-            &"--repo",
-            &repo,
-            &"--bundle",
-            &bundle,
-            &"--ledger",
-            &tmp.path().join("ledger"),
-            &"--data",
-            &data.join("public"),
-            &"--hidden",
-            &data.join("hidden"),
-            &"--secret-file",
-            &secret,
-            &"--target-dir",
-            &workspace_root().join("target/recipes"),
-        ],
-    );
+    let r = judge_with_hidden_eval(&repo, &bundle, &tmp.path().join("ledger"), &data, &secret, None);
     let v = r.json();
     assert_eq!(v["class"], "rejected", "{v:#}\n{}", r.stderr);
     let finding = v["findings"].as_array().unwrap().iter().find(|f| f["code"] == "eval.causality");

@@ -297,6 +297,13 @@ fn a_calibration_taken_under_load_is_kept_at_the_machines_best() {
         loaded.matmul_peak_tflops * 1e3,
         best.matmul_peak_tflops * 1e3
     );
+    // The earlier calibration is really merged, not replaced: a peak no fresh
+    // measurement reaches survives a --keep-best run.
+    let mut record = best.clone();
+    record.matmul_peak_tflops *= 1000.0;
+    std::fs::write(&out, serde_json::to_vec(&record).unwrap()).unwrap();
+    run(&karpa_train(), &[&"calibrate", &"--device", &"cpu", &"--keep-best", &"--out", &out]).ok();
+    assert_eq!(read().matmul_peak_tflops, record.matmul_peak_tflops);
     // Another machine's calibration is not merged.
     let mut other = best.clone();
     other.device.name = "another CPU".into();
