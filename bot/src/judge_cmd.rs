@@ -127,9 +127,31 @@ pub fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option
     Ok((setup, floor, rule))
 }
 
+/// A floor file and, when it is there, its per-token reference beside it.
 pub fn load_noise_floor(f: &std::path::Path) -> Result<NoiseFloor> {
-    serde_json::from_slice(&std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?)
-        .with_context(|| format!("{} is not a noise floor", f.display()))
+    let mut floor: NoiseFloor =
+        serde_json::from_slice(&std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?)
+            .with_context(|| format!("{} is not a noise floor", f.display()))?;
+    let nats = NoiseFloor::reference_path(f);
+    match proof::causality::read_f32s(&nats) {
+        Ok(values) => floor.reference = Some(values.into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => tracing::warn!(
+            "{} has no per-token reference ({}): its judgments' causality pairs are all uniform",
+            f.display(),
+            nats.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("{} is not a floor's reference", nats.display())),
+    }
+    Ok(floor)
+}
+
+/// Writes a floor file and its per-token reference (the reference first, so a
+/// floor file is never newer than the numbers it names).
+pub fn save_noise_floor(floor: &NoiseFloor, f: &std::path::Path) -> Result<()> {
+    if let Some(reference) = &floor.reference {
+        proof::causality::write_f32s(&NoiseFloor::reference_path(f), reference)?;
+    }
+    Ok(proof::fsio::write_json_atomic(f, floor)?)
 }
 
 /// The decision rule from a TOML file (defaults for absent fields), checked.
@@ -159,7 +181,7 @@ pub fn noise_floor(
     let recipe = crate::repo::RecipeRepo::open(&repo)?;
     let king = recipe.king(king.as_deref())?;
     let floor = crate::judge::noise_floor::measure(&sandbox, &setup, &recipe, &king, &config, 0..seeds)?;
-    proof::fsio::write_json_atomic(&out, &floor)?;
+    save_noise_floor(&floor, &out)?;
     println!("{} on {}: mean {:.5}, σ {:.5}, n {}", floor.king, floor.config, floor.mean(), floor.sigma(), floor.n());
     Ok(true)
 }
@@ -340,4 +362,31 @@ pub fn judge_sim(args: &SimArgs) -> Result<bool> {
         println!("| {:<52} | {e:>9} | {:>7.2}% |", r.what, 100.0 * r.model);
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_floor_keeps_its_per_token_reference_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("noise-floor.json");
+        let floor = NoiseFloor {
+            king: "recipe-v0.1.0".into(),
+            config: "tiny".into(),
+            values: vec![2.34, 2.36],
+            reference: Some(vec![4.5f32, 0.25, 7.0].into()),
+        };
+        save_noise_floor(&floor, &file).unwrap();
+        assert!(dir.path().join("noise-floor.nats.f32").exists());
+        assert_eq!(load_noise_floor(&file).unwrap(), floor);
+        // A floor file from before (or copied without its reference) still loads: pairs all uniform.
+        std::fs::remove_file(dir.path().join("noise-floor.nats.f32")).unwrap();
+        assert_eq!(load_noise_floor(&file).unwrap(), NoiseFloor { reference: None, ..floor.clone() });
+        // A torn reference is an error, not a silent fallback.
+        std::fs::write(dir.path().join("noise-floor.nats.f32"), [0u8; 7]).unwrap();
+        let err = format!("{:#}", load_noise_floor(&file).unwrap_err());
+        assert!(err.contains("is not a floor's reference"), "{err}");
+    }
 }

@@ -13,6 +13,8 @@
 //!
 //! The judge (never the recipe's process) compares with [`compare`].
 
+pub mod aim;
+
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -74,16 +76,35 @@ pub struct CausalityReport {
     /// cut's own target bought per checked token, in nats.
     pub cut_mean_diff: f64,
     pub tolerance: Tolerance,
+    /// How many of the pairs were aimed where the recipe beat the king's
+    /// per-token nats the most ([`aim`]); the rest are uniform.
+    #[serde(default)]
+    pub aimed: usize,
 }
 
 impl CausalityReport {
+    /// What was checked, for a check run's row or a corpus page.
+    pub fn summary(&self) -> String {
+        let aimed = if self.aimed > 0 { format!(" ({} aimed)", self.aimed) } else { String::new() };
+        format!(
+            "{} secret pairs{aimed}, {} positions, largest difference {:.1e} nats",
+            self.pairs, self.positions, self.max_abs_diff
+        )
+    }
+
     /// One sentence for the miner.
     pub fn explain(&self) -> String {
         match (self.passed, self.worst) {
             (true, _) => format!(
-                "{} positions of {} secret (window, cut) pairs scored the same with each window's future replaced \
+                "{} positions of {} secret (window, cut) pairs{} scored the same with each window's future replaced \
                  (largest difference {:.1e} nats)",
-                self.positions, self.pairs, self.max_abs_diff
+                self.positions,
+                self.pairs,
+                match self.aimed {
+                    0 => String::new(),
+                    n => format!(" ({n} aimed where the recipe beats the king most)"),
+                },
+                self.max_abs_diff
             ),
             (false, Some(w)) if self.violations > 0 => format!(
                 "the recipe's score depends on tokens it must not see: at hidden window {} position {} it scored \
@@ -174,6 +195,7 @@ pub fn compare(
         worst,
         cut_mean_diff,
         tolerance,
+        aimed: 0,
     })
 }
 

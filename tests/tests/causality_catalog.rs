@@ -41,9 +41,15 @@ enum Cheat {
     /// re-scores some windows more than once, the scoring pass never, so a window
     /// prefix seen twice means "checked" and the recipe stops cheating for good.
     HonestWhenChecked,
+    /// The most concentrated cheat: only at the dearest 0.4 % of positions (its
+    /// own honest loss on the true next token above a fixed bar, so the same
+    /// positions in any call), where a cheat buys most per position touched.
+    /// Uniform cuts see it in about half the judgments; the pairs aimed where the
+    /// recipe beats the king see it.
+    Dearest,
 }
 
-const CHEATS: [Cheat; 10] = [
+const CHEATS: [Cheat; 11] = [
     Cheat::Everywhere,
     Cheat::BigBatches,
     Cheat::SecondHalf,
@@ -54,6 +60,7 @@ const CHEATS: [Cheat; 10] = [
     Cheat::Cache,
     Cheat::ShiftMatrix,
     Cheat::HonestWhenChecked,
+    Cheat::Dearest,
 ];
 
 /// The canonical recipe with one cheat in `logits`; honest in `train_step`.
@@ -63,6 +70,8 @@ struct Cheating {
     cache: RefCell<Option<Tensor>>,
     /// HonestWhenChecked: window prefixes seen, and whether one came twice.
     seen: RefCell<(std::collections::HashSet<Vec<i64>>, bool)>,
+    /// Dearest: the honest loss above which it cheats, in nats.
+    dear_above: f64,
 }
 
 impl Cheating {
@@ -152,6 +161,13 @@ impl Recipe for Cheating {
                 }
                 next * not_probed * 4.0
             }
+            Cheat::Dearest => {
+                let next_id = Tensor::cat(&[x.narrow(1, 1, t - 1), x.narrow(1, t - 1, 1)], 1);
+                let nats =
+                    -logits.log_softmax(-1, Kind::Float).gather(2, &next_id.unsqueeze(-1), false).squeeze_dim(-1);
+                let dear = nats.gt(self.dear_above).to_kind(Kind::Float).unsqueeze(-1);
+                next * dear * 8.0
+            }
             Cheat::ShiftMatrix => {
                 // next = S·onehot(x) with S the shift-by-one matrix: no indexing of the inputs.
                 let shift = Tensor::eye(t, (Kind::Float, Device::Cpu)).roll([-1], [0]);
@@ -207,11 +223,38 @@ fn honest(changes: &[(&str, &str)]) -> Box<dyn Recipe> {
 struct Judged {
     bpb: f64,
     report: CausalityReport,
+    nats: Vec<f32>,
+}
+
+/// The king's per-token hidden nats, for aiming: the canonical recipe from another seed.
+fn king_nats(data: &Dataset) -> Vec<f32> {
+    let cfg = trainer::config::load("micro").unwrap();
+    let tokens = data.hidden(&data.dir.parent().unwrap().join("hidden")).unwrap();
+    let hidden = Windows::new(&tokens, cfg.seq_len).unwrap();
+    tch::manual_seed(4242);
+    let spec = ModelSpec { vocab_size: 512, seq_len: 64, device: Device::Cpu };
+    let king = recipe::build(trainer::config::RECIPE_TOML, "micro", spec).unwrap();
+    let token_bytes = data.token_bytes().unwrap();
+    trainer::eval::evaluate(king.as_ref(), &hidden, cfg.eval_tokens, cfg.seq_len, &token_bytes, Device::Cpu)
+        .unwrap()
+        .nats
 }
 
 /// One judgment's scoring pass and causality check of `make()`'s recipe (built
-/// twice: the scoring process and the checking process share nothing).
-fn judge(data: &Dataset, make: &dyn Fn() -> Box<dyn Recipe>, keys: &[String]) -> Vec<Judged> {
+/// twice: the scoring process and the checking process share nothing), with a
+/// quarter of the pairs aimed by `king` when given.
+/// The honest loss above which lie the dearest 0.4 % of the hidden positions.
+fn dearest_bar(king: &[f32]) -> f64 {
+    let mut sorted: Vec<f32> = king.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    sorted[sorted.len() * 4 / 1000] as f64
+}
+
+fn cheating(cheat: Cheat, dear_above: f64) -> Box<dyn Recipe> {
+    Box::new(Cheating { honest: honest(&[]), cheat, cache: RefCell::new(None), seen: Default::default(), dear_above })
+}
+
+fn judge(data: &Dataset, make: &dyn Fn() -> Box<dyn Recipe>, keys: &[String], king: Option<&[f32]>) -> Vec<Judged> {
     let cfg = trainer::config::load("micro").unwrap();
     let (hidden, val) = (data.hidden(&data.dir.parent().unwrap().join("hidden")).unwrap(), data.val().unwrap());
     let (hidden, filler) = (Windows::new(&hidden, cfg.seq_len).unwrap(), Windows::new(&val, cfg.seq_len).unwrap());
@@ -221,16 +264,23 @@ fn judge(data: &Dataset, make: &dyn Fn() -> Box<dyn Recipe>, keys: &[String]) ->
         trainer::eval::evaluate(scoring.as_ref(), &hidden, cfg.eval_tokens, cfg.seq_len, &token_bytes, Device::Cpu)
             .unwrap();
     let evaluated = (cfg.eval_tokens / cfg.seq_len as u64) as usize;
+    let aim = king.and_then(|k| proof::causality::aim::Aim::new(k, &scored.nats).ok());
     keys.iter()
         .map(|key| {
-            let pairs = karpa_bot::judge::causality::choose_pairs(b"validator secret", key, &cfg, cfg.causality_rows);
+            let pairs = karpa_bot::judge::causality::choose_pairs(
+                b"validator secret",
+                key,
+                &cfg,
+                cfg.causality_rows,
+                aim.as_ref(),
+            );
             let rows = trainer::causality::prepare_rows(&hidden, &filler, &pairs, evaluated, cfg.seq_len).unwrap();
             let checking = make();
             let per_call = checking.batch_rows() as usize;
             let reference = trainer::causality::rescore(checking.as_ref(), &rows, per_call, 512, Device::Cpu).unwrap();
             let report =
                 compare(&scored.nats, cfg.seq_len as usize, &pairs, &reference, Tolerance::for_device(false)).unwrap();
-            Judged { bpb: scored.result.bpb, report }
+            Judged { bpb: scored.result.bpb, report, nats: scored.nats.clone() }
         })
         .collect()
 }
@@ -242,13 +292,13 @@ fn keys(n: usize, tag: &str) -> Vec<String> {
 #[test]
 fn every_cheat_of_the_catalog_is_refused_and_honest_recipes_never_are() {
     let (_dir, data) = data();
-    let honest_bpb = judge(&data, &|| honest(&[]), &keys(1, "canonical"))[0].bpb;
+    let king = king_nats(&data);
+    let canonical = judge(&data, &|| honest(&[]), &keys(1, "canonical"), Some(&king)).remove(0);
+    let (honest_bpb, bar) = (canonical.bpb, dearest_bar(&canonical.nats));
 
     for cheat in CHEATS {
-        let make = || -> Box<dyn Recipe> {
-            Box::new(Cheating { honest: honest(&[]), cheat, cache: RefCell::new(None), seen: Default::default() })
-        };
-        let judged = judge(&data, &make, &keys(10, &format!("{cheat:?}")));
+        let make = || cheating(cheat, bar);
+        let judged = judge(&data, &make, &keys(10, &format!("{cheat:?}")), Some(&king));
         let refused = judged.iter().filter(|j| !j.report.passed).count();
         let gain = honest_bpb - judged[0].bpb;
         match cheat {
@@ -269,6 +319,23 @@ fn every_cheat_of_the_catalog_is_refused_and_honest_recipes_never_are() {
         assert!(why.contains("hidden window") || why.contains("biased"), "{cheat:?}: {why}");
         eprintln!("{cheat:?}: buys {gain:+.4} bpb, refused {refused}/10: {why}");
     }
+}
+
+/// The aimed pairs are what sees the concentrated cheat: uniform pairs alone
+/// (a floor without per-token nats) miss it in some judgments, aimed ones in none.
+#[test]
+fn aimed_pairs_see_the_cheat_that_uniform_pairs_miss() {
+    let (_dir, data) = data();
+    let king = king_nats(&data);
+    let bar = dearest_bar(&judge(&data, &|| honest(&[]), &keys(1, "canonical"), None)[0].nats);
+    let make = || cheating(Cheat::Dearest, bar);
+    let refused = |king: Option<&[f32]>| {
+        judge(&data, &make, &keys(20, "dearest"), king).iter().filter(|j| !j.report.passed).count()
+    };
+    let (uniform, aimed) = (refused(None), refused(Some(&king)));
+    eprintln!("Dearest: refused by uniform pairs in {uniform}/20 judgments, with aimed pairs in {aimed}/20");
+    assert!(uniform < 20, "uniform pairs alone should miss a 0.4 % cheat sometimes: {uniform}/20");
+    assert_eq!(aimed, 20);
 }
 
 /// A recipe that is causal by construction but shares nothing with the GPT: each
@@ -318,10 +385,11 @@ fn honest_recipes_pass_two_hundred_judgments_of_checks() {
         ("n_layer = 3, d_model = 96", Box::new(|| honest(&[("n_layer", "3"), ("d_model", "96"), ("n_head", "3")]))),
         ("a bigram model", Box::new(bigram)),
     ];
+    let king = king_nats(&data);
     let mut worst: f64 = 0.0;
     let mut judgments = 0;
     for (name, make) in &variants {
-        for j in judge(&data, make.as_ref(), &keys(40, name)) {
+        for j in judge(&data, make.as_ref(), &keys(40, name), Some(&king)) {
             assert!(j.report.passed, "{name} refused: {}", j.report.explain());
             worst = worst.max(j.report.max_abs_diff);
             judgments += 1;
@@ -365,7 +433,7 @@ fn a_wrong_shape_in_the_check_is_the_recipes_failure() {
     let cfg = trainer::config::load("micro").unwrap();
     let (hidden, val) = (data.hidden(&data.dir.parent().unwrap().join("hidden")).unwrap(), data.val().unwrap());
     let (hidden, filler) = (Windows::new(&hidden, cfg.seq_len).unwrap(), Windows::new(&val, cfg.seq_len).unwrap());
-    let pairs = karpa_bot::judge::causality::choose_pairs(b"secret", "partial", &cfg, cfg.causality_rows);
+    let pairs = karpa_bot::judge::causality::choose_pairs(b"secret", "partial", &cfg, cfg.causality_rows, None);
     let rows = trainer::causality::prepare_rows(&hidden, &filler, &pairs, 128, cfg.seq_len).unwrap();
     let recipe = Partial(honest(&[]));
     let err = trainer::causality::rescore(&recipe, &rows, recipe.batch_rows() as usize, 512, Device::Cpu).unwrap_err();

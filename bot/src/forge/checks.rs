@@ -105,10 +105,7 @@ pub fn render(v: &Verdict, links: &Links) -> CheckOutput {
     if let Some(e) = &v.eval {
         let replay = format!("replay from step {}", e.replay_from_step);
         let check = match &e.causality {
-            Some(c) => format!(
-                "causality check: {} secret pairs, {} positions, largest difference {:.1e} nats",
-                c.pairs, c.positions, c.max_abs_diff
-            ),
+            Some(c) => format!("causality check: {}", c.summary()),
             None => "causality check".into(),
         };
         let parts = [
@@ -289,6 +286,7 @@ mod tests {
                 worst: None,
                 cut_mean_diff: 0.0,
                 tolerance: proof::causality::Tolerance::for_device(false),
+                aimed: 48,
             }),
             causality_s: 0.61,
             replay_s: 0.59,
@@ -299,7 +297,7 @@ mod tests {
             "| ↳ build | | 5.60 |",
             "| ↳ replay from step 192 | | 0.59 |",
             "| ↳ of which model compute | | 0.51 |",
-            "| ↳ causality check: 190 secret pairs, 12160 positions, largest difference 2.4e-7 nats | | 0.61 |",
+            "| ↳ causality check: 190 secret pairs (48 aimed), 12160 positions, largest difference 2.4e-7 nats | | 0.61 |",
         ] {
             assert!(out.summary.contains(row), "{row} in {}", out.summary);
         }

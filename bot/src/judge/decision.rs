@@ -48,9 +48,18 @@ pub struct NoiseFloor {
     pub king: String,
     pub config: String,
     pub values: Vec<f64>,
+    /// The king's per-token hidden nats, the mean over its floor runs: where the
+    /// causality check aims half its pairs. Kept beside the JSON file (see
+    /// [`NoiseFloor::reference_path`]), being one number per scored token.
+    #[serde(skip)]
+    pub reference: Option<std::sync::Arc<[f32]>>,
 }
 
 impl NoiseFloor {
+    /// Where a floor file's per-token reference lives: `floor.json` → `floor.nats.f32`.
+    pub fn reference_path(floor_file: &std::path::Path) -> std::path::PathBuf {
+        floor_file.with_extension("nats.f32")
+    }
     pub fn n(&self) -> usize {
         self.values.len()
     }
@@ -172,7 +181,12 @@ mod tests {
 
     fn floor() -> NoiseFloor {
         // mean 2.0, sample σ = 0.01 exactly.
-        NoiseFloor { king: "recipe-v0.1.0".into(), config: "tiny".into(), values: vec![1.99, 2.0, 2.01] }
+        NoiseFloor {
+            king: "recipe-v0.1.0".into(),
+            config: "tiny".into(),
+            values: vec![1.99, 2.0, 2.01],
+            reference: None,
+        }
     }
 
     /// Student's t quantile at 0.99 with 2 degrees of freedom (tables: 6.965).

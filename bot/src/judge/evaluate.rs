@@ -4,7 +4,7 @@
 //! HMAC(validator secret, bundle digest) — every step inside the sandbox, the
 //! hidden split mounted only for the scoring pass and the causality check.
 
-use super::causality::score_hidden;
+use super::causality::{score_hidden, Checks};
 use super::Finding;
 use crate::repo::RecipeRepo;
 use crate::sandbox::{Limits, Mounts, Sandbox};
@@ -85,7 +85,8 @@ pub(crate) fn keyed_choice(secret: &[u8], purpose: &str, bundle_digest: &str) ->
     u64::from_be_bytes(tag[..8].try_into().expect("8 bytes"))
 }
 
-/// Builds and runs the PR's harness in `work`. Ok(Err(findings)) when the
+/// Builds and runs the PR's harness in `work`; `aim_at` is the king's per-token
+/// hidden nats, when its floor has them. Ok(Err(findings)) when the
 /// miner's side fails; otherwise the result and the built harness (copied into
 /// `work`, so later builds in the shared target folder cannot change it).
 pub fn evaluate(
@@ -94,7 +95,7 @@ pub fn evaluate(
     repo: &RecipeRepo,
     (head_tree, king_tree): (git2::Oid, git2::Oid),
     bundle: &Path,
-    (manifest, protocol): (&BundleManifest, &ProtocolConfig),
+    (manifest, protocol, aim_at): (&BundleManifest, &ProtocolConfig, Option<&[f32]>),
     work: &Path,
 ) -> Result<std::result::Result<(EvalResult, PathBuf), Vec<Finding>>> {
     let reject = |code, msg: String| Ok(Err(vec![Finding::reject(code, "recipe", None, msg)]));
@@ -134,7 +135,7 @@ pub fn evaluate(
         );
     }
     let key = manifest.digest().to_string();
-    let checks = (key.as_str(), protocol.causality_rows);
+    let checks = Checks { key: &key, rows: protocol.causality_rows, aim_at };
     let score = match score_hidden(sandbox, setup, &bin, protocol, &last, vec![bundle.to_path_buf()], checks)? {
         Ok(score) => score,
         Err(finding) => return Ok(Err(vec![finding])),

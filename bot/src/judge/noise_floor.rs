@@ -5,7 +5,7 @@
 //! Every one of these hidden scores passes the causality check, so a king's
 //! numbers are held to the same standard as a challenger's.
 
-use super::causality::{score_hidden, HiddenScore};
+use super::causality::{score_hidden, Checks, HiddenScore};
 use super::decision::NoiseFloor;
 use super::evaluate::{build, run_harness, EvalSetup};
 use super::Finding;
@@ -34,20 +34,31 @@ pub fn measure(
         Ok(bin) => bin,
         Err(why) => bail!("{} does not build in the sandbox: {why}", king.tag),
     };
-    let mut values = Vec::new();
+    let (mut values, mut nats) = (Vec::new(), Vec::new());
     for seed in seeds {
         let key = format!("{}/floor-seed-{seed}", king.tag);
-        match seeded_bpb(sandbox, setup, &bin, &cfg, seed, &key, work.path())? {
-            Ok(score) => values.push(score.bpb),
+        match seeded_bpb(sandbox, setup, &bin, &cfg, seed, (&key, None), work.path())? {
+            Ok(score) => {
+                values.push(score.bpb);
+                nats.push(score.nats);
+            }
             Err(why) => bail!("seed {seed}: {}", why.message),
         }
         eprintln!("karpa noise-floor: {} seed +{seed}: hidden bpb {:.5}", king.tag, values[values.len() - 1]);
     }
-    Ok(NoiseFloor { king: king.tag.clone(), config: config.to_string(), values })
+    let reference = Some(mean_per_token(&nats).into());
+    Ok(NoiseFloor { king: king.tag.clone(), config: config.to_string(), values, reference })
+}
+
+/// The per-token mean of equally long runs.
+fn mean_per_token(runs: &[Vec<f32>]) -> Vec<f32> {
+    let len = runs.iter().map(Vec::len).min().unwrap_or(0);
+    (0..len).map(|i| runs.iter().map(|r| r[i] as f64).sum::<f64>() as f32 / runs.len() as f32).collect()
 }
 
 /// Trains the built harness `bin` with `seed_offset` and scores its last
-/// checkpoint on the hidden split, causality checked with pairs keyed by `key`.
+/// checkpoint on the hidden split, causality checked with pairs keyed by `key`
+/// (half of them aimed by the king's per-token `reference`, when there is one).
 /// Ok(Err(finding)) when the recipe itself fails.
 pub fn seeded_bpb(
     sandbox: &Sandbox,
@@ -55,7 +66,7 @@ pub fn seeded_bpb(
     bin: &Path,
     cfg: &ProtocolConfig,
     seed_offset: u64,
-    key: &str,
+    (key, reference): (&str, Option<&[f32]>),
     work: &Path,
 ) -> Result<std::result::Result<HiddenScore, Finding>> {
     let config = cfg.name.as_str();
@@ -87,5 +98,5 @@ pub fn seeded_bpb(
         return Ok(Err(Finding::reject("decision.confirmation", "recipe", None, why)));
     };
     let rows = cfg.causality_rows * proof::judge_budget::CONFIRMATION_CAUSALITY_FACTOR;
-    score_hidden(sandbox, setup, bin, cfg, &out.join(last), vec![runs], (key, rows))
+    score_hidden(sandbox, setup, bin, cfg, &out.join(last), vec![runs], Checks { key, rows, aim_at: reference })
 }

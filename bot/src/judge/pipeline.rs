@@ -232,7 +232,10 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
     let t = std::time::Instant::now();
     let work = tempfile::Builder::new().prefix("karpa-judge-").tempdir()?;
     let protocol = repo.protocol_config(king.tree, &manifest.config)?;
-    let evaluated = evaluate(&sandbox, setup, &repo, (head_tree, king.tree), dir, (&manifest, &protocol), work.path());
+    let floor = input.noise_floors.iter().find(|f| f.king == king.tag && f.config == manifest.config && f.n() >= 2);
+    let aim_at = floor.and_then(|f| f.reference.as_deref());
+    let what = (&manifest, &protocol, aim_at);
+    let evaluated = evaluate(&sandbox, setup, &repo, (head_tree, king.tree), dir, what, work.path());
     let passed = matches!(evaluated, Ok(Ok(_)));
     run.stages.push(StageReport { stage: "hidden-eval".into(), passed, seconds: t.elapsed().as_secs_f64() });
     // The causality check runs inside the hidden eval; it gets its own line.
@@ -261,9 +264,7 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
     run.eval = Some(result);
 
     // 7. Decision against the king's noise floor.
-    let Some(floor) =
-        input.noise_floors.iter().find(|f| f.king == king.tag && f.config == manifest.config && f.n() >= 2)
-    else {
+    let Some(floor) = floor else {
         return Ok(run.verdict(
             VerdictClass::Error,
             format!("hidden bpb {bpb:.4}; no noise floor for {} on {}", king.tag, manifest.config),
@@ -302,7 +303,8 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
         for i in 0..input.rule.confirmation_runs {
             let seed = super::evaluate::confirmation_seed(&setup.secret, manifest.digest().as_str(), i);
             let key = format!("{}/confirm-{i}", manifest.digest());
-            let trained = super::noise_floor::seeded_bpb(&sandbox, setup, &bin, &protocol, seed, &key, work.path());
+            let trained =
+                super::noise_floor::seeded_bpb(&sandbox, setup, &bin, &protocol, seed, (&key, aim_at), work.path());
             c.seed_offsets.push(seed);
             match trained {
                 Ok(Ok(score)) => c.hidden_bpb.push(score.bpb),

@@ -71,7 +71,7 @@ pub fn report(rule: &DecisionRule, runs: &SimRuns, tries: usize, trials: usize) 
         let mut hits = 0;
         for _ in 0..trials {
             let values = (0..n).map(|_| rng.sample() * sigma).collect();
-            let f = NoiseFloor { king: floor.king.clone(), config: floor.config.clone(), values };
+            let f = NoiseFloor { values, ..floor.clone() };
             let best = (0..tries).map(|_| rng.sample() * sigma - shift).fold(f64::INFINITY, f64::min);
             if crowned(rule, &f, best, &mut || rng.sample() * sigma - shift) {
                 hits += 1;
@@ -151,7 +151,7 @@ mod tests {
         // the guard, but 20 seeds buy a crown only without it; at a 3σ gain one
         // run has ~50 % power, the guard's three-run mean (t·√(1/3 + 1/10)) ~90 %.
         let values: Vec<f64> = (0..10).map(|i| 2.0 + 0.01 * (i as f64 - 4.5) / 3.0277).collect();
-        let floor = NoiseFloor { king: "k".into(), config: "c".into(), values };
+        let floor = NoiseFloor { king: "k".into(), config: "c".into(), values, reference: None };
         assert!((floor.sigma() - 0.01).abs() < 1e-4, "{}", floor.sigma());
         let runs = SimRuns { floor, nulls: vec![2.0; 6], improved: vec![1.97; 6] };
         let rows = report(&DecisionRule::default(), &runs, 20, 40_000);

@@ -254,11 +254,8 @@ pub async fn submission(State(state): State<AppState>, Path(id): Path<String>, h
                         td { (if v.judged_king.is_empty() { "—" } else { v.judged_king.as_str() }) }
                         td {
                             (badge(&v.class)) div.muted { (v.summary) }
-                            @if let Some(c) = v.causality.as_ref().filter(|c| c.is_object()) {
-                                div.muted {
-                                    "causality check: " (c["pairs"]) " secret pairs, " (c["positions"]) " positions, largest difference "
-                                    (format!("{:.1e}", c["max_abs_diff"].as_f64().unwrap_or(f64::NAN))) " nats"
-                                }
+                            @if let Some(c) = v.causality.clone().and_then(|c| serde_json::from_value::<proof::causality::CausalityReport>(c).ok()) {
+                                div.muted { "causality check: " (c.summary()) }
                             }
                         }
                         td.num { (bpb(v.challenger_bpb)) } td.num { (bpb(v.king_mean)) }
