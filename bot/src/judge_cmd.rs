@@ -238,7 +238,7 @@ pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> 
         bundle: bundle.clone(),
         ledger: Box::new(JsonlLedger::open(t.ledger)),
         eval,
-        noise_floors: noise_floor.into_iter().collect(),
+        floors: Box::new(noise_floor.into_iter().collect::<Vec<_>>()),
         rule,
     })?;
     let mut released = None;

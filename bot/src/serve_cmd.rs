@@ -136,6 +136,7 @@ impl WorkerArgs {
                 rule,
                 max_attempts: self.max_attempts,
                 public_url: self.public_url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
+                floor_poll: std::time::Duration::from_secs(30),
             },
             lease: std::time::Duration::from_secs(self.lease_seconds.max(1)),
             backoff: std::time::Duration::from_secs(30),

@@ -236,11 +236,18 @@ pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
 
 pub fn read_f32s(path: &Path) -> std::io::Result<Vec<f32>> {
     let bytes = std::fs::read(path)?;
-    if bytes.len() % 4 != 0 {
-        return Err(std::io::Error::new(
+    f32s_of(&bytes).map_err(|n| {
+        std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("{} holds {} bytes, not whole f32s", path.display(), bytes.len()),
-        ));
+            format!("{} holds {n} bytes, not whole f32s", path.display()),
+        )
+    })
+}
+
+/// The f32s of [`f32_bytes`]; Err(length) when the bytes are not whole f32s.
+pub fn f32s_of(bytes: &[u8]) -> Result<Vec<f32>, usize> {
+    if bytes.len() % 4 != 0 {
+        return Err(bytes.len());
     }
     Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }

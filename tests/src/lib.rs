@@ -54,6 +54,7 @@ pub fn judge_settings(
         rule: Default::default(),
         max_attempts: 3,
         public_url: None,
+        floor_poll: std::time::Duration::from_millis(50),
     }
 }
 

@@ -196,6 +196,7 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     // everything after is real — bundle download, mirror, sandboxed eval, the
     // guard's runs, the crown on (fake) GitHub.
     bot_crowns_the_pr(repo, &file, data, &secret, &floor(bpb + 0.2));
+    bot_waits_for_the_kings_floor(repo, &file, data, &secret);
 
     // The same PR on the local forge, through the CLI: opened with its bundle,
     // judged and crowned, then the lineage re-verified from a plain clone.
@@ -259,8 +260,14 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     let values: Vec<f64> = measured_floor["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert_eq!(values.len(), 2);
     assert!(values[0] != values[1], "two seeds gave the same bpb: {values:?}");
+    // Beside it, the king's per-token hidden nats (the mean of the two runs): the
+    // judgment against it aims a quarter of its causality pairs with them.
+    let reference = proof::causality::read_f32s(&tmp.join("floor.nats.f32")).unwrap();
+    assert_eq!(reference.len(), 8192);
+    assert!(reference.iter().all(|n| n.is_finite() && *n >= 0.0));
     let v = judge_eval(Some(&measured));
     assert!(["crowned", "meaningful-failure", "failure"].contains(&v["class"].as_str().unwrap()), "{v:#}");
+    assert_eq!(v["eval"]["causality"]["aimed"], 64, "{:#}", v["eval"]["causality"]);
 
     // A PR whose diff is not the bundle's patch.
     git(repo, &["checkout", "-q", "-b", "pr/2", "recipe-v0.1.0"]);
@@ -450,17 +457,23 @@ fn prove_refuses_recipe_code_the_judge_would_reject() {
     }
 }
 
-/// The judge job on PR 1 of a fake GitHub whose git remote is a bare clone of
-/// `repo`: crowned, merged, tagged recipe-v0.1.1, released and noted.
-fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path, floor: &Path) {
-    use karpa_bot::db::jobs::{self, NewJob};
+const APP_REPO: &str = "karpa-net/recipe";
+
+/// PR 1 on a fake GitHub, with the bundle at `bundle_file` as its locator, whose
+/// git remote (`<name>.git` beside the bundle) is a bare clone of `repo`:
+/// (GitHub, the PR head, the remote, the bundle's manifest).
+fn app_with_pr(
+    repo: &Path,
+    bundle_file: &Path,
+    name: &str,
+) -> (karpa_tests::fake_github::FakeGitHub, String, PathBuf, proof::bundle::BundleManifest) {
     use karpa_tests::fake_github::RepoState;
-    const REPO: &str = "karpa-net/recipe";
+    const REPO: &str = APP_REPO;
     let gh = karpa_tests::fake_github_for_app(REPO, 1);
     let head = git(repo, &["rev-parse", "pr/1"]).trim().to_string();
     let king = git(repo, &["rev-parse", "recipe-v0.1.0^{commit}"]).trim().to_string();
     // GitHub's side of git: a bare repository, as every server has.
-    let remote = bundle_file.parent().unwrap().join("github-remote.git");
+    let remote = bundle_file.parent().unwrap().join(format!("{name}.git"));
     git(repo, &["clone", "-q", "--bare", repo.to_str().unwrap(), remote.to_str().unwrap()]);
     git(&remote, &["update-ref", "refs/pull/1/head", &head]);
     let bytes = std::fs::read(bundle_file).unwrap();
@@ -484,6 +497,16 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
         .unwrap()
         .repos
         .insert(REPO.into(), RepoState { main: king.clone(), commits: vec![king], ..Default::default() });
+    (gh, head, remote, manifest)
+}
+
+/// The judge job on PR 1 of a fake GitHub whose git remote is a bare clone of
+/// `repo`: crowned, merged, tagged recipe-v0.1.1, released and noted; the new
+/// king's floor queued for the runners.
+fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path, floor: &Path) {
+    use karpa_bot::db::jobs::{self, NewJob};
+    const REPO: &str = APP_REPO;
+    let (gh, head, remote, manifest) = app_with_pr(repo, bundle_file, "github-remote");
     let paths = karpa_bot::judge_cmd::EvalPaths {
         data: data.join("public"),
         hidden: data.join("hidden"),
@@ -517,15 +540,27 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
         // Until the job is settled: its retry waits out a short backoff.
         for _ in 0..200 {
             karpa_bot::jobs::run_one(&services, "w").await.unwrap();
-            let state: String = sqlx::query_scalar("SELECT state FROM jobs").fetch_one(&pool).await.unwrap();
+            let state: String =
+                sqlx::query_scalar("SELECT state FROM jobs WHERE kind = 'judge'").fetch_one(&pool).await.unwrap();
             if state != "queued" {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let (state, err, attempts): (String, Option<String>, i32) =
-            sqlx::query_as("SELECT state, last_error, attempts FROM jobs").fetch_one(&pool).await.unwrap();
+            sqlx::query_as("SELECT state, last_error, attempts FROM jobs WHERE kind = 'judge'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
         assert_eq!((state.as_str(), attempts), ("done", 2), "{err:?}");
+        // The new king's floor is queued for the runners, one job per seed of the rule.
+        let floor_jobs: Vec<(String,)> =
+            sqlx::query_as("SELECT dedupe_key FROM jobs WHERE kind = 'floor-run' AND state = 'queued' ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(floor_jobs.len(), 10, "{floor_jobs:?}");
+        assert_eq!(floor_jobs[0].0, format!("floor:{REPO}@recipe-v0.1.1/micro/cpu-f32/seed-0"));
         let kings: Vec<(String,)> =
             sqlx::query_as("SELECT tag FROM kings ORDER BY crowned_at").fetch_all(&pool).await.unwrap();
         assert_eq!(kings, [("recipe-v0.1.0".to_string(),), ("recipe-v0.1.1".to_string(),)]);
@@ -577,6 +612,91 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
         assert_eq!(note.bundle_url.as_deref(), Some("https://bundles.example/bundle.tar"));
         assert_eq!(note.bundle_digest, manifest.digest().to_string());
     }
+}
+
+/// The same PR on a validator with no floor file: the judgment waits for the
+/// king's floor (its check says so, its attempt not counted), the runners'
+/// floor-run jobs measure it into PostgreSQL, and the judgment resumes by itself
+/// and is decided against that floor, its causality pairs aimed with the
+/// floor's per-token nats.
+fn bot_waits_for_the_kings_floor(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path) {
+    use karpa_bot::db::jobs::{self, NewJob};
+    const REPO: &str = APP_REPO;
+    let (gh, head, remote, _) = app_with_pr(repo, bundle_file, "github-remote-floor");
+    let rule = bundle_file.parent().unwrap().join("rule-floor.toml");
+    std::fs::write(&rule, "floor_seeds = 2\nconfirmation_runs = 0\n").unwrap();
+    let paths = karpa_bot::judge_cmd::EvalPaths {
+        data: data.join("public"),
+        hidden: data.join("hidden"),
+        secret_file: secret.to_path_buf(),
+        target_dir: workspace_root().join("target/recipes"),
+        noise_floor: None,
+        rule: Some(rule),
+        libtorch: None,
+    };
+    let (eval, _, rule) = karpa_bot::judge_cmd::setup(&workspace_root(), &paths).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = karpa_tests::fresh_database().await;
+        let payload = serde_json::json!({"repo": REPO, "installation": 1, "pr": 1, "head_sha": head});
+        let job = NewJob { kind: "judge".into(), dedupe_key: format!("judge:{REPO}#1@{head}"), payload };
+        jobs::enqueue(&pool, &job).await.unwrap();
+        let mut settings = karpa_tests::judge_settings(
+            &bundle_file.parent().unwrap().join("bot-state-floor"),
+            &remote.to_string_lossy(),
+            &gh,
+        );
+        settings.eval = Some(eval);
+        settings.rule = rule;
+        let services = karpa_tests::services(pool.clone(), &gh, settings);
+        let judge_job = || async {
+            sqlx::query_as::<_, (String, i32, Option<String>)>(
+                "SELECT state, attempts, last_error FROM jobs WHERE kind = 'judge'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        };
+
+        // First claim: the integrity stages pass, then the judgment waits.
+        assert!(karpa_bot::jobs::run_one(&services, "w").await.unwrap());
+        assert_eq!(judge_job().await, ("queued".to_string(), 0, None));
+        let waiting = gh.check_runs()[0].state.clone();
+        assert_eq!(waiting["status"], "in_progress", "{waiting}");
+        assert_eq!(waiting["output"]["title"], "waiting for recipe-v0.1.0's noise floor on micro: 0 of 2 runs");
+        let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'floor-run'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(queued, 2);
+
+        // The runner drains the floor's jobs; the judgment comes back and is decided.
+        for _ in 0..400 {
+            karpa_bot::jobs::run_one(&services, "w").await.unwrap();
+            if judge_job().await.0 != "queued" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let (state, attempts, err) = judge_job().await;
+        assert_eq!((state.as_str(), attempts), ("done", 1), "{err:?}");
+        let runs: Vec<(i64, f64, i32, String)> = sqlx::query_as(
+            "SELECT seed, hidden_bpb, length(nats), runner FROM floor_runs WHERE king_tag = 'recipe-v0.1.0' ORDER BY seed",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert_eq!((runs[0].0, runs[1].0, runs[0].2, runs[0].3.as_str()), (0, 1, 8192 * 4, "w"));
+        assert!(runs[0].1 != runs[1].1, "two seeds, one bpb: {runs:?}");
+        let mean = (runs[0].1 + runs[1].1) / 2.0;
+        let done = &gh.check_runs()[0].state;
+        assert_eq!(done["status"], "completed", "{done}");
+        let summary = done["output"]["summary"].as_str().unwrap();
+        assert!(summary.contains(&format!("{mean:.4}")), "decided against the measured floor {mean:.4}: {summary}");
+        assert!(summary.contains("(64 aimed)"), "{summary}");
+    });
+    gh.assert_clean();
 }
 
 /// The manifest of the bundle packed at `file` (its folder sits next to it).

@@ -73,3 +73,26 @@ fn lost_deliveries_are_found_once() {
     });
     gh.assert_clean();
 }
+
+/// An App on more than a page of installations: reconciliation reads them all
+/// (GitHub lists at most 100 a page), not only the first hundred.
+#[test]
+fn every_page_of_installations_is_synced() {
+    let gh = karpa_tests::fake_github_for_app(REPO, 5);
+    gh.ledger.lock().unwrap().other_installations = (1001..=1149).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = karpa_tests::fresh_database().await;
+        let s = karpa_tests::services(pool.clone(), &gh, karpa_tests::judge_settings(tmp.path(), "unused", &gh));
+        karpa_bot::jobs::reconcile::sync_installations(&s).await.unwrap();
+        // The fake serves the same repository to every installation: the last
+        // one synced, on the second page, holds it.
+        let row: (i64, String) =
+            sqlx::query_as("SELECT installation_id, repo FROM installed_repos").fetch_one(&pool).await.unwrap();
+        assert_eq!(row, (1149, REPO.to_string()));
+    });
+    let minted = gh.ledger.lock().unwrap().tokens.iter().filter(|t| t.starts_with("ghs_fake_")).count();
+    assert!(minted >= 150, "a token per installation: {minted}");
+    gh.assert_clean();
+}

@@ -91,9 +91,14 @@ async fn forged_unsigned_and_garbled_deliveries_write_nothing() {
     let (s, v) = bot.send("pull_request", "guid-4", br#"{"action":"opened"}"#, Some(SECRET)).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert!(v["error"].as_str().unwrap().contains("malformed pull_request payload"), "{v}");
-    let (s, v) = bot.send("fork", "guid-5", b"{}", Some(SECRET)).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("\"fork\""), "{v}");
+    // An event the App does not handle is no failed delivery: 202, recorded nowhere.
+    for (event, guid) in
+        [("fork", "guid-5"), ("installation_target", "guid-5b"), ("push", "guid-5c"), ("issues", "guid-5d")]
+    {
+        let (s, v) = bot.send(event, guid, b"{}", Some(SECRET)).await;
+        assert_eq!((s, v["status"].as_str()), (StatusCode::ACCEPTED, Some("ignored")), "{event}: {v}");
+        assert!(v["reason"].as_str().unwrap().contains(&format!("\"{event}\"")), "{v}");
+    }
     let (s, _) = bot.send("pull_request", "", &body, Some(SECRET)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 
@@ -200,6 +205,11 @@ async fn commands_rerequests_pings_and_our_own_comments() {
     let resp = bot.app.clone().oneshot(get("/metrics")).await.unwrap();
     let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(text.contains("karpa_jobs{state=\"queued\"} 2"), "{text}");
+    for line in
+        ["karpa_jobs_queued{kind=\"command\"} 1", "karpa_jobs_queued{kind=\"rejudge\"} 1", "karpa_floors_pending 0"]
+    {
+        assert!(text.contains(line), "{line} not in {text}");
+    }
     assert!(text.contains("karpa_webhook_replies_total{status=\"202\"} 6"), "{text}");
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
 
@@ -222,4 +232,54 @@ async fn commands_rerequests_pings_and_our_own_comments() {
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert!(serde_json::from_slice::<Value>(&body).unwrap()["error"].is_string(), "{path}");
     }
+}
+
+/// GitHub sends NUL in text (a comment, a login): PostgreSQL's text and jsonb
+/// cannot hold it, and a 503 would be repeated by every redelivery. Stored as
+/// U+FFFD instead, once.
+#[tokio::test]
+async fn a_nul_in_a_comment_or_login_is_stored_not_refused_forever() {
+    let bot = Bot::new().await;
+    bot.installed().await;
+    let mut comment = fixture("issue_comment.created.json");
+    comment["comment"]["user"]["login"] = json!("oct\u{0}o");
+    let body = comment["comment"]["body"].as_str().unwrap().to_string();
+    comment["comment"]["body"] = json!(format!("{body} \u{0}now"));
+    for guid in ["nul-1", "nul-1"] {
+        let (s, v) = bot.deliver("issue_comment", guid, &comment).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    }
+    let payload: Value =
+        sqlx::query_scalar("SELECT payload FROM jobs WHERE kind = 'command'").fetch_one(&bot.pool).await.unwrap();
+    assert_eq!(payload["author"], "oct\u{FFFD}o", "{payload}");
+    assert!(payload["command"].as_str().unwrap().ends_with("\u{FFFD}now"), "{payload}");
+    assert_eq!((bot.count("deliveries").await, bot.count("jobs").await), (2, 1));
+}
+
+/// With PostgreSQL away the webhook answers 503 within its deadline (GitHub
+/// gives up after 10 s and counts a timeout), and GitHub redelivers.
+#[tokio::test]
+async fn with_the_database_away_the_answer_is_a_quick_503() {
+    // A pool whose every connection attempt hangs: a listener that never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("postgres://karpa@127.0.0.1:{}/karpa", silent.local_addr().unwrap().port());
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(30))
+        .connect_lazy(&url)
+        .unwrap();
+    let app = router(AppState::new(pool, vec![SECRET.to_vec()], APP_ID, 1 << 20));
+    let body = serde_json::to_vec(&fixture("pull_request.opened.json")).unwrap();
+    let req = Request::post("/webhook")
+        .header("x-github-event", "pull_request")
+        .header("x-github-delivery", "away-1")
+        .header("x-hub-signature-256", sign(SECRET, &body))
+        .body(Body::from(body))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let resp = app.oneshot(req).await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The deadline is 2 s; GitHub's is 10 s. Between them, room for a loaded machine.
+    assert!(waited < std::time::Duration::from_secs(6), "answered after {waited:?}");
+    drop(silent);
 }

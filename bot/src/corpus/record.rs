@@ -273,6 +273,7 @@ pub fn class_name(class: VerdictClass) -> &'static str {
         VerdictClass::Rejected => "rejected",
         VerdictClass::Stale => "stale",
         VerdictClass::Error => "error",
+        VerdictClass::Waiting => "waiting",
     }
 }
 

@@ -108,6 +108,23 @@ pub async fn complete(pool: &PgPool, lease: Lease) -> Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
+/// Puts a job that waits on others back in the queue for `after`, its attempt
+/// not counted (waiting is nobody's failure); false if this worker no longer held it.
+pub async fn snooze(pool: &PgPool, lease: Lease, after: Duration) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'queued', attempts = greatest(attempts - 1, 0),
+                run_after = now() + make_interval(secs => $3), leased_by = NULL, lease_until = NULL,
+                updated_at = now()
+         WHERE id = $1 AND leased_by = $2 AND state = 'running'",
+    )
+    .bind(lease.id.0)
+    .bind(&lease.worker)
+    .bind(after.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Records a failure: retried after a backoff of `base`·2^(attempt−1) (capped at
 /// an hour), or dead once the attempts are used up.
 pub async fn fail(pool: &PgPool, lease: Lease, error: &str, base: Duration) -> Result<()> {
@@ -125,6 +142,20 @@ pub async fn fail(pool: &PgPool, lease: Lease, error: &str, base: Duration) -> R
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Queued jobs by kind, and running jobs by the worker holding them (for /metrics).
+pub async fn depth(pool: &PgPool) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>)> {
+    let queued = sqlx::query_as("SELECT kind, count(*) FROM jobs WHERE state = 'queued' GROUP BY kind ORDER BY kind")
+        .fetch_all(pool)
+        .await?;
+    let running = sqlx::query_as(
+        "SELECT leased_by, count(*) FROM jobs WHERE state = 'running' AND leased_by IS NOT NULL
+         GROUP BY leased_by ORDER BY leased_by",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok((queued, running))
 }
 
 /// Counts by state, for /metrics and the tests.

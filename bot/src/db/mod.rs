@@ -3,6 +3,7 @@
 
 pub mod curves;
 pub mod deliveries;
+pub mod floors;
 pub mod jobs;
 pub mod judgments;
 pub mod kings;

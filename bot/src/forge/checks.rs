@@ -72,7 +72,7 @@ pub fn conclusion(class: VerdictClass) -> Option<Conclusion> {
         VerdictClass::Crowned => Some(Conclusion::Success),
         VerdictClass::MeaningfulFailure | VerdictClass::Stale => Some(Conclusion::Neutral),
         VerdictClass::Failure | VerdictClass::Rejected => Some(Conclusion::Failure),
-        VerdictClass::Error => None,
+        VerdictClass::Error | VerdictClass::Waiting => None,
     }
 }
 
@@ -233,6 +233,7 @@ mod tests {
         assert_eq!(conclusion(VerdictClass::MeaningfulFailure), Some(Conclusion::Neutral));
         assert_eq!(conclusion(VerdictClass::Rejected), Some(Conclusion::Failure));
         assert_eq!(conclusion(VerdictClass::Error), None, "our fault is retried, not concluded");
+        assert_eq!(conclusion(VerdictClass::Waiting), None);
     }
 
     #[test]

@@ -291,6 +291,15 @@ impl Installation {
         self.patch_check(repo, id, &body).await
     }
 
+    /// Shows why the check is waiting (in progress, not concluded).
+    pub async fn check_waiting(&self, repo: &RepoName, id: CheckRunId, why: &str) -> Result<()> {
+        let body = json!({
+            "status": "in_progress",
+            "output": {"title": why, "summary": format!("{why}. The judgment resumes by itself when they are in.")},
+        });
+        self.patch_check(repo, id, &body).await
+    }
+
     /// Completes the check: conclusion and output with the first 50 annotations,
     /// then one update per further 50 (GitHub appends them).
     pub async fn complete_check(

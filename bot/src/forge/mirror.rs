@@ -5,9 +5,9 @@
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
-/// Fetches tags, branches and `refs/pull/<pr>/head` from `url` into the bare
-/// mirror at `dir` (created on first use). `token` answers HTTPS auth.
-pub fn fetch(dir: &Path, url: &str, pr: u64, token: Option<&str>) -> Result<PathBuf> {
+/// Fetches tags, branches and (for a judgment) `refs/pull/<pr>/head` from `url`
+/// into the bare mirror at `dir` (created on first use). `token` answers HTTPS auth.
+pub fn fetch(dir: &Path, url: &str, pr: Option<u64>, token: Option<&str>) -> Result<PathBuf> {
     let repo = match git2::Repository::open_bare(dir) {
         Ok(r) => r,
         Err(_) => {
@@ -18,14 +18,12 @@ pub fn fetch(dir: &Path, url: &str, pr: u64, token: Option<&str>) -> Result<Path
     let mut remote = repo.remote_anonymous(url)?;
     let mut opts = git2::FetchOptions::new();
     opts.remote_callbacks(callbacks(token));
-    let refspecs = [
-        "+refs/tags/*:refs/tags/*".to_string(),
-        "+refs/heads/*:refs/heads/*".to_string(),
-        format!("+refs/pull/{pr}/head:refs/pull/{pr}/head"),
-    ];
+    let mut refspecs = vec!["+refs/tags/*:refs/tags/*".to_string(), "+refs/heads/*:refs/heads/*".to_string()];
+    refspecs.extend(pr.map(|pr| format!("+refs/pull/{pr}/head:refs/pull/{pr}/head")));
+    let what = pr.map_or("the releases".to_string(), |pr| format!("PR #{pr}"));
     remote
         .fetch(&refspecs, Some(&mut opts), None)
-        .with_context(|| format!("cannot fetch PR #{pr} from the recipe repository"))?;
+        .with_context(|| format!("cannot fetch {what} from the recipe repository"))?;
     Ok(dir.to_path_buf())
 }
 

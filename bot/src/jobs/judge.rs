@@ -7,6 +7,7 @@
 use super::Services;
 use crate::corpus::record::{BundleFacts, Forge, Judged};
 use crate::corpus::SubmissionId;
+use crate::db::floors::{FloorKey, PgFloors};
 use crate::db::jobs::{self, Lease, NewJob};
 use crate::db::kings::{MergeLock, NewKing};
 use crate::db::{judgments, ledger::PgLedger};
@@ -17,7 +18,7 @@ use crate::forge::github::{CheckRunId, CommitSha, Installation, RepoName};
 use crate::forge::loss_curve::Curve;
 use crate::forge::mirror::publish_note;
 use crate::judge::decision::{DecisionRule, NoiseFloor};
-use crate::judge::evaluate::EvalSetup;
+use crate::judge::evaluate::{EvalSetup, DEVICE_CLASS};
 use crate::judge::pipeline::{judge, JudgeInput};
 use crate::judge::verdict::{Verdict, VerdictClass};
 use crate::judge::Finding;
@@ -41,6 +42,8 @@ pub struct Settings {
     pub max_attempts: i32,
     /// Where `karpa serve` is reachable from the internet (check-run images).
     pub public_url: Option<String>,
+    /// How often a judgment waiting for its king's floor looks again.
+    pub floor_poll: std::time::Duration,
 }
 
 #[derive(Deserialize)]
@@ -51,7 +54,7 @@ struct Payload {
     head_sha: String,
 }
 
-pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
+pub async fn run(s: &Services, lease: &Lease) -> Result<super::Next> {
     let p: Payload = serde_json::from_value(lease.payload.clone())?;
     let key = format!("job-{}", lease.id.0);
     let repo = RepoName::parse(&p.repo)?;
@@ -63,7 +66,7 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
     let resumed = judgments::crowning(&s.pool, &key).await?;
     if resumed.is_none() && (!pr.open || pr.head != head) {
         tracing::info!(%repo, pr = p.pr, "closed or pushed again since; nothing to judge");
-        return Ok(());
+        return Ok(super::Next::Done);
     }
     let check = match judgments::check_run(&s.pool, &key).await? {
         Some(id) => CheckRunId(id),
@@ -76,8 +79,12 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
     gh.check_progress(&repo, check, "intake").await?;
     let (mut verdict, bundle) = match resumed {
         Some(v) => (v, fetch_bundle(s, &pr.body).await?.ok()),
-        None => intake_and_judge(s, &gh, &repo, p.pr, &head, &pr.body).await?,
+        None => intake_and_judge(s, &gh, (&repo, p.installation), p.pr, &head, &pr.body).await?,
     };
+    if verdict.class == VerdictClass::Waiting {
+        gh.check_waiting(&repo, check, &verdict.summary).await?;
+        return Ok(super::Next::Later(s.judge.floor_poll));
+    }
     let mut links = Links { bundle_url: bundle.as_ref().map(|b| b.1.clone()), ..Links::default() };
     let facts = match (&bundle, &verdict.bundle_digest) {
         (Some((file, url)), Some(_)) => bundle_facts(file, url).await,
@@ -102,6 +109,16 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
         };
         let c = Crowning { repo: &repo, pr: p.pr, head: &head, base: &pr.base, verdict: &verdict, links };
         let outcome = take_the_crown(s, &gh, &p, &c).await?;
+        if let (CrownOutcome::Crowned { tag, .. }, Some(f)) = (&outcome, &facts) {
+            // The new king's floor, measured by the runners before the next PR needs it.
+            let key = FloorKey {
+                repo: p.repo.clone(),
+                king: tag.clone(),
+                config: f.manifest.config.clone(),
+                device_class: DEVICE_CLASS.into(),
+            };
+            crate::db::floors::queue(&s.pool, &key, p.installation, 0..s.judge.rule.floor_seeds as u64).await?;
+        }
         if let CrownOutcome::Crowned { tag, commit } = &outcome {
             publish_crown_note(s, &gh, &p, &c, bundle, tag, commit).await?;
             released = Some((tag.clone(), commit.as_str().to_string()));
@@ -128,7 +145,7 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
         None if lease.attempt < s.judge.max_attempts => bail!("not judged on this try: {}", verdict.summary),
         None => gh.complete_check(&repo, check, Conclusion::Neutral, &render(&verdict, &links)).await?,
     }
-    Ok(())
+    Ok(super::Next::Done)
 }
 
 /// Merges, tags and releases under the merge lock, then asks every other open PR
@@ -224,7 +241,7 @@ async fn publish_crown_note(
     tokio::task::spawn_blocking(move || publish_note(&mirror, &url, token.as_deref(), &commits, &note)).await?
 }
 
-fn mirror_dir(s: &Services, repo: &RepoName) -> PathBuf {
+pub(super) fn mirror_dir(s: &Services, repo: &RepoName) -> PathBuf {
     s.judge.state_dir.join("mirrors").join(&repo.owner).join(format!("{}.git", repo.name))
 }
 
@@ -232,7 +249,7 @@ fn mirror_dir(s: &Services, repo: &RepoName) -> PathBuf {
 async fn intake_and_judge(
     s: &Services,
     gh: &Installation,
-    repo: &RepoName,
+    (repo, installation): (&RepoName, u64),
     pr: u64,
     head: &CommitSha,
     body: &str,
@@ -250,11 +267,19 @@ async fn intake_and_judge(
         bundle: bundle.clone(),
         ledger: Box::new(PgLedger::new(s.pool.clone(), tokio::runtime::Handle::current())),
         eval: s.judge.eval.clone(),
-        noise_floors: s.judge.noise_floors.clone(),
+        floors: Box::new(PgFloors {
+            pool: s.pool.clone(),
+            rt: tokio::runtime::Handle::current(),
+            repo: repo.to_string(),
+            installation,
+            device_class: DEVICE_CLASS.into(),
+            seeds: s.judge.rule.floor_seeds,
+            files: s.judge.noise_floors.clone(),
+        }),
         rule: s.judge.rule.clone(),
     };
     let verdict = tokio::task::spawn_blocking(move || {
-        crate::forge::mirror::fetch(&mirror, &url, pr, token.as_deref())?;
+        crate::forge::mirror::fetch(&mirror, &url, Some(pr), token.as_deref())?;
         judge(&input)
     })
     .await??;

@@ -3,6 +3,7 @@
 //! The same loop runs inside `karpa serve` and in `karpa runner` on other hosts.
 
 pub mod command;
+pub mod floor;
 pub mod judge;
 pub mod reconcile;
 
@@ -56,8 +57,12 @@ pub async fn run_one(s: &Services, worker: &str) -> Result<bool> {
     let outcome = dispatch(s, &lease).await;
     beat.abort();
     match outcome {
-        Ok(()) => {
+        Ok(Next::Done) => {
             jobs::complete(&s.pool, lease).await?;
+        }
+        Ok(Next::Later(after)) => {
+            tracing::info!(worker, job = lease.id.0, "waiting; back in {after:?}");
+            jobs::snooze(&s.pool, lease, after).await?;
         }
         Err(e) => {
             tracing::warn!(worker, job = lease.id.0, "failed: {e:#}");
@@ -67,13 +72,23 @@ pub async fn run_one(s: &Services, worker: &str) -> Result<bool> {
     Ok(true)
 }
 
-async fn dispatch(s: &Services, lease: &Lease) -> Result<()> {
+/// What became of a job a handler ran.
+pub enum Next {
+    Done,
+    /// It waits on other jobs (a judgment on its king's floor): back in the queue
+    /// after this long, the attempt not counted.
+    Later(Duration),
+}
+
+async fn dispatch(s: &Services, lease: &Lease) -> Result<Next> {
+    let done = |r: Result<()>| r.map(|()| Next::Done);
     match lease.kind.as_str() {
         "judge" | "rejudge" => judge::run(s, lease).await,
-        "command" => command::run(s, lease).await,
-        "reconcile" => reconcile::run(s).await.map(|_| ()),
+        "floor-run" => done(floor::run(s, lease).await),
+        "command" => done(command::run(s, lease).await),
+        "reconcile" => done(reconcile::run(s).await.map(|_| ())),
         // A closed PR's pending judgment finds the PR closed and stops by itself.
-        "pr-closed" => Ok(()),
+        "pr-closed" => Ok(Next::Done),
         other => bail!("no handler for jobs of kind {other:?}"),
     }
 }

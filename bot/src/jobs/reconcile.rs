@@ -25,7 +25,16 @@ pub fn key(period: std::time::Duration) -> String {
 /// and its repositories (an App installed before the bot first ran, or an
 /// installation event that never arrived).
 pub async fn sync_installations(s: &Services) -> Result<()> {
-    let installations: Vec<serde_json::Value> = s.app.get("/app/installations?per_page=100", None::<&()>).await?;
+    let mut installations: Vec<serde_json::Value> = Vec::new();
+    for page in 1.. {
+        let batch: Vec<serde_json::Value> =
+            s.app.get(format!("/app/installations?per_page=100&page={page}"), None::<&()>).await?;
+        let last = batch.len() < 100;
+        installations.extend(batch);
+        if last {
+            break;
+        }
+    }
     for inst in installations {
         let Some(id) = inst["id"].as_u64() else { continue };
         let gh = s.app.installation(octocrab::models::InstallationId(id))?;

@@ -25,6 +25,9 @@ pub struct DecisionRule {
     pub confirmation_runs: u32,
     /// The gate: the bundle's run must gain max(min_delta, gate_z·σ·√(1 + 1/n)).
     pub gate_z: f64,
+    /// Seeded runs of a king that make its noise floor when the bot measures it
+    /// itself (one `floor-run` job each).
+    pub floor_seeds: u32,
 }
 
 impl Default for DecisionRule {
@@ -37,6 +40,7 @@ impl Default for DecisionRule {
             rationale_min_paragraphs: 2,
             confirmation_runs: 3,
             gate_z: 1.0,
+            floor_seeds: 10,
         }
     }
 }
@@ -103,6 +107,7 @@ impl DecisionRule {
             (self.gate_z >= 0.0 && self.gate_z.is_finite(), "gate_z must be a finite number ≥ 0"),
             (self.meaningful_margins >= 0.0 && self.meaningful_margins.is_finite(), "meaningful_margins must be ≥ 0"),
             (self.confirmation_runs <= 16, "confirmation_runs above 16 is a denial of service on the validator"),
+            ((2..=64).contains(&self.floor_seeds), "floor_seeds must lie in 2..=64 (a spread needs two runs)"),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, why)) => Err(why.to_string()),

@@ -21,6 +21,11 @@ pub use proof::judge_budget::REPLAY_STEPS;
 /// a little; a log that was not produced by this recipe on this data is off by far more.
 pub const REPLAY_TOLERANCE: f64 = 0.05;
 
+/// The class of device the validator's numbers are made on: every model the
+/// sandbox runs runs on the CPU in f32 (`--device cpu`). A floor is kept per
+/// class, and a challenger is decided only against a floor of its own class.
+pub const DEVICE_CLASS: &str = "cpu-f32";
+
 /// What this validator brings to an evaluation.
 #[derive(Clone)]
 pub struct EvalSetup {

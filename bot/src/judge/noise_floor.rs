@@ -16,6 +16,34 @@ use proof::config::ProtocolConfig;
 use std::ffi::OsString;
 use std::path::Path;
 
+/// What a judgment finds when it looks for its king's floor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FloorLookup {
+    Ready(NoiseFloor),
+    /// Being measured by runner jobs: `done` of `of` runs are in.
+    Measuring {
+        done: usize,
+        of: usize,
+    },
+    /// Nobody measures it (file floors only): the judgment ends in `error`.
+    Missing,
+}
+
+/// Where the judge finds noise floors: files an operator measured, or the
+/// database the runners fill ([`crate::db::floors::PgFloors`]).
+pub trait Floors: Send {
+    fn lookup(&self, king: &str, config: &str) -> Result<FloorLookup>;
+}
+
+impl Floors for Vec<NoiseFloor> {
+    fn lookup(&self, king: &str, config: &str) -> Result<FloorLookup> {
+        Ok(match self.iter().find(|f| f.king == king && f.config == config && f.n() >= 2) {
+            Some(f) => FloorLookup::Ready(f.clone()),
+            None => FloorLookup::Missing,
+        })
+    }
+}
+
 /// Trains and evaluates the king once per seed offset in `seeds` (0..n for a floor).
 pub fn measure(
     sandbox: &Sandbox,
@@ -28,30 +56,44 @@ pub fn measure(
     if seeds.end < seeds.start + 2 {
         bail!("a noise floor needs at least 2 seeds");
     }
-    let cfg = repo.protocol_config(king.tree, config)?;
     let work = tempfile::Builder::new().prefix("karpa-noise-").tempdir()?;
-    let bin = match build(sandbox, setup, repo, king.tree, work.path())? {
-        Ok(bin) => bin,
-        Err(why) => bail!("{} does not build in the sandbox: {why}", king.tag),
-    };
     let (mut values, mut nats) = (Vec::new(), Vec::new());
     for seed in seeds {
-        let key = format!("{}/floor-seed-{seed}", king.tag);
-        match seeded_bpb(sandbox, setup, &bin, &cfg, seed, (&key, None), work.path())? {
-            Ok(score) => {
-                values.push(score.bpb);
-                nats.push(score.nats);
-            }
-            Err(why) => bail!("seed {seed}: {}", why.message),
-        }
-        eprintln!("karpa noise-floor: {} seed +{seed}: hidden bpb {:.5}", king.tag, values[values.len() - 1]);
+        let score = measure_one(sandbox, setup, repo, king, config, seed, work.path())?;
+        eprintln!("karpa noise-floor: {} seed +{seed}: hidden bpb {:.5}", king.tag, score.bpb);
+        values.push(score.bpb);
+        nats.push(score.nats);
     }
     let reference = Some(mean_per_token(&nats).into());
     Ok(NoiseFloor { king: king.tag.clone(), config: config.to_string(), values, reference })
 }
 
+/// One run of the king's floor: built (cached in the shared target folder),
+/// trained with `seed`, scored on the hidden split and checked for causality.
+/// The king failing its own floor run is this validator's problem: an error.
+pub fn measure_one(
+    sandbox: &Sandbox,
+    setup: &EvalSetup,
+    repo: &RecipeRepo,
+    king: &King,
+    config: &str,
+    seed: u64,
+    work: &Path,
+) -> Result<HiddenScore> {
+    let cfg = repo.protocol_config(king.tree, config)?;
+    let bin = match build(sandbox, setup, repo, king.tree, work)? {
+        Ok(bin) => bin,
+        Err(why) => bail!("{} does not build in the sandbox: {why}", king.tag),
+    };
+    let key = format!("{}/floor-seed-{seed}", king.tag);
+    match seeded_bpb(sandbox, setup, &bin, &cfg, seed, (&key, None), work)? {
+        Ok(score) => Ok(score),
+        Err(why) => bail!("{} seed {seed}: {}", king.tag, why.message),
+    }
+}
+
 /// The per-token mean of equally long runs.
-fn mean_per_token(runs: &[Vec<f32>]) -> Vec<f32> {
+pub fn mean_per_token(runs: &[Vec<f32>]) -> Vec<f32> {
     let len = runs.iter().map(Vec::len).min().unwrap_or(0);
     (0..len).map(|i| runs.iter().map(|r| r[i] as f64).sum::<f64>() as f32 / runs.len() as f32).collect()
 }

@@ -3,9 +3,10 @@
 //! runs again. Integrity stages run first; the first one with findings ends the
 //! judgment as `rejected` (or `stale`), so no miner code runs on a broken proof.
 
-use super::decision::{confirm, decide, DecisionRule, NoiseFloor, Outcome};
+use super::decision::{confirm, decide, DecisionRule, Outcome};
 use super::evaluate::{evaluate, EvalResult, EvalSetup};
 use super::ledger::{Claim, Kind, Ledger};
+use super::noise_floor::{FloorLookup, Floors};
 use super::verdict::{Confirmation, StageReport, Verdict, VerdictClass};
 use super::{plausibility, scan, Finding};
 use crate::repo::RecipeRepo;
@@ -24,8 +25,8 @@ pub struct JudgeInput {
     pub ledger: Box<dyn Ledger>,
     /// Hidden evaluation: without it the judgment stops after the integrity stages.
     pub eval: Option<EvalSetup>,
-    /// Measured noise floors; the one for the current king and the bundle's config is used.
-    pub noise_floors: Vec<NoiseFloor>,
+    /// Where the current king's floor on the bundle's config is found.
+    pub floors: Box<dyn Floors>,
     pub rule: DecisionRule,
 }
 
@@ -222,6 +223,16 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
             "integrity checks passed; this validator has no hidden evaluation configured",
         ));
     };
+    // The king's floor first: the decision needs it and the check aims with it,
+    // so a judgment whose floor is still being measured waits before it runs anything.
+    let floor = match input.floors.lookup(&king.tag, &manifest.config)? {
+        FloorLookup::Ready(f) => Some(f),
+        FloorLookup::Measuring { done, of } => {
+            let why = format!("waiting for {}'s noise floor on {}: {done} of {of} runs", king.tag, manifest.config);
+            return Ok(run.verdict(VerdictClass::Waiting, why));
+        }
+        FloorLookup::Missing => None,
+    };
     let sandbox = match crate::sandbox::Sandbox::new() {
         Ok(s) => s,
         Err(e) => {
@@ -232,7 +243,7 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
     let t = std::time::Instant::now();
     let work = tempfile::Builder::new().prefix("karpa-judge-").tempdir()?;
     let protocol = repo.protocol_config(king.tree, &manifest.config)?;
-    let floor = input.noise_floors.iter().find(|f| f.king == king.tag && f.config == manifest.config && f.n() >= 2);
+    let floor = floor.as_ref();
     let aim_at = floor.and_then(|f| f.reference.as_deref());
     let what = (&manifest, &protocol, aim_at);
     let evaluated = evaluate(&sandbox, setup, &repo, (head_tree, king.tree), dir, what, work.path());

@@ -17,6 +17,9 @@ pub enum VerdictClass {
     Stale,
     /// Our side could not finish; never blamed on the miner, retried.
     Error,
+    /// Not a verdict yet: the decision waits on state being measured (the king's
+    /// noise floor). Never concluded or recorded; the judgment resumes by itself.
+    Waiting,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

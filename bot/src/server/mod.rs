@@ -89,17 +89,40 @@ async fn healthz(State(state): State<AppState>) -> Reply {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let mut extra = String::from("# HELP karpa_jobs Jobs by state.\n# TYPE karpa_jobs gauge\n");
-    match crate::db::jobs::counts(&state.pool).await {
-        Ok(counts) => {
-            for (s, n) in counts {
-                extra.push_str(&format!("karpa_jobs{{state=\"{s}\"}} {n}\n"));
-            }
-        }
-        Err(e) => return Reply::error(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
+    match queue_metrics(&state.pool).await {
+        Ok(extra) => (
+            [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            state.metrics.render(&extra),
+        )
+            .into_response(),
+        Err(e) => Reply::error(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e:#}")).into_response(),
     }
-    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render(&extra))
-        .into_response()
+}
+
+/// The queue as gauges: jobs by state, queued jobs by kind, runs in flight by
+/// worker (a runner's workers are named host-pid-i), floors being measured.
+async fn queue_metrics(pool: &sqlx::PgPool) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " ");
+    let mut extra = String::from("# HELP karpa_jobs Jobs by state.\n# TYPE karpa_jobs gauge\n");
+    for (s, n) in crate::db::jobs::counts(pool).await? {
+        let _ = writeln!(extra, "karpa_jobs{{state=\"{}\"}} {n}", label(&s));
+    }
+    let (queued, running) = crate::db::jobs::depth(pool).await?;
+    extra.push_str("# HELP karpa_jobs_queued Queued jobs by kind.\n# TYPE karpa_jobs_queued gauge\n");
+    for (kind, n) in queued {
+        let _ = writeln!(extra, "karpa_jobs_queued{{kind=\"{}\"}} {n}", label(&kind));
+    }
+    extra.push_str("# HELP karpa_jobs_running Jobs in flight by worker.\n# TYPE karpa_jobs_running gauge\n");
+    for (worker, n) in running {
+        let _ = writeln!(extra, "karpa_jobs_running{{worker=\"{}\"}} {n}", label(&worker));
+    }
+    let pending = crate::db::floors::pending(pool).await?;
+    let _ = writeln!(
+        extra,
+        "# HELP karpa_floors_pending Noise floors being measured.\n# TYPE karpa_floors_pending gauge\nkarpa_floors_pending {pending}"
+    );
+    Ok(extra)
 }
 
 /// A judged bundle's loss curve. The SVG is ours (numbers only), and is served

@@ -1,7 +1,11 @@
 //! POST /webhook: verify the signature over the raw body (any of the configured
 //! secrets, so they can be rotated), then dedupe on (app, delivery GUID), then
 //! record the delivery and enqueue its job in one transaction, and answer 202.
-//! Anything wrong is a 4xx with a JSON error, and nothing is written.
+//! Anything wrong is a 4xx with a JSON error, and nothing is written. Events
+//! the App does not handle are 202 "ignored", recorded nowhere (a 4xx would show
+//! in GitHub as a failed delivery). Text GitHub sends may hold NUL, which
+//! PostgreSQL cannot store: it is stored as U+FFFD. With the database away the
+//! answer is a 503 within [`PERSIST_DEADLINE`], well before GitHub's 10 s.
 
 use super::events::{classify, BadDelivery, Intake, Removal};
 use super::{AppState, Reply};
@@ -12,7 +16,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
 use serde_json::json;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long the webhook waits for PostgreSQL before answering 503.
+pub const PERSIST_DEADLINE: Duration = Duration::from_secs(2);
 
 /// True when `header` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under one of
 /// `secrets`. Compared in constant time by the hmac crate.
@@ -61,16 +68,65 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Result<Bytes, Bytes
     }
     let classified = match classify(event, &body, state.app_id) {
         Ok(c) => c,
-        Err(e @ BadDelivery::UnknownEvent(_)) => return Reply::error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(BadDelivery::UnknownEvent(event)) => {
+            let reason = format!("the App does not handle {event:?} events");
+            return Reply(StatusCode::ACCEPTED, json!({"status": "ignored", "reason": reason}));
+        }
         Err(e @ BadDelivery::Malformed { .. }) => return Reply::error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     };
-    match persist(state, event, guid, classified).await {
-        Ok(reply) => reply,
-        Err(e) => {
+    let persisted = tokio::time::timeout(PERSIST_DEADLINE, persist(state, event, guid, storable(classified))).await;
+    match persisted {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(e)) => {
             tracing::error!(guid, event, "cannot persist a delivery: {e:#}");
             Reply::error(StatusCode::SERVICE_UNAVAILABLE, "the delivery could not be stored; redeliver it")
         }
+        Err(_) => {
+            tracing::error!(guid, event, "the database did not answer within {PERSIST_DEADLINE:?}");
+            Reply::error(StatusCode::SERVICE_UNAVAILABLE, "the database did not answer in time; redeliver it")
+        }
     }
+}
+
+/// The delivery with every NUL (which PostgreSQL's text and jsonb refuse) as
+/// U+FFFD, so a comment, login or name holding one is stored, not refused forever.
+fn storable(mut c: super::events::Classified) -> super::events::Classified {
+    fn clean(s: &mut String) {
+        if s.contains('\0') {
+            *s = s.replace('\0', "\u{FFFD}");
+        }
+    }
+    fn clean_json(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => clean(s),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(clean_json),
+            serde_json::Value::Object(o) => {
+                let keys: Vec<String> = o.keys().filter(|k| k.contains('\0')).cloned().collect();
+                for k in keys {
+                    let v = o.remove(&k).expect("the key is there");
+                    o.insert(k.replace('\0', "\u{FFFD}"), v);
+                }
+                o.values_mut().for_each(clean_json);
+            }
+            _ => {}
+        }
+    }
+    c.action.iter_mut().chain(c.repo.iter_mut()).for_each(clean);
+    match &mut c.intake {
+        Intake::Job(job) => {
+            clean(&mut job.kind);
+            clean(&mut job.dedupe_key);
+            clean_json(&mut job.payload);
+        }
+        Intake::Install { add, remove, .. } => {
+            add.iter_mut().for_each(clean);
+            if let Removal::Some(repos) = remove {
+                repos.iter_mut().for_each(clean);
+            }
+        }
+        Intake::Ignore(_) => {}
+    }
+    c
 }
 
 async fn persist(state: &AppState, event: &str, guid: &str, c: super::events::Classified) -> anyhow::Result<Reply> {

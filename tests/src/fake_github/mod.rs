@@ -40,6 +40,9 @@ pub struct Ledger {
     /// Requests (by their label, e.g. "PUT contents") to answer once with a 502,
     /// as GitHub sometimes does: the caller must retry without doubling effects.
     pub fail_once: Vec<String>,
+    /// Installations of the App besides its own (each served like it), listed
+    /// after it by GET /app/installations, a page at a time as GitHub does.
+    pub other_installations: Vec<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -274,7 +277,7 @@ async fn mint_token(State(ctx): State<Ctx>, Path(id): Path<u64>, headers: Header
         Err(r) => return r,
     };
     let mut l = ctx.ledger.lock().unwrap();
-    if id != app.installation {
+    if id != app.installation && !l.other_installations.contains(&id) {
         l.unexpected.push(format!("POST access_tokens for installation {id}"));
         return error(StatusCode::NOT_FOUND, "Not Found");
     }
@@ -284,12 +287,28 @@ async fn mint_token(State(ctx): State<Ctx>, Path(id): Path<u64>, headers: Header
         .into_response()
 }
 
-/// GET /app/installations: the App's one installation.
-async fn list_installations(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
-    match app_jwt(&ctx, &headers, "GET installations") {
-        Ok(app) => Json(json!([{"id": app.installation, "app_id": app.app_id}])).into_response(),
-        Err(r) => r,
-    }
+/// GET /app/installations: the App's installations, `per_page` (GitHub's
+/// default 30, at most 100) at a time.
+async fn list_installations(
+    State(ctx): State<Ctx>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let app = match app_jwt(&ctx, &headers, "GET installations") {
+        Ok(app) => app,
+        Err(r) => return r,
+    };
+    let per_page = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(30usize).clamp(1, 100);
+    let page = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1usize).max(1);
+    let all: Vec<u64> =
+        std::iter::once(app.installation).chain(ctx.ledger.lock().unwrap().other_installations.clone()).collect();
+    let listed: Vec<Value> = all
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|id| json!({"id": id, "app_id": app.app_id}))
+        .collect();
+    Json(listed).into_response()
 }
 
 /// GET /installation/repositories: every repository the fake serves, for an installation token.

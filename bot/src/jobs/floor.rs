@@ -1,0 +1,57 @@
+//! The floor-run job: one seeded run of a king's noise floor, claimable by any
+//! runner. It fetches the releases into the mirror, builds the king in the
+//! sandbox (cached in the shared target folder), trains it with the job's seed,
+//! scores it on the hidden split with the causality check, and stores the run.
+//! A runner killed mid-run loses nothing: the lease lapses, another runner
+//! redoes the same seed, and the first stored run stands.
+
+use super::Services;
+use crate::db::floors::{self, FloorRun, FloorRunJob};
+use crate::db::jobs::Lease;
+use crate::forge::github::{Installation, RepoName};
+use anyhow::{bail, Context, Result};
+use std::time::Instant;
+
+pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
+    let job: FloorRunJob = serde_json::from_value(lease.payload.clone()).context("a floor-run job's payload")?;
+    let key = job.key.clone();
+    if floors::has_run(&s.pool, &key, job.seed).await? {
+        return Ok(());
+    }
+    let Some(setup) = s.judge.eval.clone() else {
+        bail!("this runner has no hidden evaluation set up (--data, --hidden, --secret-file); floor runs need one");
+    };
+    let repo = RepoName::parse(&key.repo)?;
+    let url = s.judge.git_url.replace("{repo}", &repo.to_string());
+    let token = if url.starts_with("https://") {
+        Some(Installation::new(&s.app, job.installation)?.git_token().await?)
+    } else {
+        None
+    };
+    let mirror = super::judge::mirror_dir(s, &repo);
+    let started = Instant::now();
+    let (king, config, seed) = (key.king.clone(), key.config.clone(), job.seed);
+    let (score, harness_digest) = tokio::task::spawn_blocking(move || -> Result<_> {
+        crate::forge::mirror::fetch(&mirror, &url, None, token.as_deref())?;
+        let recipe = crate::repo::RecipeRepo::open(&mirror)?;
+        let king = recipe.king(Some(&king))?;
+        let digest = recipe.harness_digest(king.tree)?.to_string();
+        let sandbox = crate::sandbox::Sandbox::new()?;
+        let work = tempfile::Builder::new().prefix("karpa-floor-").tempdir()?;
+        let score =
+            crate::judge::noise_floor::measure_one(&sandbox, &setup, &recipe, &king, &config, seed, work.path())?;
+        Ok((score, digest))
+    })
+    .await??;
+    let run = FloorRun {
+        seed,
+        hidden_bpb: score.bpb,
+        nats: score.nats,
+        harness_digest,
+        runner: lease.worker.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let stored = floors::record(&s.pool, &key, &run).await?;
+    tracing::info!(repo = key.repo, king = key.king, seed, bpb = run.hidden_bpb, stored, "floor run done");
+    Ok(())
+}
