@@ -32,6 +32,10 @@ pub struct ValidatorArgs {
     /// libtorch folder (default: $LIBTORCH, then <repo>/.karpa/libtorch).
     #[arg(long)]
     pub libtorch: Option<PathBuf>,
+    /// Where the sandboxed models run: auto, cpu, cuda or cuda:N (a GPU asked for
+    /// but missing is an error, never a silent CPU run).
+    #[arg(long, default_value = "cpu")]
+    pub device: crate::sandbox::gpu::DeviceChoice,
 }
 
 impl ValidatorArgs {
@@ -44,6 +48,7 @@ impl ValidatorArgs {
             noise_floor: None,
             rule: None,
             libtorch: self.libtorch.clone(),
+            device: self.device,
         }
     }
 }
@@ -92,6 +97,7 @@ pub struct EvalPaths {
     pub noise_floor: Option<PathBuf>,
     pub rule: Option<PathBuf>,
     pub libtorch: Option<PathBuf>,
+    pub device: crate::sandbox::gpu::DeviceChoice,
 }
 
 pub fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option<NoiseFloor>, DecisionRule)> {
@@ -109,6 +115,7 @@ pub fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option
     let libtorch = crate::prove::resolve_libtorch(p.libtorch.as_deref(), repo)?;
     let floor = p.noise_floor.as_deref().map(load_noise_floor).transpose()?;
     let rule = load_rule(p.rule.as_deref())?;
+    let device = p.device.resolve(std::path::Path::new("/dev"))?;
     let setup = EvalSetup {
         target_dir: std::path::absolute(&p.target_dir)?,
         libtorch,
@@ -117,8 +124,10 @@ pub fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option
         data: std::path::absolute(&p.data)?,
         hidden: std::path::absolute(&p.hidden)?,
         secret,
+        device,
         limits: Limits {
-            memory_bytes: Some(16 << 30),
+            // CUDA maps address space far beyond what it uses: no RLIMIT_AS there.
+            memory_bytes: if device.is_cuda() { None } else { Some(16 << 30) },
             cpu_seconds: 3600,
             file_bytes: 8 << 30,
             wall: Duration::from_secs(1800),

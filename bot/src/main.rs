@@ -72,6 +72,9 @@ enum Command {
         /// libtorch folder (default: $LIBTORCH, then <repo>/.karpa/libtorch).
         #[arg(long)]
         libtorch: Option<PathBuf>,
+        /// Where the sandboxed models run: auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: karpa_bot::sandbox::gpu::DeviceChoice,
     },
     /// Pull requests of a local recipe repository (the local forge).
     Pr {
@@ -205,12 +208,20 @@ fn main() -> ExitCode {
             rule,
             target_dir,
             libtorch,
+            device,
         } => {
             let ledger = ledger.unwrap_or_else(|| repo.join(".karpa/judge"));
             let eval = match (data, hidden, secret_file) {
-                (Some(data), Some(hidden), Some(secret_file)) => {
-                    Some(judge_cmd::EvalPaths { data, hidden, secret_file, target_dir, noise_floor, rule, libtorch })
-                }
+                (Some(data), Some(hidden), Some(secret_file)) => Some(judge_cmd::EvalPaths {
+                    data,
+                    hidden,
+                    secret_file,
+                    target_dir,
+                    noise_floor,
+                    rule,
+                    libtorch,
+                    device,
+                }),
                 _ => None,
             };
             judge_cmd::run(judge_cmd::JudgeTarget { repo, pr, bundle, ledger, crown, minor, database_url }, eval, json)

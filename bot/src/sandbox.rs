@@ -9,6 +9,7 @@
 //! the validator's environment (a database URL) must not be. If bubblewrap is
 //! missing or fails its self-test, nothing runs: the job fails closed.
 
+pub mod gpu;
 pub mod seccomp;
 
 use anyhow::{bail, Context, Result};
@@ -63,6 +64,8 @@ pub struct Mounts {
     pub tmpfs: Vec<PathBuf>,
     /// (host path, path inside): read-only, mounted after the others.
     pub read_only_at: Vec<(PathBuf, PathBuf)>,
+    /// Device nodes bound into the job's private /dev (a GPU's: [`gpu::gpu_nodes`]).
+    pub devices: Vec<PathBuf>,
 }
 
 pub struct Sandbox {
@@ -169,6 +172,9 @@ impl Sandbox {
             "--unshare-cgroup-try",
         ]);
         c.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--clearenv"]);
+        for node in &mounts.devices {
+            c.arg("--dev-bind").arg(node).arg(node);
+        }
         for dir in SYSTEM.iter().map(Path::new).filter(|p| p.exists()) {
             c.arg("--ro-bind").arg(dir).arg(dir);
         }

@@ -77,6 +77,10 @@ pub struct WorkerArgs {
     /// each bundle's loss curve from /curves/<digest>.svg.
     #[arg(long)]
     pub public_url: Option<String>,
+    /// Where the sandboxed models run: auto, cpu, cuda or cuda:N (a GPU asked for
+    /// but missing is an error at start, never a silent CPU run).
+    #[arg(long, default_value = "cpu")]
+    pub device: crate::sandbox::gpu::DeviceChoice,
 }
 
 /// `karpa runner`: workers only, on a host with the accelerator.
@@ -86,12 +90,20 @@ pub struct RunnerArgs {
     pub database_url: String,
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// One worker per GPU, each on its own (e.g. 0,1,2,3); overrides --workers and --device.
+    #[arg(long, value_delimiter = ',')]
+    pub gpus: Vec<u32>,
     #[command(flatten)]
     pub work: WorkerArgs,
 }
 
 impl WorkerArgs {
-    pub fn services(&self, pool: sqlx::PgPool) -> Result<crate::jobs::Services> {
+    /// The workers' services; `device` overrides `--device` (a runner's `--gpus`).
+    pub fn services(
+        &self,
+        pool: sqlx::PgPool,
+        device: Option<crate::sandbox::gpu::DeviceChoice>,
+    ) -> Result<crate::jobs::Services> {
         let key = std::fs::read(&self.app_key_file)
             .with_context(|| format!("cannot read {}", self.app_key_file.display()))?;
         crate::sandbox::protect_secret(&self.app_key_file);
@@ -115,6 +127,7 @@ impl WorkerArgs {
                     noise_floor: None,
                     rule: None,
                     libtorch: None,
+                    device: device.unwrap_or(self.device),
                 };
                 Some(crate::judge_cmd::setup(std::path::Path::new("."), &paths)?.0)
             }
@@ -153,7 +166,12 @@ pub fn spawn_workers(
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
     (0..n)
         .map(|i| {
-            let id = format!("{host}-{}-{i}", std::process::id());
+            // A runner's workers are told apart by their GPU, too (one worker per GPU).
+            let gpu = match services.judge.eval.as_ref().map(|e| e.device) {
+                Some(crate::sandbox::gpu::Device::Cuda(n)) => format!("cuda{n}-"),
+                _ => String::new(),
+            };
+            let id = format!("{host}-{}-{gpu}{i}", std::process::id());
             tokio::spawn(crate::jobs::work(services.clone(), id, std::time::Duration::from_secs(1), stop.subscribe()))
         })
         .collect()
@@ -181,7 +199,8 @@ pub fn serve(args: &ServeArgs) -> Result<bool> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let pool = crate::db::connect(&args.database_url).await?;
-        let services = std::sync::Arc::new(args.work.services(pool.clone())?);
+        let services = std::sync::Arc::new(args.work.services(pool.clone(), None)?);
+        let device = services.judge.eval.as_ref().filter(|_| args.workers > 0).map(|e| e.device);
         let (stop, _) = tokio::sync::watch::channel(false);
         let _workers = spawn_workers(services, args.workers, &stop);
         if args.reconcile_minutes > 0 {
@@ -189,7 +208,8 @@ pub fn serve(args: &ServeArgs) -> Result<bool> {
             tokio::spawn(crate::jobs::schedule_reconciliation(pool.clone(), period, stop.subscribe()));
         }
         let state = crate::server::AppState::new(pool, secrets, args.work.app_id as i64, args.max_body)
-            .with_public_url(args.work.public_url.clone());
+            .with_public_url(args.work.public_url.clone())
+            .with_device(device);
         crate::server::serve(state, args.listen).await
     })?;
     Ok(true)
@@ -200,9 +220,18 @@ pub fn runner(args: &RunnerArgs) -> Result<bool> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let pool = crate::db::connect(&args.database_url).await?;
-        let services = std::sync::Arc::new(args.work.services(pool)?);
         let (stop, _) = tokio::sync::watch::channel(false);
-        for w in spawn_workers(services, args.workers.max(1), &stop) {
+        let mut workers = Vec::new();
+        if args.gpus.is_empty() {
+            let services = std::sync::Arc::new(args.work.services(pool.clone(), None)?);
+            workers.extend(spawn_workers(services, args.workers.max(1), &stop));
+        }
+        for &gpu in &args.gpus {
+            let choice = crate::sandbox::gpu::DeviceChoice::Cuda(gpu);
+            let services = std::sync::Arc::new(args.work.services(pool.clone(), Some(choice))?);
+            workers.extend(spawn_workers(services, 1, &stop));
+        }
+        for w in workers {
             w.await?;
         }
         Ok::<_, anyhow::Error>(())

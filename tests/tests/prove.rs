@@ -515,6 +515,7 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
         noise_floor: Some(floor.to_path_buf()),
         rule: None,
         libtorch: None,
+        device: Default::default(),
     };
     let (eval, floor, rule) = karpa_bot::judge_cmd::setup(&workspace_root(), &paths).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -633,6 +634,7 @@ fn bot_waits_for_the_kings_floor(repo: &Path, bundle_file: &Path, data: &Path, s
         noise_floor: None,
         rule: Some(rule),
         libtorch: None,
+        device: Default::default(),
     };
     let (eval, _, rule) = karpa_bot::judge_cmd::setup(&workspace_root(), &paths).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

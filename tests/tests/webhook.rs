@@ -283,3 +283,28 @@ async fn with_the_database_away_the_answer_is_a_quick_503() {
     assert!(waited < std::time::Duration::from_secs(6), "answered after {waited:?}");
     drop(silent);
 }
+
+/// A judging server's /healthz self-tests where it judges: the sandbox, and the
+/// device's nodes; a GPU it was configured with but cannot reach is a 503.
+#[tokio::test]
+async fn healthz_reports_the_sandbox_and_the_device() {
+    use karpa_bot::sandbox::gpu::Device;
+    let pool = karpa_tests::fresh_database().await;
+    let health = |device: Option<Device>| {
+        let app = router(AppState::new(pool.clone(), vec![SECRET.to_vec()], APP_ID, 1 << 20).with_device(device));
+        async move {
+            let resp = app.oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
+            let status = resp.status();
+            let body: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+            (status, body)
+        }
+    };
+    assert_eq!(health(None).await, (StatusCode::OK, json!({"status": "ok"})));
+    assert_eq!(
+        health(Some(Device::Cpu)).await,
+        (StatusCode::OK, json!({"status": "ok", "sandbox": "ok", "device": "cpu-f32"}))
+    );
+    let (status, body) = health(Some(Device::Cuda(63))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("cuda:63"), "{body}");
+}

@@ -12,15 +12,19 @@ use crate::forge::github::{Installation, RepoName};
 use anyhow::{bail, Context, Result};
 use std::time::Instant;
 
-pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
+pub async fn run(s: &Services, lease: &Lease) -> Result<super::Next> {
     let job: FloorRunJob = serde_json::from_value(lease.payload.clone()).context("a floor-run job's payload")?;
     let key = job.key.clone();
     if floors::has_run(&s.pool, &key, job.seed).await? {
-        return Ok(());
+        return Ok(super::Next::Done);
     }
     let Some(setup) = s.judge.eval.clone() else {
         bail!("this runner has no hidden evaluation set up (--data, --hidden, --secret-file); floor runs need one");
     };
+    // Like with like: a floor of another device class is another runner's.
+    if setup.device.class() != key.device_class {
+        return Ok(super::Next::Later(s.judge.floor_poll));
+    }
     let repo = RepoName::parse(&key.repo)?;
     let url = s.judge.git_url.replace("{repo}", &repo.to_string());
     let token = if url.starts_with("https://") {
@@ -53,5 +57,5 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<()> {
     };
     let stored = floors::record(&s.pool, &key, &run).await?;
     tracing::info!(repo = key.repo, king = key.king, seed, bpb = run.hidden_bpb, stored, "floor run done");
-    Ok(())
+    Ok(super::Next::Done)
 }

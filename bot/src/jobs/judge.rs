@@ -18,7 +18,7 @@ use crate::forge::github::{CheckRunId, CommitSha, Installation, RepoName};
 use crate::forge::loss_curve::Curve;
 use crate::forge::mirror::publish_note;
 use crate::judge::decision::{DecisionRule, NoiseFloor};
-use crate::judge::evaluate::{EvalSetup, DEVICE_CLASS};
+use crate::judge::evaluate::EvalSetup;
 use crate::judge::pipeline::{judge, JudgeInput};
 use crate::judge::verdict::{Verdict, VerdictClass};
 use crate::judge::Finding;
@@ -115,7 +115,7 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<super::Next> {
                 repo: p.repo.clone(),
                 king: tag.clone(),
                 config: f.manifest.config.clone(),
-                device_class: DEVICE_CLASS.into(),
+                device_class: device_class(s),
             };
             crate::db::floors::queue(&s.pool, &key, p.installation, 0..s.judge.rule.floor_seeds as u64).await?;
         }
@@ -241,6 +241,11 @@ async fn publish_crown_note(
     tokio::task::spawn_blocking(move || publish_note(&mirror, &url, token.as_deref(), &commits, &note)).await?
 }
 
+/// The class of numbers this validator makes (no hidden eval: the CPU's, unused).
+pub(super) fn device_class(s: &Services) -> String {
+    s.judge.eval.as_ref().map(|e| e.device).unwrap_or_default().class()
+}
+
 pub(super) fn mirror_dir(s: &Services, repo: &RepoName) -> PathBuf {
     s.judge.state_dir.join("mirrors").join(&repo.owner).join(format!("{}.git", repo.name))
 }
@@ -272,7 +277,7 @@ async fn intake_and_judge(
             rt: tokio::runtime::Handle::current(),
             repo: repo.to_string(),
             installation,
-            device_class: DEVICE_CLASS.into(),
+            device_class: device_class(s),
             seeds: s.judge.rule.floor_seeds,
             files: s.judge.noise_floors.clone(),
         }),

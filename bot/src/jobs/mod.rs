@@ -84,7 +84,7 @@ async fn dispatch(s: &Services, lease: &Lease) -> Result<Next> {
     let done = |r: Result<()>| r.map(|()| Next::Done);
     match lease.kind.as_str() {
         "judge" | "rejudge" => judge::run(s, lease).await,
-        "floor-run" => done(floor::run(s, lease).await),
+        "floor-run" => floor::run(s, lease).await,
         "command" => done(command::run(s, lease).await),
         "reconcile" => done(reconcile::run(s).await.map(|_| ())),
         // A closed PR's pending judgment finds the PR closed and stops by itself.

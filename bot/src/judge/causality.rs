@@ -97,7 +97,9 @@ pub fn score_hidden(
         (dir.path().join("nats.f32"), dir.path().join("check.f32"), dir.path().join("pairs.json"));
     let common = |cmd: &str| -> Vec<OsString> {
         let mut args: Vec<OsString> =
-            [cmd, "--config", cfg.name.as_str(), "--device", "cpu", "--data"].map(Into::into).into();
+            [cmd, "--config", cfg.name.as_str(), "--device", setup.device.harness_arg(), "--data"]
+                .map(Into::into)
+                .into();
         args.extend([setup.data.clone().into(), "--hidden".into(), setup.hidden.clone().into()]);
         args.extend(["--checkpoint".into(), checkpoint.into()]);
         args
@@ -143,7 +145,7 @@ pub fn score_hidden(
         _ => return reject(format!("the recipe crashed in the causality check: {}", tail_of(&check.output.stderr))),
     }
     let reference = proof::causality::read_f32s(&check_file).context("the causality check's nats")?;
-    let tolerance = Tolerance::for_device(false);
+    let tolerance = Tolerance::for_device(setup.device.is_cuda());
     let report = match compare(&scored, cfg.seq_len as usize, &pairs, &reference, tolerance) {
         Ok(r) => {
             let aimed = if aim.is_some() { (checks.rows / AIMED_EVERY) as usize } else { 0 };

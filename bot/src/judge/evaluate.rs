@@ -7,6 +7,7 @@
 use super::causality::{score_hidden, Checks};
 use super::Finding;
 use crate::repo::RecipeRepo;
+use crate::sandbox::gpu::Device;
 use crate::sandbox::{Limits, Mounts, Sandbox};
 use anyhow::{bail, Context, Result};
 use hmac::{Hmac, Mac};
@@ -20,11 +21,6 @@ pub use proof::judge_budget::REPLAY_STEPS;
 /// Largest |Δloss| a replay may show, in nats. Across machines float order differs
 /// a little; a log that was not produced by this recipe on this data is off by far more.
 pub const REPLAY_TOLERANCE: f64 = 0.05;
-
-/// The class of device the validator's numbers are made on: every model the
-/// sandbox runs runs on the CPU in f32 (`--device cpu`). A floor is kept per
-/// class, and a challenger is decided only against a floor of its own class.
-pub const DEVICE_CLASS: &str = "cpu-f32";
 
 /// What this validator brings to an evaluation.
 #[derive(Clone)]
@@ -42,6 +38,9 @@ pub struct EvalSetup {
     /// Secret that picks the replay segment after submission.
     pub secret: Vec<u8>,
     pub limits: Limits,
+    /// Where the models run (builds never see a GPU). A floor is kept per
+    /// [`Device::class`], and a challenger is decided only against its own class.
+    pub device: Device,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -120,7 +119,7 @@ pub fn evaluate(
         "--config".into(),
         manifest.config.clone().into(),
         "--device".into(),
-        "cpu".into(),
+        setup.device.harness_arg().into(),
         "--data".into(),
         setup.data.clone().into_os_string(),
     ];
@@ -196,10 +195,12 @@ pub fn run_harness(
     let mounts = Mounts {
         read_only: [vec![bin.to_path_buf(), site_packages(setup)?, setup.data.clone()], read_only].concat(),
         read_write,
+        devices: setup.device.nodes()?,
         ..Default::default()
     };
     let cmd: Vec<OsString> = std::iter::once(bin.as_os_str().to_owned()).chain(args).collect();
-    let done = sandbox.run(&mounts, &setup.limits, Path::new("/tmp"), &[], &cmd)?;
+    let env = setup.device.env();
+    let done = sandbox.run(&mounts, &setup.limits, Path::new("/tmp"), &env, &cmd)?;
     let json = serde_json::from_slice(&done.output.stdout).unwrap_or(serde_json::Value::Null);
     Ok((done, json))
 }
@@ -244,6 +245,7 @@ pub fn build(
         read_write: vec![setup.target_dir.clone()],
         tmpfs: vec![cargo_home.clone()],
         read_only_at: vec![(cargo_home.join("registry"), cargo_home.join("registry"))],
+        devices: vec![],
     };
     let cmd: Vec<OsString> = [toolchain_bin.join("cargo").into_os_string()]
         .into_iter()

@@ -116,7 +116,7 @@ pub fn seeded_bpb(
     let out = runs.join(format!("seed-{seed_offset}"));
     std::fs::create_dir_all(&runs)?;
     let common = |cmd: &str| -> Vec<OsString> {
-        [cmd, "--config", config, "--device", "cpu", "--data"]
+        [cmd, "--config", config, "--device", setup.device.harness_arg(), "--data"]
             .iter()
             .map(OsString::from)
             .chain([setup.data.clone().into_os_string()])

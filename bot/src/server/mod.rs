@@ -29,6 +29,9 @@ pub struct Inner {
     pub metrics: metrics::Metrics,
     /// Where this server is reachable from outside (links in citations).
     pub public_url: Option<String>,
+    /// The device its in-process workers run models on, when they run any:
+    /// /healthz then self-tests the sandbox and the device's nodes.
+    pub device: Option<crate::sandbox::gpu::Device>,
 }
 
 impl std::ops::Deref for AppState {
@@ -41,7 +44,15 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(pool: PgPool, secrets: Vec<Vec<u8>>, app_id: i64, max_body: usize) -> Self {
         let metrics = metrics::Metrics::new();
-        AppState(Arc::new(Inner { pool, secrets, app_id, max_body, metrics, public_url: None }))
+        AppState(Arc::new(Inner { pool, secrets, app_id, max_body, metrics, public_url: None, device: None }))
+    }
+
+    /// The device the workers judge on, before the state is shared.
+    pub fn with_device(mut self, device: Option<crate::sandbox::gpu::Device>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.device = device;
+        }
+        self
     }
 
     /// The public URL, before the state is shared.
@@ -81,10 +92,25 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The database, and where this server judges: the sandbox's self-test and the
+/// device's nodes (a judging server that cannot judge is not healthy).
 async fn healthz(State(state): State<AppState>) -> Reply {
-    match sqlx::query("SELECT 1").execute(&state.pool).await {
-        Ok(_) => Reply(StatusCode::OK, serde_json::json!({"status": "ok"})),
-        Err(e) => Reply::error(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")),
+    if let Err(e) = sqlx::query("SELECT 1").execute(&state.pool).await {
+        return Reply::error(StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}"));
+    }
+    let Some(device) = state.device else { return Reply(StatusCode::OK, serde_json::json!({"status": "ok"})) };
+    let checked = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        crate::sandbox::Sandbox::new()?;
+        device.nodes()?;
+        Ok(())
+    })
+    .await;
+    match checked {
+        Ok(Ok(())) => {
+            Reply(StatusCode::OK, serde_json::json!({"status": "ok", "sandbox": "ok", "device": device.class()}))
+        }
+        Ok(Err(e)) => Reply::error(StatusCode::SERVICE_UNAVAILABLE, format!("judging: {e:#}")),
+        Err(e) => Reply::error(StatusCode::SERVICE_UNAVAILABLE, format!("judging: {e}")),
     }
 }
 
