@@ -248,6 +248,7 @@ pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> 
         ledger: Box::new(JsonlLedger::open(t.ledger)),
         eval,
         floors: Box::new(noise_floor.into_iter().collect::<Vec<_>>()),
+        confirmations: Box::new(crate::judge::confirmation::InProcess),
         rule,
     })?;
     let mut released = None;

@@ -97,6 +97,33 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("git prints UTF-8")
 }
 
+/// A recipe repository holding this workspace's tracked files, tagged recipe-v0.1.0.
+pub fn recipe_repo(dir: &Path) -> PathBuf {
+    let root = workspace_root();
+    let repo = dir.join("recipe-repo");
+    for file in git(&root, &["ls-files", "-z"]).split('\0').filter(|f| !f.is_empty()) {
+        let dst = repo.join(file);
+        std::fs::create_dir_all(dst.parent().expect("a file has a folder")).expect("a folder in the copy");
+        std::fs::copy(root.join(file), &dst).expect("a tracked file copies");
+    }
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "recipe v0.1.0"]);
+    git(&repo, &["tag", "-a", "recipe-v0.1.0", "-m", "recipe v0.1.0"]);
+    repo
+}
+
+/// micro's data prepared from the demo corpus into `dir/data` (public/ and hidden/).
+pub fn micro_data(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    run(
+        &binary("karpa-train"),
+        &[&"prepare", &"--config", &"micro", &"--input", &corpus(), &"--salt-file", &demo_salt_file(), &"--out", &data],
+    )
+    .ok();
+    data
+}
+
 /// A binary of the workspace, built next to this test's own target folder.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

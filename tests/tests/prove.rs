@@ -2,24 +2,8 @@
 //! tagged recipe-v0.1.0), a real patch, `karpa-train` built from the patched tree,
 //! real training on `micro`, and a bundle that `karpa bundle verify` accepts.
 
-use karpa_tests::{binary, corpus, demo_salt_file, git, run, workspace_root};
+use karpa_tests::{binary, git, micro_data, recipe_repo, run, workspace_root};
 use std::path::{Path, PathBuf};
-
-/// A recipe repository holding this workspace's tracked files, tagged recipe-v0.1.0.
-fn recipe_repo(dir: &Path) -> PathBuf {
-    let root = workspace_root();
-    let repo = dir.join("recipe-repo");
-    for file in git(&root, &["ls-files", "-z"]).split('\0').filter(|f| !f.is_empty()) {
-        let dst = repo.join(file);
-        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        std::fs::copy(root.join(file), &dst).unwrap();
-    }
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-q", "-m", "recipe v0.1.0"]);
-    git(&repo, &["tag", "-a", "recipe-v0.1.0", "-m", "recipe v0.1.0"]);
-    repo
-}
 
 /// A patch that changes micro's peak learning rate, made with git itself.
 fn lr_patch(repo: &Path, out: &Path) -> PathBuf {
@@ -66,12 +50,7 @@ fn judge_with_hidden_eval(
 
 /// Prepares micro's data in `tmp/data` and proves `patch` into `tmp/bundle`.
 fn prove_on_micro(repo: &Path, patch: &Path, tmp: &Path, rationale: &str) -> (PathBuf, PathBuf) {
-    let data = tmp.join("data");
-    run(
-        &binary("karpa-train"),
-        &[&"prepare", &"--config", &"micro", &"--input", &corpus(), &"--salt-file", &demo_salt_file(), &"--out", &data],
-    )
-    .ok();
+    let data = micro_data(tmp);
     let why = tmp.join("why.md");
     std::fs::write(&why, rationale).unwrap();
     let bundle = tmp.join("bundle");
@@ -507,13 +486,16 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
     use karpa_bot::db::jobs::{self, NewJob};
     const REPO: &str = APP_REPO;
     let (gh, head, remote, manifest) = app_with_pr(repo, bundle_file, "github-remote");
+    // One confirmation run (the default is three): the guard's jobs, at a third of the cost.
+    let rule = bundle_file.parent().unwrap().join("rule-crown.toml");
+    std::fs::write(&rule, "confirmation_runs = 1\n").unwrap();
     let paths = karpa_bot::judge_cmd::EvalPaths {
         data: data.join("public"),
         hidden: data.join("hidden"),
         secret_file: secret.to_path_buf(),
         target_dir: workspace_root().join("target/recipes"),
         noise_floor: Some(floor.to_path_buf()),
-        rule: None,
+        rule: Some(rule),
         libtorch: None,
         device: Default::default(),
     };
@@ -562,6 +544,19 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
                 .unwrap();
         assert_eq!(floor_jobs.len(), 10, "{floor_jobs:?}");
         assert_eq!(floor_jobs[0].0, format!("floor:{REPO}@recipe-v0.1.1/micro/cpu-f32/seed-0"));
+        // The guard's run was a job of its own, stored once.
+        let runs: Vec<(i32, Option<f64>, String)> =
+            sqlx::query_as("SELECT run, hidden_bpb, runner FROM confirmation_runs ORDER BY run")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), [0], "{runs:?}");
+        assert!(runs.iter().all(|r| r.1.is_some_and(f64::is_finite) && r.2 == "w"), "{runs:?}");
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'confirm-run' AND state = 'done'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(done, 1);
         let kings: Vec<(String,)> =
             sqlx::query_as("SELECT tag FROM kings ORDER BY crowned_at").fetch_all(&pool).await.unwrap();
         assert_eq!(kings, [("recipe-v0.1.0".to_string(),), ("recipe-v0.1.1".to_string(),)]);

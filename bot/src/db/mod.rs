@@ -1,6 +1,7 @@
 //! PostgreSQL: the bot's durable state (migrations/ at the workspace root).
 //! Queries are checked at run time, so building needs no database.
 
+pub mod confirmations;
 pub mod curves;
 pub mod deliveries;
 pub mod floors;

@@ -7,6 +7,7 @@
 use super::Services;
 use crate::corpus::record::{BundleFacts, Forge, Judged};
 use crate::corpus::SubmissionId;
+use crate::db::confirmations::{ConfirmRunJob, PgConfirmations};
 use crate::db::floors::{FloorKey, PgFloors};
 use crate::db::jobs::{self, Lease, NewJob};
 use crate::db::kings::{MergeLock, NewKing};
@@ -280,6 +281,21 @@ async fn intake_and_judge(
             device_class: device_class(s),
             seeds: s.judge.rule.floor_seeds,
             files: s.judge.noise_floors.clone(),
+        }),
+        confirmations: Box::new(PgConfirmations {
+            pool: s.pool.clone(),
+            rt: tokio::runtime::Handle::current(),
+            pr: ConfirmRunJob {
+                repo: repo.to_string(),
+                installation,
+                pr,
+                head_sha: head.as_str().to_string(),
+                bundle_digest: String::new(),
+                config: String::new(),
+                king: String::new(),
+                device_class: device_class(s),
+                run: 0,
+            },
         }),
         rule: s.judge.rule.clone(),
     };

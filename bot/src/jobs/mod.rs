@@ -3,6 +3,7 @@
 //! The same loop runs inside `karpa serve` and in `karpa runner` on other hosts.
 
 pub mod command;
+pub mod confirm;
 pub mod floor;
 pub mod judge;
 pub mod reconcile;
@@ -85,6 +86,7 @@ async fn dispatch(s: &Services, lease: &Lease) -> Result<Next> {
     match lease.kind.as_str() {
         "judge" | "rejudge" => judge::run(s, lease).await,
         "floor-run" => floor::run(s, lease).await,
+        "confirm-run" => confirm::run(s, lease).await,
         "command" => done(command::run(s, lease).await),
         "reconcile" => done(reconcile::run(s).await.map(|_| ())),
         // A closed PR's pending judgment finds the PR closed and stops by itself.

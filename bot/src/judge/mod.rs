@@ -1,6 +1,7 @@
 //! The judge: the stages that turn a pull request and its bundle into a verdict.
 
 pub mod causality;
+pub mod confirmation;
 pub mod decision;
 pub mod duplicate;
 pub mod evaluate;

@@ -3,7 +3,8 @@
 //! runs again. Integrity stages run first; the first one with findings ends the
 //! judgment as `rejected` (or `stale`), so no miner code runs on a broken proof.
 
-use super::decision::{confirm, decide, DecisionRule, Outcome};
+use super::confirmation::{guard, Challenger, Confirmations, Guard};
+use super::decision::{decide, DecisionRule, Outcome};
 use super::evaluate::{evaluate, EvalResult, EvalSetup};
 use super::ledger::{Claim, Kind, Ledger};
 use super::noise_floor::{FloorLookup, Floors};
@@ -27,6 +28,8 @@ pub struct JudgeInput {
     pub eval: Option<EvalSetup>,
     /// Where the current king's floor on the bundle's config is found.
     pub floors: Box<dyn Floors>,
+    /// Where the guard's confirmation runs are trained.
+    pub confirmations: Box<dyn Confirmations>,
     pub rule: DecisionRule,
 }
 
@@ -301,54 +304,42 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
 
     // The seed-hacking guard: a run that passes the gate earns confirmation runs,
     // trained here with seeds we pick; their mean decides the crown.
-    let guard = input.rule.confirmation_runs > 0;
-    if guard && (input.rule.gate(floor, bpb) || outcome == Outcome::Crowned) {
+    let guarded = input.rule.confirmation_runs > 0;
+    if guarded && (input.rule.gate(floor, bpb) || outcome == Outcome::Crowned) {
         let t = Instant::now();
-        let mut c = Confirmation {
-            seed_offsets: Vec::new(),
-            hidden_bpb: Vec::new(),
-            mean: f64::NAN,
-            threshold: 0.0,
-            passed: false,
+        let digest = manifest.digest().to_string();
+        let challenger = Challenger {
+            sandbox: &sandbox,
+            setup,
+            bin: &bin,
+            protocol: &protocol,
+            digest: &digest,
+            king: &king.tag,
+            aim_at,
+            work: work.path(),
         };
-        for i in 0..input.rule.confirmation_runs {
-            let seed = super::evaluate::confirmation_seed(&setup.secret, manifest.digest().as_str(), i);
-            let key = format!("{}/confirm-{i}", manifest.digest());
-            let trained =
-                super::noise_floor::seeded_bpb(&sandbox, setup, &bin, &protocol, seed, (&key, aim_at), work.path());
-            c.seed_offsets.push(seed);
-            match trained {
-                Ok(Ok(score)) => c.hidden_bpb.push(score.bpb),
-                Ok(Err(finding)) => {
-                    let cheated = finding.code == "eval.causality";
-                    run.findings.push(finding);
-                    if cheated {
-                        run.stages.push(StageReport { stage: "confirmation".into(), passed: false, seconds: 0.0 });
-                        run.confirmation = Some(c);
-                        return Ok(run.verdict(
-                            VerdictClass::Rejected,
-                            "a confirmation run's hidden score failed the causality check",
-                        ));
-                    }
-                    c.hidden_bpb.push(f64::NAN);
-                    break;
-                }
-                Err(e) => {
-                    run.findings.push(Finding::reject("eval.infrastructure", "validator", None, format!("{e:#}")));
-                    return Ok(run.verdict(VerdictClass::Error, "a confirmation run could not run; it will be retried"));
-                }
+        let stage = |passed| StageReport { stage: "confirmation".into(), passed, seconds: t.elapsed().as_secs_f64() };
+        match guard(input.confirmations.as_ref(), &challenger, (&input.rule, floor, &rationale)) {
+            Ok(Guard::Waiting(why)) => return Ok(run.verdict(VerdictClass::Waiting, why)),
+            Ok(Guard::Cheated(finding, c)) => {
+                run.findings.push(finding);
+                run.stages.push(stage(false));
+                run.confirmation = Some(c);
+                return Ok(
+                    run.verdict(VerdictClass::Rejected, "a confirmation run's hidden score failed the causality check")
+                );
+            }
+            Ok(Guard::Decided(decided, c, failed)) => {
+                run.findings.extend(failed);
+                run.stages.push(stage(c.passed));
+                run.confirmation = Some(c);
+                outcome = decided;
+            }
+            Err(e) => {
+                run.findings.push(Finding::reject("eval.infrastructure", "validator", None, format!("{e:#}")));
+                return Ok(run.verdict(VerdictClass::Error, "a confirmation run could not run; it will be retried"));
             }
         }
-        outcome = confirm(&input.rule, floor, &c.hidden_bpb, &rationale);
-        c.mean = c.hidden_bpb.iter().sum::<f64>() / c.hidden_bpb.len() as f64;
-        c.threshold = input.rule.threshold(floor, c.hidden_bpb.len());
-        c.passed = outcome == Outcome::Crowned;
-        run.stages.push(StageReport {
-            stage: "confirmation".into(),
-            passed: c.passed,
-            seconds: t.elapsed().as_secs_f64(),
-        });
-        run.confirmation = Some(c);
     }
     run.decision = Some(d);
     let (class, summary) = match outcome {

@@ -1,0 +1,68 @@
+//! Noise floors as state on a real PostgreSQL: a floor is complete only with
+//! the rule's runs of its own device class; until then its missing seeds are
+//! queued (once each, ever); a run stored twice counts once; the reference is
+//! the per-token mean of the runs' nats. And a waiting job's snooze spends no
+//! attempt.
+
+use karpa_bot::db::floors::{self, FloorKey, FloorRun};
+use karpa_bot::db::jobs::{self, NewJob};
+use karpa_bot::judge::noise_floor::FloorLookup;
+
+fn key(device_class: &str) -> FloorKey {
+    FloorKey {
+        repo: "karpa-net/recipe".into(),
+        king: "recipe-v0.1.2".into(),
+        config: "tiny".into(),
+        device_class: device_class.into(),
+    }
+}
+
+fn run(seed: u64, bpb: f64, nats: Vec<f32>) -> FloorRun {
+    FloorRun { seed, hidden_bpb: bpb, nats, harness_digest: "h".repeat(64), runner: "host-1-0".into(), seconds: 42.0 }
+}
+
+async fn floor_jobs(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT dedupe_key FROM jobs WHERE kind = 'floor-run' ORDER BY dedupe_key")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_floor_is_complete_with_its_own_classes_runs_only() {
+    let pool = karpa_tests::fresh_database().await;
+    let (cpu, h200) = (key("cpu-f32"), key("cuda-bf16/NVIDIA-H200"));
+    assert_eq!(floors::lookup(&pool, &cpu, 7, 3).await.unwrap(), FloorLookup::Measuring { done: 0, of: 3 });
+    assert_eq!(floor_jobs(&pool).await.len(), 3);
+    assert!(floors::record(&pool, &cpu, &run(0, 2.36, vec![4.0, 2.0])).await.unwrap());
+    assert!(floors::record(&pool, &cpu, &run(2, 2.34, vec![2.0, 4.0])).await.unwrap());
+    // The same seed again (a run redone after its runner died): the first stands.
+    assert!(!floors::record(&pool, &cpu, &run(2, 9.99, vec![0.0, 0.0])).await.unwrap());
+    assert_eq!(floors::lookup(&pool, &cpu, 7, 3).await.unwrap(), FloorLookup::Measuring { done: 2, of: 3 });
+    assert_eq!(floor_jobs(&pool).await.len(), 3, "asking again queues nothing new");
+    assert!(floors::record(&pool, &cpu, &run(1, 2.35, vec![3.0, 3.0])).await.unwrap());
+    let FloorLookup::Ready(floor) = floors::lookup(&pool, &cpu, 7, 3).await.unwrap() else { panic!("complete") };
+    assert_eq!(floor.values, [2.36, 2.35, 2.34]);
+    assert_eq!(floor.reference.as_deref(), Some(&[3.0f32, 3.0][..]));
+    // An H200's floor is not the CPU's: none of those runs count for it.
+    assert_eq!(floors::lookup(&pool, &h200, 7, 3).await.unwrap(), FloorLookup::Measuring { done: 0, of: 3 });
+    let queued = floor_jobs(&pool).await;
+    assert_eq!(queued.len(), 6);
+    assert!(queued.contains(&"floor:karpa-net/recipe@recipe-v0.1.2/tiny/cuda-bf16/NVIDIA-H200/seed-0".to_string()));
+    assert_eq!(floors::pending(&pool).await.unwrap(), 2, "both floors' jobs are still queued");
+}
+
+#[tokio::test]
+async fn a_waiting_job_goes_back_without_spending_an_attempt() {
+    let pool = karpa_tests::fresh_database().await;
+    let job = NewJob { kind: "judge".into(), dedupe_key: "judge:w".into(), payload: serde_json::json!({}) };
+    jobs::enqueue(&pool, &job).await.unwrap();
+    for _ in 0..10 {
+        let lease = jobs::claim(&pool, "w", std::time::Duration::from_secs(60)).await.unwrap().expect("ready");
+        assert_eq!(lease.attempt, 1, "waiting is nobody's failure");
+        assert!(jobs::snooze(&pool, lease, std::time::Duration::ZERO).await.unwrap());
+    }
+    let (state, attempts): (String, i32) =
+        sqlx::query_as("SELECT state, attempts FROM jobs").fetch_one(&pool).await.unwrap();
+    assert_eq!((state.as_str(), attempts), ("queued", 0));
+}
