@@ -195,6 +195,30 @@ pub fn noise_floor(
     Ok(true)
 }
 
+/// `karpa import-floor`: an operator's floor file into the database.
+pub fn import_floor(file: &std::path::Path, database_url: &str, repo: &str, device_class: &str) -> Result<bool> {
+    crate::forge::github::RepoName::parse(repo)?;
+    let floor = load_noise_floor(file)?;
+    let key = crate::db::floors::FloorKey {
+        repo: repo.into(),
+        king: floor.king.clone(),
+        config: floor.config.clone(),
+        device_class: device_class.into(),
+    };
+    let stored = tokio::runtime::Runtime::new()?.block_on(async {
+        let pool = crate::db::connect(database_url).await?;
+        crate::db::floors::import(&pool, &key, &floor, &format!("import:{}", file.display())).await
+    })?;
+    println!(
+        "{} on {} ({device_class}): {stored} of {} runs stored{}",
+        floor.king,
+        floor.config,
+        floor.n(),
+        if floor.reference.is_some() { ", with its per-token reference" } else { "" }
+    );
+    Ok(true)
+}
+
 /// What `karpa judge` judges: a PR of a local repository, by ref or local number.
 pub struct JudgeTarget {
     pub repo: PathBuf,

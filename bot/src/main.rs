@@ -103,6 +103,20 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Store a measured noise floor (`noise-floor --out`) in the bot's database, as
+    /// the runs the runners would have measured.
+    ImportFloor {
+        /// The floor file (its `.nats.f32` beside it, when there is one).
+        file: PathBuf,
+        #[arg(long, env = "KARPA_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// The recipe repository on GitHub, owner/name.
+        #[arg(long)]
+        repo_name: String,
+        /// The class of device it was measured on (`cpu-f32`, `cuda-bf16/<model>`).
+        #[arg(long, default_value = "cpu-f32")]
+        device_class: String,
+    },
     /// How often the decision rule crowns a null patch, a seed-searched null and a real
     /// improvement: real sandboxed runs, plus the rule under a normal model.
     JudgeSim(judge_cmd::SimArgs),
@@ -232,6 +246,9 @@ fn main() -> ExitCode {
         Command::Lineage { command } => lineage_cmd::lineage(command),
         Command::NoiseFloor { repo, king, config, seeds, validator, out } => {
             judge_cmd::noise_floor(repo, king, config, seeds, &validator.paths(), out)
+        }
+        Command::ImportFloor { file, database_url, repo_name, device_class } => {
+            judge_cmd::import_floor(&file, &database_url, &repo_name, &device_class)
         }
         Command::JudgeSim(args) => judge_cmd::judge_sim(&args),
         Command::Serve(args) => karpa_bot::serve_cmd::serve(&args),

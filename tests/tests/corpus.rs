@@ -293,9 +293,13 @@ async fn every_migration_reverts_and_reapplies() {
     };
     let all = tables(pool.clone()).await;
     assert!(all >= 14, "{all} tables");
-    migrator.undo(&pool, 6).await.expect("the corpus migration reverts");
+    migrator.undo(&pool, 6).await.expect("the corpus migration and every later one revert");
     let without_corpus = tables(pool.clone()).await;
-    assert_eq!(all - without_corpus, 6, "submissions, bundles, verdicts, miners, noise_floors, chain_epochs");
+    assert_eq!(
+        all - without_corpus,
+        8,
+        "submissions, bundles, verdicts, miners, noise_floors, chain_epochs, floor_runs, confirmation_runs"
+    );
     migrator.undo(&pool, 0).await.expect("every migration reverts");
     assert_eq!(tables(pool.clone()).await, 0);
     migrator.run(&pool).await.expect("and applies again");

@@ -60,9 +60,35 @@ async fn a_waiting_job_goes_back_without_spending_an_attempt() {
     for _ in 0..10 {
         let lease = jobs::claim(&pool, "w", std::time::Duration::from_secs(60)).await.unwrap().expect("ready");
         assert_eq!(lease.attempt, 1, "waiting is nobody's failure");
-        assert!(jobs::snooze(&pool, lease, std::time::Duration::ZERO).await.unwrap());
+        let waits = lease.payload["waits"].as_u64().unwrap_or(0);
+        let payload = serde_json::json!({"waits": waits + 1});
+        assert!(jobs::snooze(&pool, lease, std::time::Duration::ZERO, Some(&payload)).await.unwrap());
     }
-    let (state, attempts): (String, i32) =
-        sqlx::query_as("SELECT state, attempts FROM jobs").fetch_one(&pool).await.unwrap();
+    let (state, attempts, payload): (String, i32, serde_json::Value) =
+        sqlx::query_as("SELECT state, attempts, payload FROM jobs").fetch_one(&pool).await.unwrap();
     assert_eq!((state.as_str(), attempts), ("queued", 0));
+    assert_eq!(payload["waits"], 10, "what it waited on travels with it");
+}
+
+/// An operator's floor file imported: the judge finds it complete, with the
+/// file's values and per-token reference; importing again stores nothing new.
+#[tokio::test]
+async fn an_operators_floor_imports_as_its_runs() {
+    use karpa_bot::judge::decision::NoiseFloor;
+    let pool = karpa_tests::fresh_database().await;
+    let cpu = key("cpu-f32");
+    let file = NoiseFloor {
+        king: cpu.king.clone(),
+        config: cpu.config.clone(),
+        values: vec![2.36, 2.35],
+        reference: Some(vec![4.5f32, 1.0].into()),
+    };
+    assert_eq!(floors::import(&pool, &cpu, &file, "import:floor.json").await.unwrap(), 2);
+    assert_eq!(floors::import(&pool, &cpu, &file, "import:floor.json").await.unwrap(), 0);
+    assert_eq!(floors::lookup(&pool, &cpu, 7, 2).await.unwrap(), FloorLookup::Ready(file.clone()));
+    // Without a reference the floor is complete all the same; the judge aims with none.
+    let bare = NoiseFloor { reference: None, king: "recipe-v0.1.3".into(), ..file };
+    let bare_key = FloorKey { king: "recipe-v0.1.3".into(), ..cpu };
+    floors::import(&pool, &bare_key, &bare, "import").await.unwrap();
+    assert_eq!(floors::lookup(&pool, &bare_key, 7, 2).await.unwrap(), FloorLookup::Ready(bare));
 }

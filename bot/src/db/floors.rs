@@ -91,6 +91,18 @@ pub async fn has_run(pool: &PgPool, key: &FloorKey, seed: u64) -> Result<bool> {
 
 /// The floor of seeds 0..seeds: complete, or how far it got (its missing runs queued).
 pub async fn lookup(pool: &PgPool, key: &FloorKey, installation: u64, seeds: u32) -> Result<FloorLookup> {
+    match stored(pool, key, seeds).await? {
+        Ok(floor) => Ok(FloorLookup::Ready(floor)),
+        Err(have) => {
+            queue(pool, key, installation, (0..seeds as u64).filter(|s| !have.contains(s))).await?;
+            Ok(FloorLookup::Measuring { done: have.len(), of: seeds as usize })
+        }
+    }
+}
+
+/// The floor of seeds 0..seeds if all its runs are in, else the seeds that are
+/// (nothing queued: for a runner that only wants the reference).
+pub async fn stored(pool: &PgPool, key: &FloorKey, seeds: u32) -> Result<std::result::Result<NoiseFloor, Vec<u64>>> {
     let rows: Vec<(i64, f64, Vec<u8>)> = sqlx::query_as(
         "SELECT seed, hidden_bpb, nats FROM floor_runs
          WHERE repo = $1 AND king_tag = $2 AND config = $3 AND device_class = $4 AND seed < $5 ORDER BY seed",
@@ -103,25 +115,44 @@ pub async fn lookup(pool: &PgPool, key: &FloorKey, installation: u64, seeds: u32
     .fetch_all(pool)
     .await?;
     if rows.len() < seeds as usize {
-        let have: Vec<u64> = rows.iter().map(|r| r.0 as u64).collect();
-        queue(pool, key, installation, (0..seeds as u64).filter(|s| !have.contains(s))).await?;
-        return Ok(FloorLookup::Measuring { done: rows.len(), of: seeds as usize });
+        return Ok(Err(rows.iter().map(|r| r.0 as u64).collect()));
     }
     let mut nats = Vec::with_capacity(rows.len());
     for (seed, _, bytes) in &rows {
         nats.push(proof::causality::f32s_of(bytes).map_err(|n| anyhow::anyhow!("seed {seed}'s nats: {n} bytes"))?);
     }
-    let reference = match nats.iter().map(Vec::len).collect::<std::collections::BTreeSet<_>>().len() {
-        1 => Some(mean_per_token(&nats).into()),
-        // Runs of one floor scored different evaluations: aim with none of them.
+    let lengths: std::collections::BTreeSet<usize> = nats.iter().map(Vec::len).collect();
+    let reference = match lengths.into_iter().collect::<Vec<_>>()[..] {
+        [n] if n > 0 => Some(mean_per_token(&nats).into()),
+        // No nats, or runs that scored different evaluations: aim with none of them.
         _ => None,
     };
-    Ok(FloorLookup::Ready(NoiseFloor {
+    Ok(Ok(NoiseFloor {
         king: key.king.clone(),
         config: key.config.clone(),
         values: rows.iter().map(|r| r.1).collect(),
         reference,
     }))
+}
+
+/// Stores an operator's floor file as the floor's runs, seeds 0..n in its order
+/// (each run carries the file's per-token reference as its nats, so the floor's
+/// reference is the file's). Runs already in stay; returns how many were new.
+pub async fn import(pool: &PgPool, key: &FloorKey, floor: &NoiseFloor, runner: &str) -> Result<usize> {
+    let nats: Vec<f32> = floor.reference.as_deref().map(<[f32]>::to_vec).unwrap_or_default();
+    let mut stored = 0;
+    for (seed, &hidden_bpb) in floor.values.iter().enumerate() {
+        let run = FloorRun {
+            seed: seed as u64,
+            hidden_bpb,
+            nats: nats.clone(),
+            harness_digest: "imported".into(),
+            runner: runner.into(),
+            seconds: 0.0,
+        };
+        stored += usize::from(record(pool, key, &run).await?);
+    }
+    Ok(stored)
 }
 
 /// Queues the floor's runs for `seeds` (idempotent: one job per seed, ever).

@@ -109,17 +109,19 @@ pub async fn complete(pool: &PgPool, lease: Lease) -> Result<bool> {
 }
 
 /// Puts a job that waits on others back in the queue for `after`, its attempt
-/// not counted (waiting is nobody's failure); false if this worker no longer held it.
-pub async fn snooze(pool: &PgPool, lease: Lease, after: Duration) -> Result<bool> {
+/// not counted (waiting is nobody's failure), with `payload` (what it waited on)
+/// instead of its own when given; false if this worker no longer held it.
+pub async fn snooze(pool: &PgPool, lease: Lease, after: Duration, payload: Option<&Value>) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE jobs SET state = 'queued', attempts = greatest(attempts - 1, 0),
                 run_after = now() + make_interval(secs => $3), leased_by = NULL, lease_until = NULL,
-                updated_at = now()
+                payload = coalesce($4, payload), updated_at = now()
          WHERE id = $1 AND leased_by = $2 AND state = 'running'",
     )
     .bind(lease.id.0)
     .bind(&lease.worker)
     .bind(after.as_secs_f64())
+    .bind(payload)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -11,7 +11,7 @@ use crate::db::floors::{self, FloorKey};
 use crate::db::jobs::Lease;
 use crate::forge::github::{Installation, RepoName};
 use crate::judge::confirmation::{run_one, Challenger};
-use crate::judge::noise_floor::FloorLookup;
+use crate::judge::noise_floor::{FloorLookup, Floors};
 use anyhow::{bail, Context, Result};
 use std::time::Instant;
 
@@ -26,7 +26,7 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<Next> {
         );
     };
     if setup.device.class() != job.device_class {
-        return Ok(Next::Later(s.judge.floor_poll));
+        return Ok(Next::Later(s.judge.floor_poll, None));
     }
     let floor = FloorKey {
         repo: job.repo.clone(),
@@ -34,9 +34,10 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<Next> {
         config: job.config.clone(),
         device_class: job.device_class.clone(),
     };
-    let reference = match floors::lookup(&s.pool, &floor, job.installation, s.judge.rule.floor_seeds).await? {
+    // The floor the judgment decides with: an operator's file, else the stored runs.
+    let reference = match s.judge.noise_floors.lookup(&job.king, &job.config)? {
         FloorLookup::Ready(f) => f.reference,
-        _ => None,
+        _ => floors::stored(&s.pool, &floor, s.judge.rule.floor_seeds).await?.ok().and_then(|f| f.reference),
     };
     let repo = RepoName::parse(&job.repo)?;
     let url = s.judge.git_url.replace("{repo}", &repo.to_string());

@@ -23,7 +23,7 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<super::Next> {
     };
     // Like with like: a floor of another device class is another runner's.
     if setup.device.class() != key.device_class {
-        return Ok(super::Next::Later(s.judge.floor_poll));
+        return Ok(super::Next::Later(s.judge.floor_poll, None));
     }
     let repo = RepoName::parse(&key.repo)?;
     let url = s.judge.git_url.replace("{repo}", &repo.to_string());

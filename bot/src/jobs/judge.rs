@@ -83,8 +83,16 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<super::Next> {
         None => intake_and_judge(s, &gh, (&repo, p.installation), p.pr, &head, &pr.body).await?,
     };
     if verdict.class == VerdictClass::Waiting {
-        gh.check_waiting(&repo, check, &verdict.summary).await?;
-        return Ok(super::Next::Later(s.judge.floor_poll));
+        // Each look re-verifies the bundle, so the looks thin out: the poll
+        // interval doubles per wait, up to 64 times (32 min at serve's 30 s).
+        let waits = lease.payload["waits"].as_u64().unwrap_or(0);
+        if waits == 0 || lease.payload["waiting"].as_str() != Some(verdict.summary.as_str()) {
+            gh.check_waiting(&repo, check, &verdict.summary).await?;
+        }
+        let mut payload = lease.payload.clone();
+        payload["waits"] = (waits + 1).into();
+        payload["waiting"] = verdict.summary.clone().into();
+        return Ok(super::Next::Later(s.judge.floor_poll * (1 << waits.min(6)) as u32, Some(payload)));
     }
     let mut links = Links { bundle_url: bundle.as_ref().map(|b| b.1.clone()), ..Links::default() };
     let facts = match (&bundle, &verdict.bundle_digest) {

@@ -61,9 +61,9 @@ pub async fn run_one(s: &Services, worker: &str) -> Result<bool> {
         Ok(Next::Done) => {
             jobs::complete(&s.pool, lease).await?;
         }
-        Ok(Next::Later(after)) => {
+        Ok(Next::Later(after, payload)) => {
             tracing::info!(worker, job = lease.id.0, "waiting; back in {after:?}");
-            jobs::snooze(&s.pool, lease, after).await?;
+            jobs::snooze(&s.pool, lease, after, payload.as_ref()).await?;
         }
         Err(e) => {
             tracing::warn!(worker, job = lease.id.0, "failed: {e:#}");
@@ -77,8 +77,8 @@ pub async fn run_one(s: &Services, worker: &str) -> Result<bool> {
 pub enum Next {
     Done,
     /// It waits on other jobs (a judgment on its king's floor): back in the queue
-    /// after this long, the attempt not counted.
-    Later(Duration),
+    /// after this long, the attempt not counted, with its payload replaced when given.
+    Later(Duration, Option<serde_json::Value>),
 }
 
 async fn dispatch(s: &Services, lease: &Lease) -> Result<Next> {
