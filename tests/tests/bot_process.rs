@@ -101,6 +101,17 @@ fn sigkill_mid_judgment_then_restart_makes_one_check_run() {
     wait_for("the check run to complete", Duration::from_secs(60), || {
         gh.check_runs().first().is_some_and(|r| r.statuses.last().map(String::as_str) == Some("completed"))
     });
+    // The job is marked done just after GitHub hears the conclusion: wait for that too.
+    let pool = rt.block_on(sqlx::PgPool::connect(&db)).unwrap();
+    wait_for("the judge job to be done", Duration::from_secs(30), || {
+        let done: i64 = rt
+            .block_on(
+                sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'done' AND kind = 'judge'")
+                    .fetch_one(&pool),
+            )
+            .unwrap();
+        done == 1
+    });
     bot.kill().unwrap();
     bot.wait().unwrap();
 
