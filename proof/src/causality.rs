@@ -246,7 +246,7 @@ pub fn read_f32s(path: &Path) -> std::io::Result<Vec<f32>> {
 
 /// The f32s of [`f32_bytes`]; Err(length) when the bytes are not whole f32s.
 pub fn f32s_of(bytes: &[u8]) -> Result<Vec<f32>, usize> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(bytes.len());
     }
     Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
