@@ -9,7 +9,7 @@ use super::{Next, Services};
 use crate::db::confirmations::{self, ConfirmRunJob};
 use crate::db::floors::{self, FloorKey};
 use crate::db::jobs::Lease;
-use crate::forge::github::{Installation, RepoName};
+use crate::forge::github::RepoName;
 use crate::judge::confirmation::{run_one, Challenger};
 use crate::judge::noise_floor::{FloorLookup, Floors};
 use anyhow::{bail, Context, Result};
@@ -39,14 +39,7 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<Next> {
         FloorLookup::Ready(f) => f.reference,
         _ => floors::stored(&s.pool, &floor, s.judge.rule.floor_seeds).await?.ok().and_then(|f| f.reference),
     };
-    let repo = RepoName::parse(&job.repo)?;
-    let url = s.judge.git_url.replace("{repo}", &repo.to_string());
-    let token = if url.starts_with("https://") {
-        Some(Installation::new(&s.app, job.installation)?.git_token().await?)
-    } else {
-        None
-    };
-    let mirror = super::judge::mirror_dir(s, &repo);
+    let (mirror, url, token) = super::judge::git_access(s, &RepoName::parse(&job.repo)?, job.installation).await?;
     let started = Instant::now();
     let j = job.clone();
     let outcome = tokio::task::spawn_blocking(move || -> Result<_> {

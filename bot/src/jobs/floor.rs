@@ -8,7 +8,7 @@
 use super::Services;
 use crate::db::floors::{self, FloorRun, FloorRunJob};
 use crate::db::jobs::Lease;
-use crate::forge::github::{Installation, RepoName};
+use crate::forge::github::RepoName;
 use anyhow::{bail, Context, Result};
 use std::time::Instant;
 
@@ -25,14 +25,7 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<super::Next> {
     if setup.device.class() != key.device_class {
         return Ok(super::Next::Later(s.judge.floor_poll, None));
     }
-    let repo = RepoName::parse(&key.repo)?;
-    let url = s.judge.git_url.replace("{repo}", &repo.to_string());
-    let token = if url.starts_with("https://") {
-        Some(Installation::new(&s.app, job.installation)?.git_token().await?)
-    } else {
-        None
-    };
-    let mirror = super::judge::mirror_dir(s, &repo);
+    let (mirror, url, token) = super::judge::git_access(s, &RepoName::parse(&key.repo)?, job.installation).await?;
     let started = Instant::now();
     let (king, config, seed) = (key.king.clone(), key.config.clone(), job.seed);
     let (score, harness_digest) = tokio::task::spawn_blocking(move || -> Result<_> {

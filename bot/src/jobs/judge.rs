@@ -255,6 +255,22 @@ pub(super) fn device_class(s: &Services) -> String {
     s.judge.eval.as_ref().map(|e| e.device).unwrap_or_default().class()
 }
 
+/// The repository's mirror, its git URL and (for HTTPS) an installation token:
+/// what a runner needs to fetch it.
+pub(super) async fn git_access(
+    s: &Services,
+    repo: &RepoName,
+    installation: u64,
+) -> Result<(PathBuf, String, Option<String>)> {
+    let url = s.judge.git_url.replace("{repo}", &repo.to_string());
+    let token = if url.starts_with("https://") {
+        Some(Installation::new(&s.app, installation)?.git_token().await?)
+    } else {
+        None
+    };
+    Ok((mirror_dir(s, repo), url, token))
+}
+
 pub(super) fn mirror_dir(s: &Services, repo: &RepoName) -> PathBuf {
     s.judge.state_dir.join("mirrors").join(&repo.owner).join(format!("{}.git", repo.name))
 }

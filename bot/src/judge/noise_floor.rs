@@ -57,9 +57,10 @@ pub fn measure(
         bail!("a noise floor needs at least 2 seeds");
     }
     let work = tempfile::Builder::new().prefix("karpa-noise-").tempdir()?;
+    let (cfg, bin) = built_king(sandbox, setup, repo, king, config, work.path())?;
     let (mut values, mut nats) = (Vec::new(), Vec::new());
     for seed in seeds {
-        let score = measure_one(sandbox, setup, repo, king, config, seed, work.path())?;
+        let score = floor_run(sandbox, setup, (&bin, &cfg), &king.tag, seed, work.path())?;
         eprintln!("karpa noise-floor: {} seed +{seed}: hidden bpb {:.5}", king.tag, score.bpb);
         values.push(score.bpb);
         nats.push(score.nats);
@@ -80,15 +81,39 @@ pub fn measure_one(
     seed: u64,
     work: &Path,
 ) -> Result<HiddenScore> {
+    let (cfg, bin) = built_king(sandbox, setup, repo, king, config, work)?;
+    floor_run(sandbox, setup, (&bin, &cfg), &king.tag, seed, work)
+}
+
+/// The king's config and its harness built in the sandbox.
+fn built_king(
+    sandbox: &Sandbox,
+    setup: &EvalSetup,
+    repo: &RecipeRepo,
+    king: &King,
+    config: &str,
+    work: &Path,
+) -> Result<(ProtocolConfig, std::path::PathBuf)> {
     let cfg = repo.protocol_config(king.tree, config)?;
-    let bin = match build(sandbox, setup, repo, king.tree, work)? {
-        Ok(bin) => bin,
+    match build(sandbox, setup, repo, king.tree, work)? {
+        Ok(bin) => Ok((cfg, bin)),
         Err(why) => bail!("{} does not build in the sandbox: {why}", king.tag),
-    };
-    let key = format!("{}/floor-seed-{seed}", king.tag);
-    match seeded_bpb(sandbox, setup, &bin, &cfg, seed, (&key, None), work)? {
+    }
+}
+
+/// Seed `seed` of the floor of the king `tag`, with its built harness.
+fn floor_run(
+    sandbox: &Sandbox,
+    setup: &EvalSetup,
+    (bin, cfg): (&Path, &ProtocolConfig),
+    tag: &str,
+    seed: u64,
+    work: &Path,
+) -> Result<HiddenScore> {
+    let key = format!("{tag}/floor-seed-{seed}");
+    match seeded_bpb(sandbox, setup, bin, cfg, seed, (&key, None), work)? {
         Ok(score) => Ok(score),
-        Err(why) => bail!("{} seed {seed}: {}", king.tag, why.message),
+        Err(why) => bail!("{tag} seed {seed}: {}", why.message),
     }
 }
 
