@@ -479,33 +479,52 @@ fn app_with_pr(
     (gh, head, remote, manifest)
 }
 
-/// The judge job on PR 1 of a fake GitHub whose git remote is a bare clone of
-/// `repo`: crowned, merged, tagged recipe-v0.1.1, released and noted; the new
-/// king's floor queued for the runners.
-fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path, floor: &Path) {
-    use karpa_bot::db::jobs::{self, NewJob};
-    const REPO: &str = APP_REPO;
-    let (gh, head, remote, manifest) = app_with_pr(repo, bundle_file, "github-remote");
-    // One confirmation run (the default is three): the guard's jobs, at a third of the cost.
-    let rule = bundle_file.parent().unwrap().join("rule-crown.toml");
-    std::fs::write(&rule, "confirmation_runs = 1\n").unwrap();
+/// The validator's hidden evaluation on micro's `data`, with a floor file and a rule file when given.
+fn validator(
+    data: &Path,
+    secret: &Path,
+    floor: Option<&Path>,
+    rule: &Path,
+) -> (
+    karpa_bot::judge::evaluate::EvalSetup,
+    Option<karpa_bot::judge::decision::NoiseFloor>,
+    karpa_bot::judge::decision::DecisionRule,
+) {
     let paths = karpa_bot::judge_cmd::EvalPaths {
         data: data.join("public"),
         hidden: data.join("hidden"),
         secret_file: secret.to_path_buf(),
         target_dir: workspace_root().join("target/recipes"),
-        noise_floor: Some(floor.to_path_buf()),
-        rule: Some(rule),
+        noise_floor: floor.map(Path::to_path_buf),
+        rule: Some(rule.to_path_buf()),
         libtorch: None,
         device: Default::default(),
     };
-    let (eval, floor, rule) = karpa_bot::judge_cmd::setup(&workspace_root(), &paths).unwrap();
+    karpa_bot::judge_cmd::setup(&workspace_root(), &paths).unwrap()
+}
+
+/// The webhook's judge job for PR 1 at `head`, queued.
+async fn queue_judgment(pool: &sqlx::PgPool, head: &str) {
+    use karpa_bot::db::jobs::{self, NewJob};
+    let payload = serde_json::json!({"repo": APP_REPO, "installation": 1, "pr": 1, "head_sha": head});
+    let job = NewJob { kind: "judge".into(), dedupe_key: format!("judge:{APP_REPO}#1@{head}"), payload };
+    jobs::enqueue(pool, &job).await.unwrap();
+}
+
+/// The judge job on PR 1 of a fake GitHub whose git remote is a bare clone of
+/// `repo`: crowned, merged, tagged recipe-v0.1.1, released and noted; the new
+/// king's floor queued for the runners.
+fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path, floor: &Path) {
+    const REPO: &str = APP_REPO;
+    let (gh, head, remote, manifest) = app_with_pr(repo, bundle_file, "github-remote");
+    // One confirmation run (the default is three): the guard's jobs, at a third of the cost.
+    let rule = bundle_file.parent().unwrap().join("rule-crown.toml");
+    std::fs::write(&rule, "confirmation_runs = 1\n").unwrap();
+    let (eval, floor, rule) = validator(data, secret, Some(floor), &rule);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let pool = karpa_tests::fresh_database().await;
-        let payload = serde_json::json!({"repo": REPO, "installation": 1, "pr": 1, "head_sha": head});
-        let job = NewJob { kind: "judge".into(), dedupe_key: format!("judge:{REPO}#1@{head}"), payload };
-        jobs::enqueue(&pool, &job).await.unwrap();
+        queue_judgment(&pool, &head).await;
         let mut settings = karpa_tests::judge_settings(
             &bundle_file.parent().unwrap().join("bot-state"),
             &remote.to_string_lossy(),
@@ -616,28 +635,14 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
 /// and is decided against that floor, its causality pairs aimed with the
 /// floor's per-token nats.
 fn bot_waits_for_the_kings_floor(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path) {
-    use karpa_bot::db::jobs::{self, NewJob};
-    const REPO: &str = APP_REPO;
     let (gh, head, remote, _) = app_with_pr(repo, bundle_file, "github-remote-floor");
     let rule = bundle_file.parent().unwrap().join("rule-floor.toml");
     std::fs::write(&rule, "floor_seeds = 2\nconfirmation_runs = 0\n").unwrap();
-    let paths = karpa_bot::judge_cmd::EvalPaths {
-        data: data.join("public"),
-        hidden: data.join("hidden"),
-        secret_file: secret.to_path_buf(),
-        target_dir: workspace_root().join("target/recipes"),
-        noise_floor: None,
-        rule: Some(rule),
-        libtorch: None,
-        device: Default::default(),
-    };
-    let (eval, _, rule) = karpa_bot::judge_cmd::setup(&workspace_root(), &paths).unwrap();
+    let (eval, _, rule) = validator(data, secret, None, &rule);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let pool = karpa_tests::fresh_database().await;
-        let payload = serde_json::json!({"repo": REPO, "installation": 1, "pr": 1, "head_sha": head});
-        let job = NewJob { kind: "judge".into(), dedupe_key: format!("judge:{REPO}#1@{head}"), payload };
-        jobs::enqueue(&pool, &job).await.unwrap();
+        queue_judgment(&pool, &head).await;
         let mut settings = karpa_tests::judge_settings(
             &bundle_file.parent().unwrap().join("bot-state-floor"),
             &remote.to_string_lossy(),
