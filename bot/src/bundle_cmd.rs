@@ -19,7 +19,7 @@ pub fn verify(path: &Path, json: bool) -> Result<bool> {
     } else {
         bail!("{} is not a bundle folder or file", path.display());
     };
-    if dir.join(crate::seal::SEALED_PAYLOAD).exists() {
+    if dir.join(crate::miner::seal::SEALED_PAYLOAD).exists() {
         bail!("{} is sealed: open it with `karpa bundle open` and the validator's identity first", path.display());
     }
     let (manifest, findings) = verify_dir(dir);

@@ -8,6 +8,7 @@ use crate::judge::evaluate::EvalSetup;
 use crate::judge::ledger::JsonlLedger;
 use crate::judge::pipeline::{judge, JudgeInput};
 use crate::judge::verdict::{Verdict, VerdictClass};
+use crate::sandbox::gpu::DeviceChoice;
 use crate::sandbox::Limits;
 use anyhow::Result;
 use anyhow::{bail, Context};
@@ -106,24 +107,39 @@ pub fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option
     if secret.len() < 16 {
         bail!("{} holds under 16 bytes; the replay choice would be guessable", p.secret_file.display());
     }
+    let floor = p.noise_floor.as_deref().map(load_noise_floor).transpose()?;
+    let rule = load_rule(p.rule.as_deref())?;
+    let public = SandboxPaths { data: &p.data, target_dir: &p.target_dir, libtorch: p.libtorch.as_deref() };
+    let setup = EvalSetup { hidden: std::path::absolute(&p.hidden)?, secret, ..public_setup(repo, &public, p.device)? };
+    Ok((setup, floor, rule))
+}
+
+/// What a sandboxed build and training need, public data only.
+pub struct SandboxPaths<'a> {
+    pub data: &'a std::path::Path,
+    pub target_dir: &'a std::path::Path,
+    pub libtorch: Option<&'a std::path::Path>,
+}
+
+/// The judge's sandboxed path without the hidden split or a secret: what a miner
+/// trains and scores its trials with (`karpa mine`), exactly as the judge would.
+pub fn public_setup(repo: &std::path::Path, p: &SandboxPaths<'_>, device: DeviceChoice) -> Result<EvalSetup> {
     let sysroot =
         std::process::Command::new("rustc").args(["--print", "sysroot"]).output().context("rustc --print sysroot")?;
     let toolchain = PathBuf::from(String::from_utf8(sysroot.stdout)?.trim());
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"));
-    let libtorch = crate::prove::resolve_libtorch(p.libtorch.as_deref(), repo)?;
-    let floor = p.noise_floor.as_deref().map(load_noise_floor).transpose()?;
-    let rule = load_rule(p.rule.as_deref())?;
-    let device = p.device.resolve(std::path::Path::new("/dev"))?;
-    let setup = EvalSetup {
-        target_dir: std::path::absolute(&p.target_dir)?,
+    let libtorch = crate::miner::prove::resolve_libtorch(p.libtorch, repo)?;
+    let device = device.resolve(std::path::Path::new("/dev"))?;
+    Ok(EvalSetup {
+        target_dir: std::path::absolute(p.target_dir)?,
         libtorch,
         toolchain,
         cargo_home,
-        data: std::path::absolute(&p.data)?,
-        hidden: std::path::absolute(&p.hidden)?,
-        secret,
+        data: std::path::absolute(p.data)?,
+        hidden: PathBuf::new(),
+        secret: Vec::new(),
         device,
         limits: Limits {
             // CUDA maps address space far beyond what it uses: no RLIMIT_AS there.
@@ -132,8 +148,7 @@ pub fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option
             file_bytes: 8 << 30,
             wall: Duration::from_secs(1800),
         },
-    };
-    Ok((setup, floor, rule))
+    })
 }
 
 /// A floor file and, when it is there, its per-token reference beside it.

@@ -3,7 +3,8 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use karpa_bot::{archive, bundle_cmd, judge_cmd, lineage_cmd, prove, run_check, seal, submit};
+use karpa_bot::miner::{mine, prove, seal, submit};
+use karpa_bot::{archive, bundle_cmd, judge_cmd, lineage_cmd, run_check};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,6 +26,9 @@ enum Command {
     Prove(prove::ProveArgs),
     /// Open the pull request that carries a bundle (its locator goes in the body).
     Submit(submit::SubmitArgs),
+    /// Search for a better recipe: an agent proposes, the official harness trains in
+    /// the validator's sandbox, honest keeps become a proved pull request.
+    Mine(Box<mine::MineArgs>),
     /// Judge a PR of a local recipe repository by its bundle; prints the verdict.
     /// Exit 1 when rejected or stale.
     Judge {
@@ -263,6 +267,7 @@ fn main() -> ExitCode {
                 println!("pull request #{} {verb}: {}", s.number, s.url);
                 true
             }),
+        Command::Mine(args) => mine::mine(&args).map(|_| true),
         Command::Prove(args) => prove::prove(&args).map(|m| {
             println!("bundle {}  ({} files) in {}", m.digest(), m.files.len(), args.out.display());
             true

@@ -102,6 +102,31 @@ impl RecipeRepo {
         Ok(self.repo.diff_tree_to_tree(Some(&a), Some(&b), None)?)
     }
 
+    /// `base` with each (path, content) written, or removed where content is None.
+    pub fn edit_tree(&self, base: Oid, edits: &[(String, Option<Vec<u8>>)]) -> Result<Oid> {
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        for (path, content) in edits {
+            match content {
+                Some(bytes) => update.upsert(path.as_str(), self.repo.blob(bytes)?, git2::FileMode::Blob),
+                None => update.remove(path.as_str()),
+            };
+        }
+        Ok(update.create_updated(&self.repo, &self.repo.find_tree(base)?)?)
+    }
+
+    /// The change from tree `a` to tree `b` as a git patch (what `karpa prove` takes).
+    pub fn patch_text(&self, a: Oid, b: Oid) -> Result<String> {
+        let mut out = Vec::new();
+        self.tree_diff(a, b)?.print(git2::DiffFormat::Patch, |_, _, line| {
+            if matches!(line.origin(), '+' | '-' | ' ') {
+                out.push(line.origin() as u8);
+            }
+            out.extend_from_slice(line.content());
+            true
+        })?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
     /// Every blob of `tree` as (path, bytes).
     pub fn files(&self, tree: Oid) -> Result<Vec<(String, Vec<u8>)>> {
         let tree = self.repo.find_tree(tree)?;

@@ -52,7 +52,7 @@ fn verdict(v: serde_json::Value) -> Verdict {
     serde_json::from_value(v).expect("a verdict")
 }
 
-fn decided(class: &str, digest: &str, challenger: f64) -> Verdict {
+pub fn decided(class: &str, digest: &str, challenger: f64) -> Verdict {
     let (king_mean, sigma, n) = (2.4214, 0.0186, 4);
     let threshold = 0.0379;
     verdict(json!({
@@ -70,7 +70,7 @@ fn decided(class: &str, digest: &str, challenger: f64) -> Verdict {
     }))
 }
 
-async fn one(
+pub async fn one(
     pool: &sqlx::PgPool,
     dir: &Path,
     pr: u64,

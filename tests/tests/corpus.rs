@@ -305,3 +305,50 @@ async fn every_migration_reverts_and_reapplies() {
     migrator.run(&pool).await.expect("and applies again");
     assert_eq!(tables(pool.clone()).await, all);
 }
+
+/// What `karpa mine` reads of the network: the judgments on its king over real
+/// HTTP, each with its change's normalised-diff digest when its diff applies to
+/// the miner's copy of the king (a reformatted copy of a judged change is the
+/// same change).
+#[tokio::test]
+async fn the_miner_reads_the_networks_judgments_and_their_digests() {
+    let (pool, app, s, dir) = corpus().await;
+    let repo_dir = karpa_tests::recipe_repo(dir.path());
+    let toml = repo_dir.join("recipe/recipe.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replacen("lr = 3e-3", "lr = 6e-3", 1)).unwrap();
+    let diff = karpa_tests::git(&repo_dir, &["diff"]);
+    karpa_tests::git(&repo_dir, &["checkout", "--", "."]);
+    let rationale = "# Twice the learning rate\n\nmicro's 40 steps want a bolder rate.\n";
+    let judged = karpa_tests::corpus_seed::one(
+        &pool,
+        dir.path(),
+        9,
+        &[("rationale.md", rationale), ("patch.diff", &diff), ("log.jsonl", &karpa_tests::corpus_seed::log(2.5))],
+        |d| karpa_tests::corpus_seed::decided("failure", d, 2.5),
+        None,
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let repo = karpa_bot::repo::RecipeRepo::open(&repo_dir).unwrap();
+    let king = repo.king(None).unwrap();
+    let network = tokio::task::spawn_blocking(move || {
+        karpa_bot::miner::mine::network::fetch(&url, KING, &repo, king.tree).map(|n| (n, repo, king))
+    });
+    let (network, repo, king) = network.await.unwrap().unwrap();
+    let ids: Vec<&str> = network.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids.len(), 5, "{network:?}");
+    assert!(ids.contains(&s.crowned.as_str()) && ids.contains(&judged.as_str()));
+    let ours = network.iter().find(|j| j.id == judged.as_str()).unwrap();
+    assert_eq!((ours.class.as_str(), ours.title.as_str()), ("failure", "Twice the learning rate"));
+    // The same change written differently (0.006 for 6e-3) has the same digest.
+    let edited = text.replacen("lr = 3e-3", "lr = 0.006", 1).into_bytes();
+    let tree = repo.edit_tree(king.tree, &[("recipe/recipe.toml".into(), Some(edited))]).unwrap();
+    let digest = karpa_bot::judge::duplicate::normalized_diff_digest(&repo, king.tree, tree).unwrap();
+    assert_eq!(ours.digest.as_deref(), Some(digest.as_str()));
+    // The seeded diffs are fragments that apply to no real recipe: no digest, still listed.
+    assert!(network.iter().filter(|j| j.id != judged.as_str()).all(|j| j.digest.is_none()));
+}

@@ -7,12 +7,14 @@
 //! - `cargo xtask judge-sim` — the decision rule's false-crown rate and power on real runs.
 //! - `cargo xtask bench-webhooks` — webhook deliveries/s and latency against a real PostgreSQL.
 //! - `cargo xtask bench-corpus` — corpus search latency over 1,000,000 seeded submissions.
+//! - `cargo xtask mine-demo` — a short mining session on tiny with the built-in search.
 //! - `cargo xtask gpu-pack` — karpa-train and prepared data for the GPU check on a CUDA host.
 
 mod bench;
 mod demo;
 mod gpu_pack;
 mod judge_sim;
+mod mine_demo;
 mod postgres;
 mod recipe_repo;
 mod setup;
@@ -64,6 +66,11 @@ enum Cmd {
     },
     /// Fill .gpu/ with karpa-train and prepared data for the GPU check (bench/gpu_check.sh).
     GpuPack,
+    /// A short mining session on tiny with the built-in search (a dry run); prints its results table.
+    MineDemo {
+        #[arg(long, default_value_t = 8)]
+        trials: u32,
+    },
     /// False-crown rate and power of the decision rule on real sandboxed runs (slow; not in CI).
     JudgeSim {
         #[arg(long, default_value = "tiny")]
@@ -105,6 +112,7 @@ fn main() -> Result<()> {
             "bench-corpus",
             &[("--rows", rows.to_string()), ("--rounds", rounds.to_string())],
         ),
+        Cmd::MineDemo { trials } => mine_demo::run(&root, trials),
         Cmd::JudgeSim { config, changes, seeds, nulls, improved_runs } => {
             judge_sim::run(&root, &judge_sim::Sim { config, changes, seeds, nulls, improved_runs })
         }

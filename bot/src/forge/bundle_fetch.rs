@@ -16,8 +16,22 @@ use std::path::{Path, PathBuf};
 
 const MAX_REDIRECTS: usize = 5;
 
+pub type HttpsClient =
+    Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Empty<Bytes>>;
+
+/// An HTTP/1 client for https:// (native roots) and plain http:// (loopback, tests).
+pub fn https_client() -> Result<HttpsClient> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .context("no TLS root certificates on this machine")?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
 pub struct Fetcher {
-    client: Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Empty<Bytes>>,
+    client: HttpsClient,
     pub max_bytes: u64,
     /// (from, to) URL prefixes, e.g. a validator's bundle cache.
     pub rewrites: Vec<(String, String)>,
@@ -25,13 +39,7 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(max_bytes: u64, rewrites: Vec<(String, String)>) -> Result<Self> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .context("no TLS root certificates on this machine")?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        Ok(Fetcher { client: Client::builder(TokioExecutor::new()).build(https), max_bytes, rewrites })
+        Ok(Fetcher { client: https_client()?, max_bytes, rewrites })
     }
 
     fn rewrite(&self, url: &str) -> String {

@@ -127,11 +127,17 @@ impl DecisionRule {
     /// The gain a mean of `runs` challenger runs must reach: max(min_delta,
     /// t·σ·√(1/runs + 1/n)), the one-sided test of two means.
     pub fn threshold(&self, floor: &NoiseFloor, runs: usize) -> f64 {
-        if floor.n() < 2 {
+        self.threshold_for(floor.sigma(), floor.n(), runs)
+    }
+
+    /// [`Self::threshold`] for a spread σ measured over `n` runs: what a miner
+    /// expects the validator's floor of n runs to demand, from its own σ.
+    pub fn threshold_for(&self, sigma: f64, n: usize, runs: usize) -> f64 {
+        if n < 2 {
             return f64::INFINITY;
         }
-        let spread = floor.sigma() * (1.0 / runs.max(1) as f64 + 1.0 / floor.n() as f64).sqrt();
-        self.min_delta.max(self.critical(floor.n()) * spread)
+        let spread = sigma * (1.0 / runs.max(1) as f64 + 1.0 / n as f64).sqrt();
+        self.min_delta.max(self.critical(n) * spread)
     }
 
     /// Whether the bundle's run earns the guard's confirmation runs: a gain of

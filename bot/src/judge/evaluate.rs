@@ -205,6 +205,41 @@ pub fn run_harness(
     Ok((done, json))
 }
 
+/// Trains the built harness `bin` in the sandbox with `seed_offset`, confined,
+/// into `runs/seed-<offset>`: the path of its last checkpoint, or Ok(Err(why))
+/// when the recipe's training fails.
+pub fn train_seeded(
+    sandbox: &Sandbox,
+    setup: &EvalSetup,
+    bin: &Path,
+    config: &str,
+    seed_offset: u64,
+    runs: &Path,
+) -> Result<std::result::Result<PathBuf, String>> {
+    let out = runs.join(format!("seed-{seed_offset}"));
+    std::fs::create_dir_all(runs)?;
+    let mut args: Vec<OsString> = ["train", "--config", config, "--device", setup.device.harness_arg(), "--data"]
+        .map(OsString::from)
+        .into();
+    args.extend([
+        setup.data.clone().into_os_string(),
+        // The validator's trainings are confined or do not run (train's default
+        // is best-effort, for miners' machines).
+        "--confine".into(),
+        "required".into(),
+        "--quiet".into(),
+        "--seed-offset".into(),
+        seed_offset.to_string().into(),
+        "--out".into(),
+        out.clone().into(),
+    ]);
+    let (done, state) = run_harness(sandbox, setup, bin, vec![], vec![runs.to_path_buf()], args)?;
+    match state["checkpoints"].as_array().and_then(|c| c.last()).and_then(|c| c["path"].as_str()) {
+        Some(last) => Ok(Ok(out.join(last))),
+        None => Ok(Err(format!("training failed: {}", tail_of(&done.output.stderr)))),
+    }
+}
+
 /// libtorch's own libraries load CUDA's from sibling packages: mount them all.
 fn site_packages(setup: &EvalSetup) -> Result<PathBuf> {
     let libtorch =

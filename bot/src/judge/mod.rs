@@ -11,6 +11,7 @@ pub mod noise_floor;
 pub mod pipeline;
 pub mod plausibility;
 pub mod recipe_toml;
+pub mod rules;
 pub mod scan;
 pub mod sim;
 pub mod verdict;

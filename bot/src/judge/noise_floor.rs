@@ -7,13 +7,12 @@
 
 use super::causality::{score_hidden, Checks, HiddenScore};
 use super::decision::NoiseFloor;
-use super::evaluate::{build, run_harness, EvalSetup};
+use super::evaluate::{build, train_seeded, EvalSetup};
 use super::Finding;
 use crate::repo::{King, RecipeRepo};
 use crate::sandbox::Sandbox;
 use anyhow::{bail, Result};
 use proof::config::ProtocolConfig;
-use std::ffi::OsString;
 use std::path::Path;
 
 /// What a judgment finds when it looks for its king's floor.
@@ -136,34 +135,11 @@ pub fn seeded_bpb(
     (key, reference): (&str, Option<&[f32]>),
     work: &Path,
 ) -> Result<std::result::Result<HiddenScore, Finding>> {
-    let config = cfg.name.as_str();
     let runs = work.join("runs");
-    let out = runs.join(format!("seed-{seed_offset}"));
-    std::fs::create_dir_all(&runs)?;
-    let common = |cmd: &str| -> Vec<OsString> {
-        [cmd, "--config", config, "--device", setup.device.harness_arg(), "--data"]
-            .iter()
-            .map(OsString::from)
-            .chain([setup.data.clone().into_os_string()])
-            .collect()
-    };
-    let mut args = common("train");
-    args.extend([
-        // The validator's trainings are confined or do not run (train's default
-        // is best-effort, for miners' machines).
-        "--confine".into(),
-        "required".into(),
-        "--quiet".into(),
-        "--seed-offset".into(),
-        seed_offset.to_string().into(),
-        "--out".into(),
-        out.clone().into(),
-    ]);
-    let (done, state) = run_harness(sandbox, setup, bin, vec![], vec![runs.clone()], args)?;
-    let Some(last) = state["checkpoints"].as_array().and_then(|c| c.last()).and_then(|c| c["path"].as_str()) else {
-        let why = format!("training failed: {}", super::evaluate::tail_of(&done.output.stderr));
-        return Ok(Err(Finding::reject("decision.confirmation", "recipe", None, why)));
+    let last = match train_seeded(sandbox, setup, bin, &cfg.name, seed_offset, &runs)? {
+        Ok(last) => last,
+        Err(why) => return Ok(Err(Finding::reject("decision.confirmation", "recipe", None, why))),
     };
     let rows = cfg.causality_rows * proof::judge_budget::CONFIRMATION_CAUSALITY_FACTOR;
-    score_hidden(sandbox, setup, bin, cfg, &out.join(last), vec![runs], Checks { key, rows, aim_at: reference })
+    score_hidden(sandbox, setup, bin, cfg, &last, vec![runs], Checks { key, rows, aim_at: reference })
 }

@@ -9,7 +9,7 @@ use super::evaluate::{evaluate, EvalResult, EvalSetup};
 use super::ledger::{Claim, Kind, Ledger};
 use super::noise_floor::{FloorLookup, Floors};
 use super::verdict::{Confirmation, StageReport, Verdict, VerdictClass};
-use super::{plausibility, scan, Finding};
+use super::{plausibility, Finding};
 use crate::repo::RecipeRepo;
 use anyhow::{Context, Result};
 use proof::bundle::{verify_dir, BundleManifest};
@@ -150,22 +150,7 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
                 "the PR's tree differs from the tree the bundle was trained on",
             ));
         }
-        let pr_diff = repo.tree_diff(king.tree, head_tree)?;
-        out.extend(
-            crate::allowlist::check_patch(&pr_diff)
-                .into_iter()
-                .map(|v| Finding::reject("diff.path", &v.path, None, v.reason)),
-        );
-        let files = repo.files(head_tree)?;
-        out.extend(scan::scan_tree(&files));
-        if let Some((_, text)) = files.iter().find(|(p, _)| p == "recipe/recipe.toml") {
-            let configs: Vec<String> = repo
-                .files(king.tree)?
-                .into_iter()
-                .filter_map(|(p, _)| Some(p.strip_prefix("trainer/configs/")?.strip_suffix(".toml")?.to_string()))
-                .collect();
-            out.extend(super::recipe_toml::check(&String::from_utf8_lossy(text), &configs));
-        }
+        out.extend(super::rules::findings(&repo, king.tree, head_tree)?);
         Ok(out)
     })?;
     if !diff_ok {

@@ -50,7 +50,7 @@ pub fn pr_text(bundle_file: &Path, bundle_url: &str) -> Result<(String, String)>
     })?;
     let manifest: BundleManifest = serde_json::from_slice(&std::fs::read(dir.path().join(MANIFEST))?)
         .with_context(|| format!("{} has no readable manifest", bundle_file.display()))?;
-    let sealed = dir.path().join(crate::seal::SEALED_PAYLOAD).exists();
+    let sealed = dir.path().join(super::seal::SEALED_PAYLOAD).exists();
     let rationale = if sealed {
         "The bundle is sealed to the validator until the verdict.".to_string()
     } else {

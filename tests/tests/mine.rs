@@ -1,0 +1,208 @@
+//! `karpa mine` on micro with real training in the validator's sandbox: a
+//! scripted external agent walks the whole protocol (edits outside the
+//! allowlist dropped, a scan-refused change reported back in the next prompt,
+//! a no-op change trained and discarded as noise, a duplicate skipped, crashes
+//! and a timeout recorded, resume after SIGKILL), and the built-in search finds
+//! a real improvement, keeps it, proves it and opens a pull request that
+//! `karpa judge` crowns.
+
+use karpa_tests::{binary, git, micro_data, recipe_repo, workspace_root};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn mine(repo: &Path, data: &Path, out: &Path, agent: &str, trials: u32) -> Command {
+    let mut cmd = Command::new(binary("karpa"));
+    cmd.args(["mine", "--config", "micro", "--seeds", "3", "--agent", agent])
+        .args(["--trials", &trials.to_string()])
+        .arg("--repo")
+        .arg(repo)
+        .arg("--data")
+        .arg(data.join("public"))
+        .arg("--out")
+        .arg(out)
+        .arg("--target-dir")
+        .arg(workspace_root().join("target/recipes"))
+        // What the agent must never see.
+        .env("GITHUB_TOKEN", "ghs_the-miners-token")
+        .env("KARPA_HOTKEY_SECRET", "//Alice");
+    cmd
+}
+
+fn tsv(out: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(out.join("results.tsv")).unwrap();
+    text.lines().skip(1).map(|l| l.split('\t').map(String::from).collect()).collect()
+}
+
+fn state(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("state.json")).unwrap()).unwrap()
+}
+
+/// The agent: one behaviour per trial, keyed by $KARPA_TRIAL.
+fn agent_script(dir: &Path) -> PathBuf {
+    let script = dir.join("agent.sh");
+    let d = dir.display();
+    std::fs::write(
+        &script,
+        format!(
+            r#"set -e
+env > "{d}/env-$KARPA_TRIAL.txt"
+case "$KARPA_TRIAL" in
+1)  echo '// a harness edit' >> trainer/src/train.rs
+    echo 'notes' > NOTES.md ;;
+2)  printf '\npub fn hidden() {{ unsafe {{}} }}\n' >> recipe/src/model.rs
+    printf '# an unsafe block\n' > recipe/RATIONALE.md ;;
+3)  grep -q 'scan.unsafe' "$KARPA_PROGRAM" || exit 7
+    printf '\n// a comment changes nothing the model computes\n' >> recipe/src/model.rs
+    printf '# a comment in model.rs\n\nIt should change nothing.\n' > recipe/RATIONALE.md ;;
+4)  if [ ! -e "{d}/killed" ]; then echo $$ > "{d}/agent-4.pid"; exec sleep 600; fi
+    exec sleep 60 ;;
+5)  printf '\n// a comment changes nothing the model computes\n' >> recipe/src/model.rs
+    printf '# a comment in model.rs\n\nIt should change nothing.\n' > recipe/RATIONALE.md ;;
+6)  exit 3 ;;
+esac
+"#
+        ),
+    )
+    .unwrap();
+    script
+}
+
+fn wait_for(path: &Path, limit: Duration) {
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(started.elapsed() < limit, "{} did not appear in {limit:?}", path.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_external_agent_meets_every_outcome_and_a_killed_run_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let repo = recipe_repo(dir);
+    let data = micro_data(dir);
+    let out = dir.join("results");
+    let agent = format!("sh {}", agent_script(dir).display());
+
+    // First run: killed with SIGKILL while trial 4's agent is at work.
+    let mut first = mine(&repo, &data, &out, &agent, 6).arg("--dry-run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(&dir.join("agent-4.pid"), Duration::from_secs(600));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let pid: i32 = std::fs::read_to_string(dir.join("agent-4.pid")).unwrap().trim().parse().unwrap();
+    Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    std::fs::write(dir.join("killed"), "").unwrap();
+    let before = state(&out);
+    assert_eq!(before["trials"].as_array().unwrap().len(), 3, "{before:#}");
+    assert!(out.join("trials/0004/program.md").exists());
+
+    // Second run: resumes at trial 4 (the unfinished one, started over) with a short agent timeout.
+    let mut second = mine(&repo, &data, &out, &agent, 6);
+    let done = second.args(["--dry-run", "--agent-timeout", "5s"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming at trial 4"), "{stderr}");
+    let after = state(&out);
+    let first_three = |s: &serde_json::Value| s["trials"].as_array().unwrap()[..3].to_vec();
+    assert_eq!(first_three(&after), first_three(&before), "finished trials are neither lost nor redone");
+
+    let rows = tsv(&out);
+    let statuses: Vec<&str> = rows.iter().map(|r| r[4].as_str()).collect();
+    assert_eq!(statuses, ["refused", "refused", "discard", "crash", "duplicate", "crash"], "{rows:?}");
+    let trials = after["trials"].as_array().unwrap();
+    let note = |i: usize| trials[i]["note"].as_str().unwrap().to_string();
+    // 1: only edits outside the allowlist, all dropped; nothing trained.
+    let log1 = std::fs::read_to_string(out.join("trials/0001/log.txt")).unwrap();
+    assert!(log1.contains("dropped trainer/src/train.rs: outside the allowlist"), "{log1}");
+    assert!(log1.contains("dropped NOTES.md"), "{log1}");
+    assert!(note(0).contains("changed nothing a recipe may change"));
+    // 2: the scan refuses it before any training, and says why.
+    assert!(note(1).contains("scan.unsafe"), "{}", note(1));
+    assert_eq!(trials[1]["runs"], serde_json::json!([]));
+    // 3: the finding reached the agent's prompt (else it exits 7); the no-op is trained once and discarded.
+    assert_eq!(trials[2]["runs"].as_array().unwrap().len(), 1, "{:#}", trials[2]);
+    assert!(note(2).starts_with("not better than the best by"), "{}", note(2));
+    let program = std::fs::read_to_string(out.join("trials/0003/program.md")).unwrap();
+    assert!(program.contains("King: recipe-v0.1.0") && program.contains("| 2 | refused |"), "{program}");
+    assert_eq!(rows[2][6], "a comment in model.rs", "the description is RATIONALE.md's first line");
+    assert!(std::fs::read_to_string(out.join("trials/0003/change.diff")).unwrap().contains("+// a comment"));
+    // 4: the resumed agent ran past its time and was killed; 5: the same change again; 6: a failing agent.
+    assert!(note(3).contains("ran past"), "{}", note(3));
+    assert!(note(4).contains("already tried"), "{}", note(4));
+    assert!(note(5).contains("exited with"), "{}", note(5));
+    // The agent's environment holds no credential of the miner's.
+    let env = std::fs::read_to_string(dir.join("env-1.txt")).unwrap();
+    assert!(env.contains("KARPA_PROGRAM=") && !env.contains("ghs_") && !env.contains("//Alice"), "{env}");
+    assert!(std::fs::read_to_string(out.join("progress.svg")).unwrap().starts_with("<svg"));
+    // Nothing was kept, so the best is still the king.
+    assert_eq!(after["best"]["trial"], serde_json::Value::Null);
+    git(&repo, &["rev-parse", "recipe-v0.1.0"]);
+}
+
+/// A king whose micro learning rate is far too low: a real improvement waits one compass step away.
+const HANDICAP: &str = "lr = 5e-4";
+
+/// Judge and miner share one rule: lenient, because micro's seed spread (about
+/// 0.07 bpb) would need gains no 40-step run shows; this test is about the
+/// path from search to crown, the rule's power is measured elsewhere.
+const RULE: &str = "alpha = 0.2\nmin_delta = 0.0\nconfirmation_runs = 1\nfloor_seeds = 3\n";
+
+#[test]
+fn the_builtin_search_keeps_a_real_improvement_and_its_pull_request_is_crowned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let repo = recipe_repo(dir);
+    let toml = repo.join("recipe/recipe.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replacen("lr = 3e-3", HANDICAP, 1)).unwrap();
+    git(&repo, &["commit", "-q", "-am", "micro: a learning rate far too low"]);
+    git(&repo, &["tag", "-a", "recipe-v0.1.1", "-m", "recipe v0.1.1"]);
+    let forge = dir.join("forge.git");
+    git(dir, &["clone", "-q", "--bare", repo.to_str().unwrap(), forge.to_str().unwrap()]);
+    let data = micro_data(dir);
+    let rule = dir.join("rule.toml");
+    std::fs::write(&rule, RULE).unwrap();
+    let out = dir.join("results");
+
+    let mut cmd = mine(&forge, &data, &out, "builtin", 2);
+    cmd.arg("--rule").arg(&rule).args(["--spare", "1.0", "--hotkey", "//Alice", "--github-login", "miner-bot"]);
+    let done = cmd.arg("--forge").arg(&forge).output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{stderr}");
+
+    // Trial 1 halves the learning rate (worse: discarded after one run); trial 2
+    // doubles it, wins on both seeds, and is kept, proved and opened.
+    let rows = tsv(&out);
+    assert_eq!(rows.iter().map(|r| r[4].as_str()).collect::<Vec<_>>(), ["discard", "keep"], "{rows:?}\n{stderr}");
+    assert_eq!(rows[1][6], "micro.lr 5e-4 → 0.001");
+    let s = state(&out);
+    assert_eq!(s["trials"][0]["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(s["trials"][1]["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(s["best"]["trial"], 2);
+    assert_eq!(s["submissions"][0]["pull"], "#1", "{s:#}");
+    let table = String::from_utf8_lossy(&done.stdout);
+    assert!(table.contains("keep") && table.contains("best micro.lr 5e-4 → 0.001"), "{table}");
+
+    // The validator: the king's floor on the hidden split, then the pull request judged and crowned.
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "a validator secret of some length").unwrap();
+    let floor = dir.join("floor.json");
+    let validator = |cmd: &mut Command| {
+        cmd.arg("--repo").arg(&forge).arg("--data").arg(data.join("public")).arg("--hidden").arg(data.join("hidden"));
+        cmd.arg("--secret-file").arg(&secret).arg("--target-dir").arg(workspace_root().join("target/recipes"));
+    };
+    let mut nf = Command::new(binary("karpa"));
+    nf.args(["noise-floor", "--config", "micro", "--seeds", "3", "--out"]).arg(&floor);
+    validator(&mut nf);
+    let nf = nf.output().unwrap();
+    assert!(nf.status.success(), "{}", String::from_utf8_lossy(&nf.stderr));
+    let mut judge = Command::new(binary("karpa"));
+    judge.args(["judge", "--json", "--crown", "--pr", "1", "--noise-floor"]).arg(&floor).arg("--rule").arg(&rule);
+    validator(&mut judge);
+    let verdict = judge.output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&verdict.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&verdict.stderr)));
+    assert_eq!(v["class"], "crowned", "{v:#}");
+    assert!(git(&forge, &["tag", "--list"]).contains("recipe-v0.1.2"));
+}
