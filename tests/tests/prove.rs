@@ -177,76 +177,8 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     bot_crowns_the_pr(repo, &file, data, &secret, &floor(bpb + 0.2));
     bot_waits_for_the_kings_floor(repo, &file, data, &secret);
 
-    // The same PR on the local forge, through the CLI: opened with its bundle,
-    // judged and crowned, then the lineage re-verified from a plain clone.
-    let forge = tmp.join("forge.git");
-    git(tmp, &["clone", "-q", "--bare", repo.to_str().unwrap(), forge.to_str().unwrap()]);
-    let opened =
-        run(&binary("karpa"), &[&"pr", &"open", &"--repo", &forge, &"--head", &"pr/1", &"--bundle", &file]).ok();
-    assert_eq!(opened.stdout.trim(), "1");
-    let mut owned: Vec<std::ffi::OsString> =
-        ["judge", "--json", "--crown", "--pr", "1"].iter().map(Into::into).collect();
-    for (flag, path) in [
-        ("--repo", forge.clone()),
-        ("--data", data.join("public")),
-        ("--hidden", data.join("hidden")),
-        ("--secret-file", secret.clone()),
-        ("--target-dir", workspace_root().join("target/recipes")),
-        ("--noise-floor", floor(bpb + 0.2)),
-    ] {
-        owned.push(flag.into());
-        owned.push(path.into());
-    }
-    let args: Vec<&dyn AsRef<std::ffi::OsStr>> = owned.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
-    let v = run(&binary("karpa"), &args).ok().json();
-    assert_eq!(v["class"], "crowned", "{v:#}");
-    assert!(v["summary"].as_str().unwrap().ends_with("released as recipe-v0.1.1"), "{v:#}");
-    let listed = run(&binary("karpa"), &[&"pr", &"list", &"--repo", &forge]).ok();
-    assert!(listed.stdout.contains("merged") && listed.stdout.contains("recipe-v0.1.1"), "{}", listed.stdout);
-    let clone = tmp.join("clone");
-    git(tmp, &["clone", "-q", forge.to_str().unwrap(), clone.to_str().unwrap()]);
-    git(&clone, &["fetch", "-q", "origin", "refs/notes/karpa:refs/notes/karpa"]);
-    let lineage = run(&binary("karpa"), &[&"lineage", &"verify", &clone]).ok();
-    assert!(lineage.stdout.contains("lineage holds: 2 releases"), "{}", lineage.stdout);
-
-    // A measured noise floor for the king (2 seeds), then a verdict against it.
-    let measured = tmp.join("floor.json");
-    let nf = run(
-        &binary("karpa"),
-        &[
-            &"noise-floor",
-            &"--repo",
-            &repo,
-            &"--config",
-            &"micro",
-            &"--seeds",
-            &"2",
-            &"--data",
-            &data.join("public"),
-            &"--hidden",
-            &data.join("hidden"),
-            &"--secret-file",
-            &secret,
-            &"--target-dir",
-            &workspace_root().join("target/recipes"),
-            &"--out",
-            &measured,
-        ],
-    )
-    .ok();
-    assert!(nf.stdout.contains("recipe-v0.1.0 on micro"), "{}", nf.stdout);
-    let measured_floor: serde_json::Value = serde_json::from_slice(&std::fs::read(&measured).unwrap()).unwrap();
-    let values: Vec<f64> = measured_floor["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    assert_eq!(values.len(), 2);
-    assert!(values[0] != values[1], "two seeds gave the same bpb: {values:?}");
-    // Beside it, the king's per-token hidden nats (the mean of the two runs): the
-    // judgment against it aims a quarter of its causality pairs with them.
-    let reference = proof::causality::read_f32s(&tmp.join("floor.nats.f32")).unwrap();
-    assert_eq!(reference.len(), 8192);
-    assert!(reference.iter().all(|n| n.is_finite() && *n >= 0.0));
-    let v = judge_eval(Some(&measured));
-    assert!(["crowned", "meaningful-failure", "failure"].contains(&v["class"].as_str().unwrap()), "{v:#}");
-    assert_eq!(v["eval"]["causality"]["aimed"], 64, "{:#}", v["eval"]["causality"]);
+    // The local forge's crown through the CLI, a measured floor and the lineage
+    // from a clone: tests/tests/mine.rs, on the pull request `karpa mine` opens.
 
     // A PR whose diff is not the bundle's patch.
     git(repo, &["checkout", "-q", "-b", "pr/2", "recipe-v0.1.0"]);

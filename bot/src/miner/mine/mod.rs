@@ -207,9 +207,7 @@ impl Miner<'_> {
             return Ok(());
         }
         eprintln!("karpa mine: the king is now {} (was {}): rebasing the best onto it", king.tag, state.king);
-        let old_king: git2::Oid = state.king_tree.parse()?;
-        let change = self.repo.tree_diff(old_king, state.best.tree.parse()?)?;
-        let rebased = self.repo.apply_patch(king.tree, &change).ok().filter(|t| *t != king.tree);
+        let rebased = rebase(self.repo, state.king_tree.parse()?, state.best.tree.parse()?, king.tree)?;
         state.king_runs = self.runs_of(&king, king.tree, 0)?;
         state.best = match rebased {
             Some(tree) => Best {
@@ -335,6 +333,13 @@ impl Miner<'_> {
     }
 }
 
+/// The best's change carried onto a new king: None when it no longer applies,
+/// or when the new king already holds it (the best was crowned).
+fn rebase(repo: &RecipeRepo, old_king: git2::Oid, best: git2::Oid, new_king: git2::Oid) -> Result<Option<git2::Oid>> {
+    let change = repo.tree_diff(old_king, best)?;
+    Ok(repo.apply_patch(new_king, &change).ok().filter(|t| *t != new_king))
+}
+
 /// The seed offsets of trial n's screening and confirming runs: never the king's
 /// noise seeds, never another trial's.
 fn trial_seeds(number: u32) -> [u64; 2] {
@@ -433,4 +438,32 @@ pub fn print_summary(state: &State) {
         state.trials.len(),
         state.sigma()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_follows_a_new_king_unless_its_change_no_longer_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        git2::Repository::init(dir.path()).unwrap();
+        let repo = RecipeRepo::open(dir.path()).unwrap();
+        let empty = repo.git().treebuilder(None).unwrap().write().unwrap();
+        let tree = |toml: &str, model: &str| {
+            let files = [("recipe/recipe.toml", toml), ("recipe/src/model.rs", model)];
+            let edits: Vec<_> = files.iter().map(|(p, c)| (p.to_string(), Some(c.as_bytes().to_vec()))).collect();
+            repo.edit_tree(empty, &edits).unwrap()
+        };
+        let king = tree("[micro]\nlr = 1\nd = 4\n", "fn a() {}\n");
+        let best = tree("[micro]\nlr = 2\nd = 4\n", "fn a() {}\n");
+        // The new king changed the model: the best's lr change carries over.
+        let moved = tree("[micro]\nlr = 1\nd = 4\n", "fn b() {}\n");
+        assert_eq!(rebase(&repo, king, best, moved).unwrap(), Some(tree("[micro]\nlr = 2\nd = 4\n", "fn b() {}\n")));
+        // The new king changed the same line: the change no longer applies.
+        let clash = tree("[micro]\nlr = 3\nd = 4\n", "fn a() {}\n");
+        assert_eq!(rebase(&repo, king, best, clash).unwrap(), None);
+        // The best was crowned: nothing is left to carry.
+        assert_eq!(rebase(&repo, king, best, best).unwrap(), None);
+    }
 }
