@@ -242,8 +242,9 @@ pub struct JudgeTarget {
     /// Required unless `pr` is a local pull request (which records its bundle).
     pub bundle: Option<PathBuf>,
     pub ledger: PathBuf,
-    /// Release a crowned verdict on the local forge.
-    pub crown: bool,
+    /// Release a crowned verdict on the local forge, its note signed by this
+    /// validator hotkey (a hotkey file, seed phrase or secret URI).
+    pub crown: Option<String>,
     /// Number that release recipe-vX.(Y+1).0 instead of a patch bump.
     pub minor: bool,
     /// Record the judgment in the corpus at this PostgreSQL URL.
@@ -252,13 +253,15 @@ pub struct JudgeTarget {
 
 /// Ok(false) when the verdict is `rejected` or `stale`.
 pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> {
+    let validator =
+        t.crown.as_deref().map(crate::miner::prove::load_hotkey).transpose().context("--validator-hotkey")?;
     let local = match t.pr.parse::<u64>() {
         Ok(n) => {
             let forge = LocalForge::open(&t.repo)?;
             let pull = forge.pull(n)?;
             Some((forge, pull))
         }
-        Err(_) if t.crown => bail!("--crown needs --pr to name a local pull request by number (karpa pr open)"),
+        Err(_) if validator.is_some() => bail!("--crown needs --pr to name a local pull request by number (karpa pr open)"),
         Err(_) if t.database_url.is_some() => {
             bail!("--database-url needs --pr to name a local pull request by number (karpa pr open)")
         }
@@ -292,9 +295,9 @@ pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> 
     })?;
     let mut released = None;
     if let Some((forge, mut pull)) = local {
-        if t.crown && verdict.class == VerdictClass::Crowned {
+        if let (Some(key), VerdictClass::Crowned) = (&validator, verdict.class) {
             let bump = if t.minor { Bump::Minor } else { Bump::Patch };
-            let outcome = forge.crown(&mut pull, git2::Oid::from_str(&pr_head)?, &verdict, bump)?;
+            let outcome = forge.crown(&mut pull, git2::Oid::from_str(&pr_head)?, &verdict, bump, key)?;
             outcome.settle(&mut verdict);
             if let CrownOutcome::Crowned { tag, commit } = outcome {
                 released = Some((tag, commit.as_str().to_string()));

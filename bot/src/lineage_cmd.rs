@@ -76,7 +76,10 @@ pub fn lineage(command: LineageCommand) -> Result<bool> {
 }
 
 fn print(report: &Report) {
-    println!("  {:<16} {:<9} {:>10} {:>10} {:>8}  bundle", "release", "commit", "hidden bpb", "king bpb", "gain");
+    println!(
+        "  {:<16} {:<9} {:>10} {:>10} {:>8}  {:<16}  signed by",
+        "release", "commit", "hidden bpb", "king bpb", "gain", "bundle"
+    );
     for l in &report.links {
         let mark = if l.problems.is_empty() { "✔" } else { "✘" };
         let commit = &l.commit[..9.min(l.commit.len())];
@@ -90,8 +93,9 @@ fn print(report: &Report) {
             (Some(_), Some(d)) => d[..16.min(d.len())].to_string(),
             (Some(_), None) => "-".into(),
         };
+        let signers = if l.signers.is_empty() { "-".to_string() } else { l.signers.join(", ") };
         println!(
-            "{mark} {:<16} {commit:<9} {:>10} {:>10} {gain:>8}  {bundle}",
+            "{mark} {:<16} {commit:<9} {:>10} {:>10} {gain:>8}  {bundle:<16}  {signers}",
             l.tag,
             num(l.hidden_bpb),
             num(l.king_bpb)

@@ -42,8 +42,11 @@ enum Command {
         #[arg(long)]
         bundle: Option<PathBuf>,
         /// Release a crowned verdict: merge, CHANGELOG.md, tag and crown note (local pull requests).
-        #[arg(long)]
+        #[arg(long, requires = "validator_hotkey")]
         crown: bool,
+        /// The validator's hotkey that signs the crown note (hotkey file, seed phrase or secret URI).
+        #[arg(long, env = "KARPA_VALIDATOR_HOTKEY", hide_env_values = true)]
+        validator_hotkey: Option<String>,
         /// With --crown: release as recipe-vX.(Y+1).0 instead of a patch bump.
         #[arg(long, requires = "crown")]
         minor: bool,
@@ -215,6 +218,7 @@ fn main() -> ExitCode {
             pr,
             bundle,
             crown,
+            validator_hotkey,
             minor,
             ledger,
             database_url,
@@ -242,6 +246,7 @@ fn main() -> ExitCode {
                 }),
                 _ => None,
             };
+            let crown = if crown { validator_hotkey } else { None };
             judge_cmd::run(judge_cmd::JudgeTarget { repo, pr, bundle, ledger, crown, minor, database_url }, eval, json)
         }
         Command::Pr { command } => lineage_cmd::pr(command),

@@ -36,6 +36,11 @@ pub struct WorkerArgs {
     /// The GitHub App's private key (PEM).
     #[arg(long, env = "KARPA_APP_KEY_FILE")]
     pub app_key_file: PathBuf,
+    /// The validator's hotkey, which signs its crown notes: a Bittensor hotkey
+    /// file, a seed phrase or a secret URI (`//Alice` for tests). Its SS58 must be
+    /// in the repository's validators.toml for `karpa lineage verify` to trust it.
+    #[arg(long, env = "KARPA_VALIDATOR_HOTKEY", hide_env_values = true)]
+    pub validator_hotkey: String,
     /// The GitHub REST API.
     #[arg(long, default_value = "https://api.github.com")]
     pub github_api: String,
@@ -133,9 +138,11 @@ impl WorkerArgs {
             }
             _ => None,
         };
+        let validator = crate::miner::prove::load_hotkey(&self.validator_hotkey).context("--validator-hotkey")?;
         Ok(crate::jobs::Services {
             pool,
             app,
+            validator,
             judge: crate::jobs::judge::Settings {
                 state_dir: std::path::absolute(&self.state_dir)?,
                 git_url: self.git_url.clone(),

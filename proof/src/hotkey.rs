@@ -71,17 +71,16 @@ pub fn ss58(key: &Keypair) -> String {
 }
 
 pub fn sign(key: &Keypair, bundle_digest: &Sha256Hex, github_login: &str) -> MinerSignature {
-    let sig = key.sign(&submission_message(bundle_digest, github_login));
     MinerSignature {
         format: MINER_SIG_FORMAT.into(),
         hotkey: ss58(key),
         github_login: github_login.into(),
         bundle_digest: bundle_digest.clone(),
-        signature: hex::encode(sig.0),
+        signature: sign_message(key, &submission_message(bundle_digest, github_login)),
     }
 }
 
-fn public_key_of(address: &str) -> Result<PublicKey, HotkeyError> {
+pub fn public_key_of(address: &str) -> Result<PublicKey, HotkeyError> {
     let id: subxt_utils_accountid32::AccountId32 =
         address.parse().map_err(|_| HotkeyError::BadAddress(address.into()))?;
     Ok(PublicKey(id.0))
@@ -97,10 +96,27 @@ pub fn verify(
     if sig.hotkey != hotkey || sig.github_login != github_login || &sig.bundle_digest != bundle_digest {
         return Err(HotkeyError::BadSignature);
     }
+    verify_message(hotkey, &submission_message(bundle_digest, github_login), &sig.signature)
+}
+
+/// The bytes a validator's hotkey signs for a crown note: the digest of the
+/// note's RFC 8785 form without its signatures, domain-separated so that no
+/// other signed Karpa message can be replayed as a crown.
+pub fn crown_message(note_digest: &Sha256Hex) -> Vec<u8> {
+    format!("karpa-crown:v1:{note_digest}").into_bytes()
+}
+
+/// An sr25519 signature over `message`, hex.
+pub fn sign_message(key: &Keypair, message: &[u8]) -> String {
+    hex::encode(key.sign(message).0)
+}
+
+/// Checks a hex sr25519 signature over `message` by the SS58 `address`.
+pub fn verify_message(address: &str, message: &[u8], signature_hex: &str) -> Result<(), HotkeyError> {
     let raw: [u8; 64] =
-        hex::decode(&sig.signature).ok().and_then(|b| b.try_into().ok()).ok_or(HotkeyError::BadSignatureEncoding)?;
-    let public = public_key_of(hotkey)?;
-    if sr25519::verify(&Signature(raw), submission_message(bundle_digest, github_login), &public) {
+        hex::decode(signature_hex).ok().and_then(|b| b.try_into().ok()).ok_or(HotkeyError::BadSignatureEncoding)?;
+    let public = public_key_of(address)?;
+    if sr25519::verify(&Signature(raw), message, &public) {
         Ok(())
     } else {
         Err(HotkeyError::BadSignature)

@@ -7,6 +7,12 @@ pub mod fake_github;
 /// The GitHub App the tests' fake knows (key pair in tests/fixtures).
 pub const TEST_APP_ID: u64 = 4242;
 
+/// The validator key the tests crown with (Substrate's public dev key //Alice).
+pub const TEST_VALIDATOR: &str = "//Alice";
+
+/// The trusted set the tests' genesis carries as validators.toml: //Alice alone.
+pub const TEST_TRUSTED_SET: &str = include_str!("../../deploy/validators.dev.toml");
+
 pub fn fixture(name: &str) -> PathBuf {
     workspace_root().join("tests/fixtures").join(name)
 }
@@ -32,6 +38,7 @@ pub fn services(
         pool,
         app: karpa_bot::forge::github::app_client(TEST_APP_ID, &key, &gh.url).expect("an App client"),
         judge,
+        validator: proof::hotkey::keypair_from_uri(TEST_VALIDATOR).expect("the dev key"),
         lease: std::time::Duration::from_secs(60),
         backoff: std::time::Duration::from_millis(1),
     }
@@ -106,6 +113,7 @@ pub fn recipe_repo(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(dst.parent().expect("a file has a folder")).expect("a folder in the copy");
         std::fs::copy(root.join(file), &dst).expect("a tracked file copies");
     }
+    std::fs::write(repo.join("validators.toml"), TEST_TRUSTED_SET).expect("the trusted set");
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-q", "-m", "recipe v0.1.0"]);

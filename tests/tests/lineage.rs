@@ -26,6 +26,7 @@ fn forge(dir: &Path) -> (PathBuf, PathBuf) {
         ("recipe/src/lib.rs", "pub fn model() {}\n"),
         ("trainer/src/lib.rs", "pub fn train() {}\n"),
         ("Cargo.lock", "# lock\n"),
+        ("validators.toml", karpa_tests::TEST_TRUSTED_SET),
     ] {
         std::fs::create_dir_all(seed.join(path).parent().unwrap()).unwrap();
         std::fs::write(seed.join(path), text).unwrap();
@@ -113,6 +114,10 @@ fn crowned(bundle: &Path, king: &str, king_mean: f64, gain: f64) -> Verdict {
     }
 }
 
+fn alice() -> subxt_signer::sr25519::Keypair {
+    proof::hotkey::keypair_from_uri(karpa_tests::TEST_VALIDATOR).unwrap()
+}
+
 fn codes(report: &Report) -> Vec<&'static str> {
     report.links.iter().flat_map(|l| l.problems.iter().map(|p| p.code)).collect()
 }
@@ -138,12 +143,12 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     assert_eq!((p1.number, p2.number), (1, 2));
     let head1 = forge.head(&p1).unwrap();
     let v1 = crowned(&b1, "recipe-v0.1.0", 2.50, 0.10);
-    let out = forge.crown(&mut p1, head1, &v1, Bump::Patch).unwrap();
+    let out = forge.crown(&mut p1, head1, &v1, Bump::Patch, &alice()).unwrap();
     let CrownOutcome::Crowned { tag, commit } = out.clone() else { panic!("{out:?}") };
     assert_eq!(tag, "recipe-v0.1.1");
     assert_eq!(forge.pull(1).unwrap().state, PullState::Merged);
     // Again: the same release, nothing new.
-    assert_eq!(forge.crown(&mut p1, head1, &v1, Bump::Patch).unwrap(), out);
+    assert_eq!(forge.crown(&mut p1, head1, &v1, Bump::Patch, &alice()).unwrap(), out);
     assert_eq!(git(&bare, &["tag", "-l", "recipe-v*"]).lines().count(), 2);
 
     // The release as git shows it: main at the tagged commit, the changelog entry,
@@ -162,7 +167,7 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     // The other PR was judged against the old king: stale, and nothing moves.
     let v2 = crowned(&b2, "recipe-v0.1.0", 2.50, 0.20);
     let head2 = forge.head(&p2).unwrap();
-    let stale = forge.crown(&mut p2, head2, &v2, Bump::Patch).unwrap();
+    let stale = forge.crown(&mut p2, head2, &v2, Bump::Patch, &alice()).unwrap();
     assert_eq!(stale, CrownOutcome::Stale { king: "recipe-v0.1.1".into() });
     assert_eq!(git(&bare, &["rev-parse", "main"]).trim(), commit.as_str());
 
@@ -172,7 +177,7 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     let v3 = crowned(&b3, "recipe-v0.1.1", 2.41, 0.06);
     let head3 = forge.head(&p3).unwrap();
     // A maintainer asked for a minor bump: the next line of kings starts here.
-    let out = forge.crown(&mut p3, head3, &v3, Bump::Minor).unwrap();
+    let out = forge.crown(&mut p3, head3, &v3, Bump::Minor, &alice()).unwrap();
     assert!(matches!(&out, CrownOutcome::Crowned { tag, .. } if tag == "recipe-v0.2.0"), "{out:?}");
     let changelog = git(&bare, &["show", "recipe-v0.2.0:CHANGELOG.md"]);
     assert!(changelog.find("recipe-v0.2.0").unwrap() < changelog.find("recipe-v0.1.1").unwrap(), "{changelog}");
@@ -185,6 +190,7 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     assert_eq!(tags, ["recipe-v0.1.0", "recipe-v0.1.1", "recipe-v0.2.0"]);
     assert_eq!(report.links[1].hidden_bpb, Some(2.40));
     assert_eq!(report.links[2].king_bpb, Some(2.41));
+    assert_eq!(report.links[1].signers, ["dev validator (//Alice)"]);
     // The CLI says the same, and exits 0.
     let cli = run(&binary("karpa"), &[&"lineage", &"verify", &clone]).ok();
     assert!(cli.stdout.contains("lineage holds: 3 releases"), "{}", cli.stdout);
@@ -219,7 +225,37 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     let found = tamper("inflated", &|c| {
         rewrite_note(c, "recipe-v0.1.1", &|n| n.verdict["decision"]["challenger"] = 2.2.into());
     });
-    assert_eq!(found, ["lineage.verdict"]);
+    assert_eq!(found, ["lineage.verdict", "lineage.signature", "lineage.unsigned"]);
+    // The same, with every number kept consistent: only the validator's signature tells.
+    let found = tamper("consistent", &|c| {
+        rewrite_note(c, "recipe-v0.1.1", &|n| {
+            n.verdict["decision"]["challenger"] = 2.30.into();
+            n.verdict["decision"]["gain"] = (2.50 - 2.30).into();
+        });
+    });
+    assert_eq!(found, ["lineage.signature", "lineage.unsigned"]);
+    // Re-signed by a key the trusted set does not name.
+    let found = tamper("other-key", &|c| {
+        rewrite_note(c, "recipe-v0.1.1", &|n| {
+            n.verdict["decision"]["challenger"] = 2.30.into();
+            n.verdict["decision"]["gain"] = (2.50 - 2.30).into();
+            n.signatures.clear();
+            n.sign(&proof::hotkey::keypair_from_uri("//Bob").unwrap());
+        });
+    });
+    assert_eq!(found, ["lineage.signer-unknown", "lineage.unsigned"]);
+    let r = verify(&tmp.path().join("other-key")).unwrap();
+    assert!(r.links[1].problems[0].message.contains("recipe-v0.1.1 is signed by 5FHneW46"), "{r:#?}");
+    // The signature removed.
+    assert_eq!(tamper("unsigned", &|c| rewrite_note(c, "recipe-v0.1.1", &|n| n.signatures.clear())), ["lineage.unsigned"]);
+    // A signed note copied onto another release: its signature holds, for the other release.
+    let found = tamper("copied", &|c| {
+        let repo = git2::Repository::open(c).unwrap();
+        let from = repo.revparse_single("recipe-v0.1.1^{commit}").unwrap().id();
+        let to = repo.revparse_single("recipe-v0.2.0^{commit}").unwrap().id();
+        note::write(&repo, &[to], &note::read(&repo, from).unwrap().unwrap()).unwrap();
+    });
+    assert!(found.contains(&"lineage.note-tags") && !found.contains(&"lineage.signature"), "{found:?}");
     // A crown whose own numbers do not clear its threshold.
     let found = tamper("weak", &|c| {
         rewrite_note(c, "recipe-v0.2.0", &|n| {
@@ -227,12 +263,12 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
             n.verdict["decision"]["gain"] = (2.41 - 2.40).into();
         });
     });
-    assert_eq!(found, ["lineage.verdict"]);
+    assert_eq!(found, ["lineage.verdict", "lineage.signature", "lineage.unsigned"]);
     // A different patch than the one attested.
     let found = tamper("patch", &|c| {
         rewrite_note(c, "recipe-v0.1.1", &|n| n.patch = n.patch.replace("3e-3", "4e-3"));
     });
-    assert_eq!(found, ["lineage.file-digest", "lineage.patch"]);
+    assert_eq!(found, ["lineage.file-digest", "lineage.patch", "lineage.signature", "lineage.unsigned"]);
     // Someone else's bundle claimed for this release.
     let found = tamper("swapped", &|c| {
         let b3_manifest: BundleManifest =
@@ -294,18 +330,18 @@ fn local_pull_requests_need_a_real_head_base_and_bundle() {
     let judged = forge.head(&p).unwrap();
     let mut v = crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1);
     v.class = VerdictClass::MeaningfulFailure;
-    assert!(forge.crown(&mut p, judged, &v, Bump::Patch).is_err());
+    assert!(forge.crown(&mut p, judged, &v, Bump::Patch, &alice()).is_err());
     // A verdict on another bundle is not this PR's crown.
     let mut v = crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1);
     v.bundle_digest = Some("0".repeat(64));
-    assert!(format!("{:#}", forge.crown(&mut p, judged, &v, Bump::Patch).unwrap_err()).contains("is about bundle"));
+    assert!(format!("{:#}", forge.crown(&mut p, judged, &v, Bump::Patch, &alice()).unwrap_err()).contains("is about bundle"));
     // The head moved after the judgment: nothing released.
     git(&work, &["checkout", "-q", "lr"]);
     std::fs::write(work.join("recipe/src/lib.rs"), "pub fn model() { }\n").unwrap();
     git(&work, &["commit", "-q", "-am", "more"]);
     git(&work, &["push", "-q", "origin", "lr"]);
     git(&bare, &["update-ref", "refs/pull/1/head", "refs/heads/lr"]);
-    let out = forge.crown(&mut p, judged, &crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1), Bump::Patch).unwrap();
+    let out = forge.crown(&mut p, judged, &crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1), Bump::Patch, &alice()).unwrap();
     assert_eq!(out, CrownOutcome::HeadMoved);
     assert_eq!(git(&bare, &["tag", "-l"]).trim(), "recipe-v0.1.0");
 }

@@ -207,7 +207,7 @@ fn the_builtin_search_keeps_a_real_improvement_and_its_pull_request_is_crowned()
     assert_eq!(reference.len(), 8192);
     assert!(reference.iter().all(|n| n.is_finite() && *n >= 0.0));
     let mut judge = Command::new(binary("karpa"));
-    judge.args(["judge", "--json", "--crown", "--pr", "1", "--noise-floor"]).arg(&floor).arg("--rule").arg(&rule);
+    judge.args(["judge", "--json", "--crown", "--validator-hotkey", "//Alice", "--pr", "1", "--noise-floor"]).arg(&floor).arg("--rule").arg(&rule);
     validator(&mut judge);
     let verdict = judge.output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&verdict.stdout)

@@ -558,6 +558,9 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
         assert_eq!((note.tag.as_str(), note.pr.as_str(), note.head.as_str()), ("recipe-v0.1.1", "#1", head.as_str()));
         assert_eq!(note.bundle_url.as_deref(), Some("https://bundles.example/bundle.tar"));
         assert_eq!(note.bundle_digest, manifest.digest().to_string());
+        // Signed by the validator's hotkey, over this very note.
+        let dev = karpa_bot::lineage::trust::TrustedSet::parse(karpa_tests::TEST_TRUSTED_SET).unwrap();
+        assert_eq!(dev.check(&note, "recipe-v0.1.1"), (vec!["dev validator (//Alice)".to_string()], vec![]));
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// This workspace's tracked files as a new repository at `repo`, on `main`,
-/// tagged recipe-v0.1.0.
+/// tagged recipe-v0.1.0, with the dev trusted set as its validators.toml.
 pub fn genesis(root: &Path, repo: &Path) -> Result<()> {
     let files = git(root, &["ls-files", "-z"])?;
     for file in files.split('\0').filter(|f| !f.is_empty()) {
@@ -15,6 +15,8 @@ pub fn genesis(root: &Path, repo: &Path) -> Result<()> {
         std::fs::create_dir_all(dst.parent().context("a file has a folder")?)?;
         std::fs::copy(root.join(file), &dst).with_context(|| format!("copying {file}"))?;
     }
+    // The trusted set: the dev validator, who signs the demo's crowns.
+    std::fs::copy(root.join("deploy/validators.dev.toml"), repo.join("validators.toml"))?;
     git(repo, &["init", "-q", "-b", "main"])?;
     git(repo, &["add", "-A"])?;
     git(repo, &["commit", "-q", "-m", "recipe v0.1.0"])?;

@@ -121,9 +121,17 @@ impl LocalForge {
         self.save(pull)
     }
 
-    /// Releases a crowned verdict on `pull`, judged at `head`, numbered by `bump`.
-    /// Crowning the same pull request again returns its release.
-    pub fn crown(&self, pull: &mut LocalPull, head: Oid, verdict: &Verdict, bump: Bump) -> Result<CrownOutcome> {
+    /// Releases a crowned verdict on `pull`, judged at `head`, numbered by `bump`;
+    /// the crown note is signed by the `validator`'s hotkey. Crowning the same
+    /// pull request again returns its release.
+    pub fn crown(
+        &self,
+        pull: &mut LocalPull,
+        head: Oid,
+        verdict: &Verdict,
+        bump: Bump,
+        validator: &subxt_signer::sr25519::Keypair,
+    ) -> Result<CrownOutcome> {
         if verdict.class != VerdictClass::Crowned {
             bail!("only a crowned verdict crowns");
         }
@@ -142,7 +150,8 @@ impl LocalForge {
         // Everything that can fail on the miner's side comes before any ref moves.
         let facts =
             CrownFacts { tag: &tag, king: &king.tag, pr: &pull.label(), head: &head.to_string(), bundle_url: None };
-        let crown_note = CrownNote::from_bundle(&pull.bundle, &facts, verdict)?;
+        let mut crown_note = CrownNote::from_bundle(&pull.bundle, &facts, verdict)?;
+        crown_note.sign(validator);
         let git = self.repo.git();
         let tip = self.branch_tip(&pull.base)?;
         if !self.repo.descends_from(tip, king.commit)? {

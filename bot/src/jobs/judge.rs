@@ -244,7 +244,8 @@ async fn publish_crown_note(
     let king = c.verdict.king.clone().unwrap_or_default();
     let facts =
         CrownFacts { tag, king: &king, pr: &format!("#{}", p.pr), head: c.head.as_str(), bundle_url: Some(&bundle.1) };
-    let note = CrownNote::from_bundle(&bundle.0, &facts, c.verdict)?;
+    let mut note = CrownNote::from_bundle(&bundle.0, &facts, c.verdict)?;
+    note.sign(&s.validator);
     let commits = [git2::Oid::from_str(c.head.as_str())?, git2::Oid::from_str(release.as_str())?];
     let mirror = mirror_dir(s, c.repo);
     tokio::task::spawn_blocking(move || publish_note(&mirror, &url, token.as_deref(), &commits, &note)).await?

@@ -19,6 +19,8 @@ pub struct Services {
     pub pool: PgPool,
     pub app: octocrab::Octocrab,
     pub judge: judge::Settings,
+    /// The validator's hotkey: it signs every crown note this validator publishes.
+    pub validator: subxt_signer::sr25519::Keypair,
     /// How long a claim lasts without a heartbeat.
     pub lease: Duration,
     /// First retry delay; doubles per attempt.

@@ -4,4 +4,5 @@
 //! clone — no database, no GitHub, no trust in the bot that wrote it.
 
 pub mod note;
+pub mod trust;
 pub mod verify;

@@ -34,6 +34,19 @@ pub struct CrownNote {
     pub rationale: String,
     /// The verdict, as the judge serialised it.
     pub verdict: serde_json::Value,
+    /// The validators' signatures over everything above ([`CrownNote::signed_digest`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<ValidatorSignature>,
+}
+
+/// One validator's sr25519 signature of a crown note.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorSignature {
+    /// The validator's hotkey, SS58.
+    pub validator: String,
+    /// Over [`proof::hotkey::crown_message`] of the note's signed digest, hex.
+    pub signature: String,
 }
 
 /// Who crowned what: the facts of a crown that are not in the bundle.
@@ -76,7 +89,22 @@ impl CrownNote {
             rationale: read("rationale.md")?,
             manifest,
             verdict: serde_json::to_value(verdict)?,
+            signatures: vec![],
         })
+    }
+
+    /// sha256 of the note's RFC 8785 form without its signatures: what validators sign.
+    pub fn signed_digest(&self) -> proof::Sha256Hex {
+        let unsigned = CrownNote { signatures: vec![], ..self.clone() };
+        proof::sha256_bytes(&proof::canonical::to_canonical_bytes(&unsigned).expect("a crown note always serialises"))
+    }
+
+    /// Adds (or renews) `key`'s signature; any other signatures stay.
+    pub fn sign(&mut self, key: &subxt_signer::sr25519::Keypair) {
+        let validator = proof::hotkey::ss58(key);
+        let signature = proof::hotkey::sign_message(key, &proof::hotkey::crown_message(&self.signed_digest()));
+        self.signatures.retain(|s| s.validator != validator);
+        self.signatures.push(ValidatorSignature { validator, signature });
     }
 }
 

@@ -6,7 +6,9 @@
 //! signature and the miner's hotkey signature hold; the patch applied to the
 //! king's tree gives the attested tree, and the release's tree is that tree (bar
 //! CHANGELOG.md); the harness is the king's; the verdict crowned this bundle
-//! against this king, and its numbers clear its own threshold.
+//! against this king, and its numbers clear its own threshold; and enough
+//! validators of the trusted set in force (`validators.toml` in the king's tree,
+//! see `trust`) signed this very note.
 
 use super::note::{self, CrownNote, NOTES_REF};
 use crate::repo::{King, RecipeRepo};
@@ -19,7 +21,7 @@ use std::path::Path;
 /// The file a crown adds to the release besides the patch.
 const CHANGELOG: &str = "CHANGELOG.md";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Problem {
     pub code: &'static str,
     pub message: String,
@@ -37,6 +39,8 @@ pub struct Link {
     /// The king's noise-floor mean it was judged against.
     pub king_bpb: Option<f64>,
     pub bundle_digest: Option<String>,
+    /// The trusted validators whose signatures on the crown note hold.
+    pub signers: Vec<String>,
     pub problems: Vec<Problem>,
 }
 
@@ -64,6 +68,7 @@ pub fn verify(clone: &Path) -> Result<Report> {
             hidden_bpb: None,
             king_bpb: None,
             bundle_digest: None,
+            signers: Vec::new(),
             problems: Vec::new(),
         };
         if let Some(king) = i.checked_sub(1).map(|k| &releases[k]) {
@@ -97,6 +102,18 @@ fn check_link(repo: &RecipeRepo, king: &King, release: &King, has_notes: bool, l
     let mut problems = Vec::new();
     check_note(repo, king, release, &note, &mut problems);
     let (bpb, king_bpb) = check_verdict(&note, &mut problems);
+    match super::trust::TrustedSet::of_tree(repo, king.tree) {
+        Ok(Some(set)) => {
+            let (signers, found) = set.check(&note, &release.tag);
+            link.signers = signers;
+            problems.extend(found);
+        }
+        Ok(None) => problems.push(Problem {
+            code: "lineage.trusted-set",
+            message: format!("{} names no validators ({}): nobody may crown", king.tag, super::trust::TRUST_FILE),
+        }),
+        Err(e) => problems.push(Problem { code: "lineage.trusted-set", message: format!("{}: {e:#}", king.tag) }),
+    }
     link.hidden_bpb = bpb;
     link.king_bpb = king_bpb;
     link.problems.extend(problems);

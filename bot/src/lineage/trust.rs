@@ -1,0 +1,121 @@
+//! Who may sign crowns, as the record itself says: `validators.toml` at the
+//! root of the recipe repository names the validators' hotkeys (SS58) and how
+//! many of them must sign a crown note. Miners cannot change it (it is outside
+//! the allowlist, and a release's tree is its king's plus the crowned patch), so
+//! the set in force at a release is the one its king's tree carries. A genesis
+//! without the file trusts nobody: every crown after it fails `lineage verify`.
+
+use super::note::CrownNote;
+use super::verify::Problem;
+use crate::repo::RecipeRepo;
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+
+pub const TRUST_FILE: &str = "validators.toml";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedSet {
+    /// Distinct trusted validators whose valid signatures a crown needs.
+    pub signatures_needed: usize,
+    #[serde(rename = "validator")]
+    pub validators: Vec<Trusted>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trusted {
+    pub name: String,
+    /// The validator's hotkey, SS58.
+    pub ss58: String,
+}
+
+impl TrustedSet {
+    pub fn parse(text: &str) -> Result<Self> {
+        let set: TrustedSet = toml::from_str(text).with_context(|| format!("{TRUST_FILE} does not parse"))?;
+        if set.validators.is_empty() || set.signatures_needed == 0 || set.signatures_needed > set.validators.len() {
+            bail!(
+                "{TRUST_FILE} needs 1 ≤ signatures_needed ≤ the number of validators ({} of {})",
+                set.signatures_needed,
+                set.validators.len()
+            );
+        }
+        if let Some(v) = set.validators.iter().find(|v| proof::hotkey::public_key_of(&v.ss58).is_err()) {
+            bail!("{TRUST_FILE}: {:?} ({}) is not an SS58 sr25519 address", v.ss58, v.name);
+        }
+        Ok(set)
+    }
+
+    /// The set `tree` carries, or None when it has no [`TRUST_FILE`].
+    pub fn of_tree(repo: &RecipeRepo, tree: git2::Oid) -> Result<Option<Self>> {
+        let git = repo.git();
+        let Ok(entry) = git.find_tree(tree)?.get_path(std::path::Path::new(TRUST_FILE)) else { return Ok(None) };
+        let blob = entry.to_object(git)?.peel_to_blob()?;
+        Self::parse(std::str::from_utf8(blob.content()).with_context(|| format!("{TRUST_FILE} is not UTF-8"))?)
+            .map(Some)
+    }
+
+    /// The note's signatures against this set: each must be by a trusted key and
+    /// over this very note, and enough distinct trusted validators must have signed.
+    /// Returns the signers' names and the problems, each naming the release and the key.
+    pub fn check(&self, note: &CrownNote, tag: &str) -> (Vec<String>, Vec<Problem>) {
+        let message = proof::hotkey::crown_message(&note.signed_digest());
+        let (mut signers, mut problems) = (BTreeSet::new(), Vec::new());
+        for sig in &note.signatures {
+            let Some(trusted) = self.validators.iter().find(|v| v.ss58 == sig.validator) else {
+                problems.push(Problem {
+                    code: "lineage.signer-unknown",
+                    message: format!("{tag} is signed by {}, which {TRUST_FILE} does not trust", sig.validator),
+                });
+                continue;
+            };
+            match proof::hotkey::verify_message(&sig.validator, &message, &sig.signature) {
+                Ok(()) => {
+                    signers.insert(trusted.name.clone());
+                }
+                Err(e) => problems.push(Problem {
+                    code: "lineage.signature",
+                    message: format!("{tag}: the signature by {} ({}) is not over this note: {e}", trusted.name, sig.validator),
+                }),
+            }
+        }
+        if signers.len() < self.signatures_needed {
+            problems.push(Problem {
+                code: "lineage.unsigned",
+                message: format!(
+                    "{tag} carries {} valid signature(s) of trusted validators; {} needed",
+                    signers.len(),
+                    self.signatures_needed
+                ),
+            });
+        }
+        (signers.into_iter().collect(), problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALICE: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+
+    #[test]
+    fn the_dev_set_parses_and_broken_sets_are_refused() {
+        let set = TrustedSet::parse(include_str!("../../../deploy/validators.dev.toml")).unwrap();
+        assert_eq!((set.signatures_needed, set.validators[0].ss58.as_str()), (1, ALICE));
+        let one = |needed: usize, ss58: &str| {
+            format!("signatures_needed = {needed}\n[[validator]]\nname = \"a\"\nss58 = \"{ss58}\"\n")
+        };
+        for (text, why) in [
+            (one(0, ALICE), "signatures_needed"),
+            (one(2, ALICE), "signatures_needed"),
+            (one(1, "5Grw-not-an-address"), "not an SS58"),
+            ("signatures_needed = 1\nvalidator = []\n".to_string(), "signatures_needed"),
+            (one(1, ALICE) + "extra = 1\n", "does not parse"),
+        ] {
+            let err = format!("{:#}", TrustedSet::parse(&text).unwrap_err());
+            assert!(err.contains(why), "{text:?}: {err}");
+        }
+    }
+}
