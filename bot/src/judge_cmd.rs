@@ -242,9 +242,11 @@ pub struct JudgeTarget {
     /// Required unless `pr` is a local pull request (which records its bundle).
     pub bundle: Option<PathBuf>,
     pub ledger: PathBuf,
-    /// Release a crowned verdict on the local forge, its note signed by this
-    /// validator hotkey (a hotkey file, seed phrase or secret URI).
-    pub crown: Option<String>,
+    /// Release a crowned verdict on the local forge (needs `validator`).
+    pub crown: bool,
+    /// The validator hotkey (a hotkey file, seed phrase or secret URI) that signs
+    /// the crown note and the verdict recorded in the corpus.
+    pub validator: Option<String>,
     /// Number that release recipe-vX.(Y+1).0 instead of a patch bump.
     pub minor: bool,
     /// Record the judgment in the corpus at this PostgreSQL URL.
@@ -254,14 +256,17 @@ pub struct JudgeTarget {
 /// Ok(false) when the verdict is `rejected` or `stale`.
 pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> {
     let validator =
-        t.crown.as_deref().map(crate::miner::prove::load_hotkey).transpose().context("--validator-hotkey")?;
+        t.validator.as_deref().map(crate::miner::prove::load_hotkey).transpose().context("--validator-hotkey")?;
+    if t.crown && validator.is_none() {
+        bail!("--crown needs --validator-hotkey: a crown note is signed by its validator");
+    }
     let local = match t.pr.parse::<u64>() {
         Ok(n) => {
             let forge = LocalForge::open(&t.repo)?;
             let pull = forge.pull(n)?;
             Some((forge, pull))
         }
-        Err(_) if validator.is_some() => bail!("--crown needs --pr to name a local pull request by number (karpa pr open)"),
+        Err(_) if t.crown => bail!("--crown needs --pr to name a local pull request by number (karpa pr open)"),
         Err(_) if t.database_url.is_some() => {
             bail!("--database-url needs --pr to name a local pull request by number (karpa pr open)")
         }
@@ -295,7 +300,7 @@ pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> 
     })?;
     let mut released = None;
     if let Some((forge, mut pull)) = local {
-        if let (Some(key), VerdictClass::Crowned) = (&validator, verdict.class) {
+        if let (true, Some(key), VerdictClass::Crowned) = (t.crown, &validator, verdict.class) {
             let bump = if t.minor { Bump::Minor } else { Bump::Patch };
             let outcome = forge.crown(&mut pull, git2::Oid::from_str(&pr_head)?, &verdict, bump, key)?;
             outcome.settle(&mut verdict);
@@ -305,7 +310,8 @@ pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> 
         }
         forge.record_verdict(&mut pull, verdict.class)?;
         if let Some(url) = &t.database_url {
-            let id = record_locally(url, &t.repo, pull.number, &pr_head, &bundle, &verdict, released.as_ref())?;
+            let judged = (pull.number, pr_head.as_str(), &verdict);
+            let id = record_locally(url, &t.repo, judged, &bundle, released.as_ref(), validator.as_ref())?;
             eprintln!("recorded in the corpus as {id}");
         }
     }
@@ -321,11 +327,10 @@ pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> 
 fn record_locally(
     url: &str,
     repo: &std::path::Path,
-    pr: u64,
-    head: &str,
+    (pr, head, verdict): (u64, &str, &Verdict),
     bundle: &std::path::Path,
-    verdict: &Verdict,
     released: Option<&(String, String)>,
+    signer: Option<&subxt_signer::sr25519::Keypair>,
 ) -> Result<crate::corpus::SubmissionId> {
     use crate::corpus::record::{record, BundleFacts, Forge, Judged};
     let name = std::path::absolute(repo)?;
@@ -344,6 +349,7 @@ fn record_locally(
             author: None,
             verdict,
             released: released.map(|(t, c)| (t.as_str(), c.as_str())),
+            signer,
         };
         record(&pool, &judged).await
     })

@@ -44,7 +44,8 @@ enum Command {
         /// Release a crowned verdict: merge, CHANGELOG.md, tag and crown note (local pull requests).
         #[arg(long, requires = "validator_hotkey")]
         crown: bool,
-        /// The validator's hotkey that signs the crown note (hotkey file, seed phrase or secret URI).
+        /// The validator's hotkey that signs the crown note and the corpus's verdict
+        /// (hotkey file, seed phrase or secret URI).
         #[arg(long, env = "KARPA_VALIDATOR_HOTKEY", hide_env_values = true)]
         validator_hotkey: Option<String>,
         /// With --crown: release as recipe-vX.(Y+1).0 instead of a patch bump.
@@ -246,8 +247,9 @@ fn main() -> ExitCode {
                 }),
                 _ => None,
             };
-            let crown = if crown { validator_hotkey } else { None };
-            judge_cmd::run(judge_cmd::JudgeTarget { repo, pr, bundle, ledger, crown, minor, database_url }, eval, json)
+            let validator = validator_hotkey;
+            let target = judge_cmd::JudgeTarget { repo, pr, bundle, ledger, crown, validator, minor, database_url };
+            judge_cmd::run(target, eval, json)
         }
         Command::Pr { command } => lineage_cmd::pr(command),
         Command::Corpus { command } => karpa_bot::corpus_cmd::run(command),

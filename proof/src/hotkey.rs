@@ -106,6 +106,31 @@ pub fn crown_message(note_digest: &Sha256Hex) -> Vec<u8> {
     format!("karpa-crown:v1:{note_digest}").into_bytes()
 }
 
+/// The bytes a validator's hotkey signs for a verdict it publishes (check run,
+/// corpus): the digest of the verdict's RFC 8785 form, domain-separated.
+pub fn verdict_message(verdict_digest: &Sha256Hex) -> Vec<u8> {
+    format!("karpa-verdict:v1:{verdict_digest}").into_bytes()
+}
+
+/// A validator's signature over one of its messages ([`crown_message`], [`verdict_message`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorSignature {
+    /// The validator's hotkey, SS58.
+    pub validator: String,
+    /// sr25519 over the message, hex.
+    pub signature: String,
+}
+
+impl ValidatorSignature {
+    pub fn sign(key: &Keypair, message: &[u8]) -> Self {
+        ValidatorSignature { validator: ss58(key), signature: sign_message(key, message) }
+    }
+    pub fn verify(&self, message: &[u8]) -> Result<(), HotkeyError> {
+        verify_message(&self.validator, message, &self.signature)
+    }
+}
+
 /// An sr25519 signature over `message`, hex.
 pub fn sign_message(key: &Keypair, message: &[u8]) -> String {
     hex::encode(key.sign(message).0)
@@ -126,6 +151,20 @@ pub fn verify_message(address: &str, message: &[u8], signature_hex: &str) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_validator_signature_holds_only_for_its_message_and_key() {
+        let alice = keypair_from_uri("//Alice").unwrap();
+        let digest = crate::sha256_bytes(b"a verdict");
+        let sig = ValidatorSignature::sign(&alice, &verdict_message(&digest));
+        assert_eq!(sig.validator, ALICE);
+        assert_eq!(sig.verify(&verdict_message(&digest)), Ok(()));
+        assert_eq!(sig.verify(&crown_message(&digest)), Err(HotkeyError::BadSignature), "domains are separate");
+        let bob = ValidatorSignature { validator: ss58(&keypair_from_uri("//Bob").unwrap()), ..sig.clone() };
+        assert_eq!(bob.verify(&verdict_message(&digest)), Err(HotkeyError::BadSignature));
+        let cut = ValidatorSignature { signature: sig.signature[2..].into(), ..sig };
+        assert_eq!(cut.verify(&verdict_message(&digest)), Err(HotkeyError::BadSignatureEncoding));
+    }
 
     const ALICE: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
 

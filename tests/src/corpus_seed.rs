@@ -93,6 +93,7 @@ pub async fn one(
         author: None,
         verdict: &v,
         released,
+        signer: Some(&proof::hotkey::keypair_from_uri(crate::TEST_VALIDATOR).expect("the dev key")),
     };
     record(pool, &judged).await.expect("recorded")
 }
@@ -154,6 +155,8 @@ pub async fn seed(pool: &sqlx::PgPool, dir: &Path) -> Seeded {
         author: Some("drive-by"),
         verdict: &rejected_verdict,
         released: None,
+        // Recorded before verdicts were signed.
+        signer: None,
     };
     let rejected = record(pool, &judged).await.expect("recorded");
     Seeded { crowned, failure, rejected, hostile }

@@ -114,6 +114,18 @@ async fn one_submission_its_kings_and_its_citation() {
     assert!(one["diff"].as_str().unwrap().contains("+batch_rows = 8"));
     assert!(one["bundle"]["train_curve"].as_array().unwrap().len() > 10, "the log's curve is kept");
     assert!(one["bundle"]["sealed_at"].as_str().unwrap().starts_with("2026-11-26T06:00:01"));
+    // The verdict as its validator published it, with the validator's signature:
+    // anyone can check it from the API's answer alone, and a changed number breaks it.
+    let v = &one["verdicts"][0];
+    assert_eq!(v["validator"], "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY");
+    let sig: karpa_bot::judge::verdict::ValidatorSignature =
+        serde_json::from_value(serde_json::json!({"validator": v["validator"], "signature": v["signature"]})).unwrap();
+    assert_eq!(karpa_bot::judge::verdict::verify_signature(&v["verdict"], &sig), Ok(()));
+    let mut inflated = v["verdict"].clone();
+    inflated["decision"]["gain"] = 0.5.into();
+    assert!(karpa_bot::judge::verdict::verify_signature(&inflated, &sig).is_err());
+    let unsigned = get(&app, &format!("/api/v1/submissions/{}", s.rejected)).await.json();
+    assert_eq!((&unsigned["verdicts"][0]["validator"], &unsigned["verdicts"][0]["signature"]), (&Value::Null, &Value::Null));
 
     let kings = get(&app, "/api/v1/kings").await.json();
     let tags: Vec<&str> = kings.as_array().unwrap().iter().map(|k| k["tag"].as_str().unwrap()).collect();
@@ -182,6 +194,15 @@ async fn pages_render_and_hostile_text_stays_inert() {
     assert!(crowned.body.contains("https://github.com/karpa-ai/recipe/pull/2"));
     assert!(crowned.body.contains("https://bundles.example/"), "the bundle link");
     assert!(crowned.body.contains(&format!("@misc{{karpa-{}", s.crowned)), "the citation box");
+    assert!(crowned.body.contains("signed by validator 5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"));
+    // A row whose stored verdict was changed after signing says so.
+    sqlx::query("UPDATE verdicts SET verdict = jsonb_set(verdict, '{summary}', '\"crowned, trust me\"') WHERE submission_id = $1")
+        .bind(s.crowned.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let tampered = get(&app, &format!("/submissions/{}", s.crowned)).await;
+    assert!(tampered.body.contains("does not verify"), "{}", tampered.body);
 
     assert!(
         crowned.body.contains("this train loss") && !crowned.body.contains("v0.1.0 train loss"),

@@ -327,6 +327,13 @@ pub struct VerdictRecord {
     pub causality: Option<serde_json::Value>,
     pub judge_version: String,
     pub judged_at: String,
+    /// The verdict document as its validator published it: what `signature` signs.
+    #[schema(value_type = Object)]
+    pub verdict: serde_json::Value,
+    /// The validator's hotkey (SS58) and its sr25519 signature over
+    /// `karpa-verdict:v1:<sha256 of the verdict's RFC 8785 form>`; null when unsigned.
+    pub validator: Option<String>,
+    pub signature: Option<String>,
 }
 
 /// The bundle a submission brought.
@@ -390,7 +397,8 @@ pub async fn submission(pool: &PgPool, id: &super::SubmissionId) -> sqlx::Result
     .await?;
     let verdicts = sqlx::query_as::<_, VerdictRecord>(concat!(
         "SELECT judged_king, class, summary, challenger_bpb, king_mean, sigma, n, gain, threshold, confirmation_mean,
-                findings, stages, verdict->'eval'->'causality' AS causality, judge_version, ",
+                findings, stages, verdict->'eval'->'causality' AS causality, judge_version, verdict, validator,
+                signature, ",
         utc!("judged_at"),
         " AS judged_at FROM verdicts v WHERE submission_id = $1 ORDER BY v.judged_at DESC, v.id DESC"
     ))

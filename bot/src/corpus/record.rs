@@ -91,6 +91,8 @@ pub struct Judged<'a> {
     pub verdict: &'a Verdict,
     /// The release a crown made: (tag, commit).
     pub released: Option<(&'a str, &'a str)>,
+    /// The validator's hotkey, which signs the verdict as recorded (None: unsigned).
+    pub signer: Option<&'a subxt_signer::sr25519::Keypair>,
 }
 
 pub async fn record(pool: &PgPool, j: &Judged<'_>) -> Result<SubmissionId> {
@@ -102,6 +104,7 @@ pub async fn record(pool: &PgPool, j: &Judged<'_>) -> Result<SubmissionId> {
     let challenger = v.eval.as_ref().map(|e| e.hidden_bpb).filter(|x| x.is_finite());
     let d = v.decision.as_ref();
     let judged_king = v.king.clone().unwrap_or_default();
+    let signed = j.signer.map(|key| v.sign(key));
     let mut tx = pool.begin().await?;
     if let (Some(b), Some(digest)) = (j.bundle, &digest) {
         sqlx::query(
@@ -162,14 +165,15 @@ pub async fn record(pool: &PgPool, j: &Judged<'_>) -> Result<SubmissionId> {
     .await?;
     sqlx::query(
         "INSERT INTO verdicts (submission_id, judged_king, class, summary, challenger_bpb, king_mean, sigma, n, gain,
-                               threshold, confirmation_mean, findings, stages, judge_version, verdict)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                               threshold, confirmation_mean, findings, stages, judge_version, verdict,
+                               validator, signature)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
          ON CONFLICT (submission_id, judged_king) DO UPDATE SET class = EXCLUDED.class, summary = EXCLUDED.summary,
              challenger_bpb = EXCLUDED.challenger_bpb, king_mean = EXCLUDED.king_mean, sigma = EXCLUDED.sigma,
              n = EXCLUDED.n, gain = EXCLUDED.gain, threshold = EXCLUDED.threshold,
              confirmation_mean = EXCLUDED.confirmation_mean, findings = EXCLUDED.findings,
              stages = EXCLUDED.stages, judge_version = EXCLUDED.judge_version, verdict = EXCLUDED.verdict,
-             judged_at = now()",
+             validator = EXCLUDED.validator, signature = EXCLUDED.signature, judged_at = now()",
     )
     .bind(id.as_str())
     .bind(&judged_king)
@@ -186,6 +190,8 @@ pub async fn record(pool: &PgPool, j: &Judged<'_>) -> Result<SubmissionId> {
     .bind(serde_json::to_value(&v.stages)?)
     .bind(v.judge_version.as_ref())
     .bind(serde_json::to_value(v)?)
+    .bind(signed.as_ref().map(|s| s.validator.as_str()))
+    .bind(signed.as_ref().map(|s| s.signature.as_str()))
     .execute(&mut *tx)
     .await?;
     if let (Some(d), Some(m), false) = (d, m, judged_king.is_empty()) {

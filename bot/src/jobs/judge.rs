@@ -144,6 +144,7 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<super::Next> {
         author: Some(&pr.author),
         verdict: &verdict,
         released: released.as_ref().map(|(t, c)| (t.as_str(), c.as_str())),
+        signer: Some(&s.validator),
     };
     let id = crate::corpus::record::record(&s.pool, &judged).await?;
     if let Some(public) = &s.judge.public_url {

@@ -48,6 +48,12 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// The validator's signature of this verdict as it publishes it.
+    pub fn sign(&self, key: &subxt_signer::sr25519::Keypair) -> ValidatorSignature {
+        let json = serde_json::to_value(self).expect("a verdict always serialises");
+        ValidatorSignature::sign(key, &proof::hotkey::verdict_message(&digest_of(&json)))
+    }
+
     /// A verdict reached before the pipeline could start (no locator, no bundle).
     pub fn at_intake(class: VerdictClass, finding: Finding, summary: impl Into<String>) -> Self {
         Verdict {
@@ -75,4 +81,17 @@ pub struct Confirmation {
     /// What the mean had to beat: max(min_delta, z·σ·√(1/runs + 1/n)).
     pub threshold: f64,
     pub passed: bool,
+}
+
+pub use proof::hotkey::ValidatorSignature;
+
+/// Checks a published verdict, as JSON (the corpus API's `verdict`), against
+/// the signature published with it.
+pub fn verify_signature(verdict: &serde_json::Value, sig: &ValidatorSignature) -> Result<(), proof::hotkey::HotkeyError> {
+    sig.verify(&proof::hotkey::verdict_message(&digest_of(verdict)))
+}
+
+/// sha256 of a verdict's RFC 8785 form.
+fn digest_of(json: &serde_json::Value) -> proof::Sha256Hex {
+    proof::sha256_bytes(&proof::canonical::to_canonical_bytes(json).expect("JSON always canonicalises"))
 }

@@ -39,15 +39,9 @@ pub struct CrownNote {
     pub signatures: Vec<ValidatorSignature>,
 }
 
-/// One validator's sr25519 signature of a crown note.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ValidatorSignature {
-    /// The validator's hotkey, SS58.
-    pub validator: String,
-    /// Over [`proof::hotkey::crown_message`] of the note's signed digest, hex.
-    pub signature: String,
-}
+/// One validator's signature of a crown note, over [`proof::hotkey::crown_message`]
+/// of [`CrownNote::signed_digest`].
+pub use proof::hotkey::ValidatorSignature;
 
 /// Who crowned what: the facts of a crown that are not in the bundle.
 pub struct CrownFacts<'a> {
@@ -101,10 +95,9 @@ impl CrownNote {
 
     /// Adds (or renews) `key`'s signature; any other signatures stay.
     pub fn sign(&mut self, key: &subxt_signer::sr25519::Keypair) {
-        let validator = proof::hotkey::ss58(key);
-        let signature = proof::hotkey::sign_message(key, &proof::hotkey::crown_message(&self.signed_digest()));
-        self.signatures.retain(|s| s.validator != validator);
-        self.signatures.push(ValidatorSignature { validator, signature });
+        let signed = ValidatorSignature::sign(key, &proof::hotkey::crown_message(&self.signed_digest()));
+        self.signatures.retain(|s| s.validator != signed.validator);
+        self.signatures.push(signed);
     }
 }
 

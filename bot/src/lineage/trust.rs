@@ -70,7 +70,7 @@ impl TrustedSet {
                 });
                 continue;
             };
-            match proof::hotkey::verify_message(&sig.validator, &message, &sig.signature) {
+            match sig.verify(&message) {
                 Ok(()) => {
                     signers.insert(trusted.name.clone());
                 }

@@ -257,6 +257,7 @@ pub async fn submission(State(state): State<AppState>, Path(id): Path<String>, h
                             @if let Some(c) = v.causality.clone().and_then(|c| serde_json::from_value::<proof::causality::CausalityReport>(c).ok()) {
                                 div.muted { "causality check: " (c.summary()) }
                             }
+                            div.muted { (signature_line(v)) }
                         }
                         td.num { (bpb(v.challenger_bpb)) } td.num { (bpb(v.king_mean)) }
                         td.num { (bpb(v.sigma)) @if let Some(n) = v.n { " (" (n) ")" } }
@@ -356,4 +357,14 @@ pub async fn kings(State(state): State<AppState>) -> Response {
 /// Unknown paths under the corpus get the friendly page too.
 pub async fn not_found() -> impl IntoResponse {
     error(StatusCode::NOT_FOUND, "There is no page here.")
+}
+
+/// Who signed a verdict, checked here against the verdict as stored.
+fn signature_line(v: &query::VerdictRecord) -> String {
+    let (Some(validator), Some(signature)) = (&v.validator, &v.signature) else { return "unsigned".into() };
+    let sig = crate::judge::verdict::ValidatorSignature { validator: validator.clone(), signature: signature.clone() };
+    match crate::judge::verdict::verify_signature(&v.verdict, &sig) {
+        Ok(()) => format!("signed by validator {validator}"),
+        Err(_) => format!("the signature by {validator} does not verify"),
+    }
 }
