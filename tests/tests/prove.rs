@@ -541,6 +541,8 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
     assert!(summary.contains("released as recipe-v0.1.1") && summary.contains("validator seeds"), "{summary}");
     assert!(summary.contains("| ↳ of which model compute |"), "the hidden eval's cost: {summary}");
     assert!(summary.contains("[in the corpus](https://karpa.example/submissions/ks-"), "{summary}");
+    let text = runs[0].state["output"]["text"].as_str().unwrap();
+    assert!(text.contains("Signed by validator `5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY`"), "{text}");
     let l = gh.ledger.lock().unwrap();
     assert!(l.repos[REPO].tag_refs.contains_key("recipe-v0.1.1") && l.repos[REPO].releases.len() == 1);
     let release = l.repos[REPO].releases[0]["body"].as_str().unwrap();

@@ -63,6 +63,8 @@ pub struct Links {
     pub bundle_url: Option<String>,
     pub corpus_url: Option<String>,
     pub loss_curve_url: Option<String>,
+    /// The validator's signature of the verdict shown in the details.
+    pub signature: Option<crate::judge::verdict::ValidatorSignature>,
 }
 
 /// The conclusion for a final verdict; `None` for `error`, which is retried and
@@ -159,8 +161,20 @@ pub fn render(v: &Verdict, links: &Links) -> CheckOutput {
         images,
         title: truncate(&format!("{class}: {}", v.summary), 1000),
         summary: truncate(&s, MAX_OUTPUT_BYTES),
-        text: truncate(&format!("```json\n{json}\n```\n"), MAX_OUTPUT_BYTES),
+        text: truncate(&format!("```json\n{json}\n```\n{}", signature_text(links)), MAX_OUTPUT_BYTES),
         annotations: v.findings.iter().filter_map(annotation).collect(),
+    }
+}
+
+/// Who signed the verdict above, and how to check it.
+fn signature_text(links: &Links) -> String {
+    match &links.signature {
+        Some(sig) => format!(
+            "\nSigned by validator `{}`: sr25519 over `karpa-verdict:v1:` + the sha256 of the RFC 8785 form \
+             of the JSON above:\n\n`{}`\n",
+            sig.validator, sig.signature
+        ),
+        None => String::new(),
     }
 }
 
@@ -253,6 +267,27 @@ mod tests {
         assert_eq!(truncate("ééé", 6), "ééé", "within the cap: untouched");
         let cut = truncate(&"é".repeat(40_000), MAX_OUTPUT_BYTES);
         assert!(cut.len() <= MAX_OUTPUT_BYTES && cut.is_char_boundary(cut.len()));
+    }
+
+    #[test]
+    fn the_details_carry_the_verdict_and_its_validators_signature() {
+        let v = verdict(vec![]);
+        let alice = proof::hotkey::keypair_from_uri("//Alice").unwrap();
+        let out = render(&v, &Links { signature: Some(v.sign(&alice)), ..Links::default() });
+        // What a reader holds: the JSON block and the hex signature under it.
+        let (json, rest) = out.text.strip_prefix("```json\n").unwrap().split_once("\n```\n").unwrap();
+        let hex = rest.rsplit('`').nth(1).unwrap();
+        let sig = crate::judge::verdict::ValidatorSignature {
+            validator: "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY".into(),
+            signature: hex.into(),
+        };
+        assert!(rest.contains(&sig.validator), "{rest}");
+        let shown: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(crate::judge::verdict::verify_signature(&shown, &sig), Ok(()));
+        let mut changed = shown.clone();
+        changed["summary"] = "crowned".into();
+        assert!(crate::judge::verdict::verify_signature(&changed, &sig).is_err());
+        assert!(!render(&v, &Links::default()).text.contains("Signed by"), "no key, no claim");
     }
 
     #[test]

@@ -150,6 +150,7 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<super::Next> {
     if let Some(public) = &s.judge.public_url {
         links.corpus_url = Some(format!("{public}/submissions/{id}"));
     }
+    links.signature = Some(verdict.sign(&s.validator));
     match conclusion(verdict.class) {
         Some(c) => gh.complete_check(&repo, check, c, &render(&verdict, &links)).await?,
         None if lease.attempt < s.judge.max_attempts => bail!("not judged on this try: {}", verdict.summary),

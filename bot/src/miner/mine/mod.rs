@@ -143,7 +143,18 @@ pub fn mine(args: &MineArgs) -> Result<State> {
             eprintln!("karpa mine: the agent has nothing left to try");
             break;
         };
-        progress.set_message(format!("trial {}: {} {}", trial.number, trial.status.as_str(), trial.description));
+        let line = format!(
+            "trial {}: {} {}{}",
+            trial.number,
+            trial.status.as_str(),
+            trial.description,
+            trial.bpb().map_or(String::new(), |b| format!(" ({b:.5})"))
+        );
+        // A terminal shows it above the bar; a log (nohup, CI) gets one line per trial.
+        match progress.is_hidden() {
+            true => eprintln!("karpa mine: {line}"),
+            false => progress.println(&line),
+        }
         progress.inc(1);
         m.settle(&mut state, trial)?;
         submit::maybe_submit(&mut m, &mut state)?;
