@@ -24,77 +24,22 @@ pub mod plot;
 pub mod program;
 pub mod record;
 pub mod submit;
+mod args;
+mod summary;
+mod trial;
+
+pub use args::MineArgs;
 
 use crate::judge::decision::DecisionRule;
 use crate::judge_cmd::{public_setup, SandboxPaths};
 use crate::repo::{King, RecipeRepo};
-use crate::sandbox::gpu::DeviceChoice;
 use crate::sandbox::Sandbox;
-use agent::{Agent, Context, Proposal, Proposed};
 use anyhow::{bail, Context as _, Result};
 use measure::Bench;
-use record::{mean, Best, Record, State, Status, Trial};
+use record::{Best, Record, State, Status, Trial};
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct MineArgs {
-    /// The miner's clone of the canonical recipe repository (or the local forge itself).
-    #[arg(long, default_value = ".")]
-    pub repo: PathBuf,
-    /// Protocol config: tiny on a CPU, proxy on a GPU.
-    #[arg(long)]
-    pub config: String,
-    /// The config's prepared public data (`karpa-train prepare`'s public/ folder).
-    #[arg(long)]
-    pub data: PathBuf,
-    /// `builtin` (compass search over recipe.toml) or a command, run with `sh -c`
-    /// in a fresh worktree of the best recipe each trial; it reads $KARPA_PROGRAM.
-    #[arg(long, default_value = "builtin")]
-    pub agent: String,
-    /// How long an external agent may take per trial.
-    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
-    pub agent_timeout: Duration,
-    /// A variable of this environment the agent gets (its own API key, say); repeatable.
-    #[arg(long)]
-    pub agent_env: Vec<String>,
-    /// The results folder (results.tsv, progress.svg, trials/); a run there resumes.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Stop after this many trials in all.
-    #[arg(long)]
-    pub trials: Option<u32>,
-    /// Start no trial after this long (e.g. 8h).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub time: Option<Duration>,
-    /// Seeds of the king measured for the noise (and of a best before it is submitted).
-    #[arg(long, default_value_t = 3)]
-    pub seeds: u32,
-    /// The validator's decision rule (TOML; default: the rule's defaults).
-    #[arg(long)]
-    pub rule: Option<PathBuf>,
-    /// A validator's corpus (https://…): what the network has judged on this king.
-    #[arg(long)]
-    pub corpus_url: Option<String>,
-    /// Submit only a best that beats the king by this many times the validator's threshold.
-    #[arg(long, default_value_t = 1.5)]
-    pub spare: f64,
-    /// Never prove or open a pull request.
-    #[arg(long)]
-    pub dry_run: bool,
-    #[command(flatten)]
-    pub submit: submit::SubmitTo,
-    /// Shared cargo target folder for recipe builds.
-    #[arg(long, default_value = "target/recipes")]
-    pub target_dir: PathBuf,
-    /// libtorch folder (default: $LIBTORCH, then <repo>/.karpa/libtorch).
-    #[arg(long)]
-    pub libtorch: Option<PathBuf>,
-    /// Where the sandboxed models run: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceChoice,
-}
+use std::time::Instant;
+use summary::{print_summary, progress_bar};
 
 /// Refresh what the network has judged every this many trials.
 const NETWORK_EVERY: u32 = 10;
@@ -253,82 +198,6 @@ impl Miner<'_> {
         ours.chain(self.network.iter().filter_map(|j| j.digest.clone())).collect()
     }
 
-    /// One trial, start to finish; None when the agent has nothing left to try.
-    fn trial(&mut self, agent: &mut dyn Agent, state: &State) -> Result<Option<Trial>> {
-        let started = Instant::now();
-        let number = state.next_number();
-        let dir = self.record.trial_dir(number)?;
-        let (king_tree, best_tree) = (state.king_tree.parse()?, state.best.tree.parse()?);
-        let sigma = state.sigma();
-        let program = program::write(&program::Facts {
-            state,
-            margin: keep::margin(&self.rule, sigma, 1),
-            network: &self.network,
-        });
-        let seen = self.seen(state);
-        let cx = Context {
-            repo: self.repo,
-            config: &self.args.config,
-            king_tree,
-            best_tree,
-            state,
-            trial_dir: &dir,
-            program: &program,
-            seen: &seen,
-        };
-        let mut log = TrialLog::new(number, mean(&state.best.runs));
-        let proposal = match agent.propose(&cx)? {
-            Proposed::Exhausted => return Ok(None),
-            Proposed::Failed { status, description, note, dropped } => {
-                log.dropped(&dropped);
-                return Ok(Some(log.end(status, None, description, note, started, &dir)?));
-            }
-            Proposed::Change(p) => p,
-        };
-        log.dropped(&proposal.dropped);
-        self.write_change(&dir, king_tree, best_tree, &proposal)?;
-        let digest = crate::judge::duplicate::normalized_diff_digest(self.repo, king_tree, proposal.tree)?;
-        log.digest = Some(digest.clone());
-        if seen.contains(&digest) {
-            let note = "the same change was already tried here or judged by the network".to_string();
-            return Ok(Some(log.end(Status::Duplicate, Some(proposal.tree), proposal.description, note, started, &dir)?));
-        }
-        let findings = crate::judge::rules::findings(self.repo, king_tree, proposal.tree)?;
-        if !findings.is_empty() {
-            let note = findings.iter().map(finding_line).collect::<Vec<_>>().join("; ");
-            return Ok(Some(log.end(Status::Refused, Some(proposal.tree), proposal.description, note, started, &dir)?));
-        }
-        let (status, note) = self.score(&mut log, number, proposal.tree, state)?;
-        Ok(Some(log.end(status, Some(proposal.tree), proposal.description, note, started, &dir)?))
-    }
-
-    /// The screening run, and the confirming one when the first earns it.
-    fn score(&mut self, log: &mut TrialLog, number: u32, tree: git2::Oid, state: &State) -> Result<(Status, String)> {
-        let (best, sigma) = (mean(&state.best.runs), state.sigma());
-        for (i, seed) in trial_seeds(number).into_iter().enumerate() {
-            match self.bench.score(tree, seed)? {
-                Ok(bpb) => log.run(seed, bpb),
-                Err(why) => return Ok((Status::Crash, why)),
-            }
-            if i == 0 && keep::screen(&self.rule, best, sigma, log.runs[0]) == keep::Screen::Discard {
-                let need = keep::margin(&self.rule, sigma, 1);
-                return Ok((Status::Discard, format!("not better than the best by {need:.5}")));
-            }
-        }
-        if keep::confirmed(&self.rule, best, sigma, &log.runs) {
-            Ok((Status::Keep, "better by the margin on two seeds".into()))
-        } else {
-            Ok((Status::Discard, "the second seed did not confirm the first".into()))
-        }
-    }
-
-    fn write_change(&self, dir: &std::path::Path, king: git2::Oid, best: git2::Oid, p: &Proposal) -> Result<()> {
-        std::fs::write(dir.join("change.diff"), self.repo.patch_text(best, p.tree)?)?;
-        std::fs::write(dir.join("patch.diff"), self.repo.patch_text(king, p.tree)?)?;
-        std::fs::write(dir.join("rationale.md"), &p.rationale)?;
-        Ok(())
-    }
-
     /// Records a finished trial; a kept one becomes the best.
     fn settle(&mut self, state: &mut State, trial: Trial) -> Result<()> {
         if trial.status == Status::Keep {
@@ -349,106 +218,6 @@ impl Miner<'_> {
 fn rebase(repo: &RecipeRepo, old_king: git2::Oid, best: git2::Oid, new_king: git2::Oid) -> Result<Option<git2::Oid>> {
     let change = repo.tree_diff(old_king, best)?;
     Ok(repo.apply_patch(new_king, &change).ok().filter(|t| *t != new_king))
-}
-
-/// The seed offsets of trial n's screening and confirming runs: never the king's
-/// noise seeds, never another trial's.
-fn trial_seeds(number: u32) -> [u64; 2] {
-    let base = 1000 + 2 * number as u64;
-    [base, base + 1]
-}
-
-fn finding_line(f: &crate::judge::Finding) -> String {
-    let at = match (&f.path, f.line) {
-        (Some(p), Some(l)) => format!("{p}:{l}: "),
-        (Some(p), None) => format!("{p}: "),
-        _ => String::new(),
-    };
-    format!("{at}{} ({})", f.message, f.code)
-}
-
-/// What a trial did, as it happens: written to its folder's log.txt at the end.
-struct TrialLog {
-    number: u32,
-    best: f64,
-    lines: Vec<String>,
-    runs: Vec<f64>,
-    digest: Option<String>,
-}
-
-impl TrialLog {
-    fn new(number: u32, best: f64) -> Self {
-        TrialLog { number, best, lines: vec![format!("trial {number}: best {best:.5}")], runs: vec![], digest: None }
-    }
-    fn dropped(&mut self, dropped: &[String]) {
-        self.lines.extend(dropped.iter().map(|d| format!("dropped {d}")));
-    }
-    fn run(&mut self, seed: u64, bpb: f64) {
-        self.lines.push(format!("seed {seed}: public val bpb {bpb:.5}"));
-        self.runs.push(bpb);
-    }
-    fn end(
-        mut self,
-        status: Status,
-        tree: Option<git2::Oid>,
-        description: String,
-        note: String,
-        started: Instant,
-        dir: &std::path::Path,
-    ) -> Result<Trial> {
-        self.lines.push(format!("{}: {note}", status.as_str()));
-        std::fs::write(dir.join("log.txt"), self.lines.join("\n") + "\n")?;
-        Ok(Trial {
-            number: self.number,
-            tree: tree.map(|t| t.to_string()),
-            digest: self.digest,
-            runs: self.runs,
-            best: self.best,
-            status,
-            seconds: started.elapsed().as_secs_f64(),
-            description,
-            note,
-        })
-    }
-}
-
-fn progress_bar(trials: Option<u32>) -> indicatif::ProgressBar {
-    let bar = match trials {
-        Some(n) => indicatif::ProgressBar::new(n as u64),
-        None => indicatif::ProgressBar::no_length(),
-    };
-    let style = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos}/{len} {wide_msg}")
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
-}
-
-/// The table a researcher reads first: every trial, then the best.
-pub fn print_summary(state: &State) {
-    println!("{:>5}  {:<9}  {:>8}  {:>9}  {:>6}  description", "trial", "status", "bpb", "Δ best", "s");
-    for t in &state.trials {
-        let num = |x: Option<f64>, w: usize| x.map_or(format!("{:>w$}", "-"), |v| format!("{v:>w$.5}"));
-        println!(
-            "{:>5}  {:<9}  {}  {}  {:>6.0}  {}",
-            t.number,
-            t.status.as_str(),
-            num(t.bpb(), 8),
-            num(t.delta(), 9),
-            t.seconds,
-            t.description
-        );
-    }
-    let kept = state.trials.iter().filter(|t| t.status == Status::Keep).count();
-    println!(
-        "king {} {:.5}; best {} {:.5} ({} kept of {} trials; σ {:.5})",
-        state.king,
-        mean(&state.king_runs),
-        state.best.description,
-        mean(&state.best.runs),
-        kept,
-        state.trials.len(),
-        state.sigma()
-    );
 }
 
 #[cfg(test)]
