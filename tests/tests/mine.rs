@@ -120,9 +120,10 @@ fn an_external_agent_meets_every_outcome_and_a_killed_run_resumes() {
     // 2: the scan refuses it before any training, and says why.
     assert!(note(1).contains("scan.unsafe"), "{}", note(1));
     assert_eq!(trials[1]["runs"], serde_json::json!([]));
-    // 3: the finding reached the agent's prompt (else it exits 7); the no-op is trained once and discarded.
-    assert_eq!(trials[2]["runs"].as_array().unwrap().len(), 1, "{:#}", trials[2]);
-    assert!(note(2).starts_with("not better than the best by"), "{}", note(2));
+    // 3: the finding reached the agent's prompt (else it exits 7); the no-op is trained and discarded
+    // (after one run, or after a second seed when the first passed the gate by luck).
+    assert!(!trials[2]["runs"].as_array().unwrap().is_empty(), "{:#}", trials[2]);
+    assert!(note(2).starts_with("not better") || note(2).contains("did not confirm"), "{}", note(2));
     let program = std::fs::read_to_string(out.join("trials/0003/program.md")).unwrap();
     assert!(program.contains("King: recipe-v0.1.0") && program.contains("| 2 | refused |"), "{program}");
     assert_eq!(rows[2][6], "a comment in model.rs", "the description is RATIONALE.md's first line");

@@ -143,8 +143,12 @@ impl DecisionRule {
     /// Whether the bundle's run earns the guard's confirmation runs: a gain of
     /// max(min_delta, gate_z·σ·√(1 + 1/n)).
     pub fn gate(&self, floor: &NoiseFloor, challenger: f64) -> bool {
-        let spread = floor.sigma() * (1.0 + 1.0 / floor.n() as f64).sqrt();
-        floor.mean() - challenger >= self.min_delta.max(self.gate_z * spread)
+        floor.mean() - challenger >= self.gate_for(floor.sigma(), floor.n())
+    }
+
+    /// The gain the gate asks of one run, for a spread σ measured over `n` runs.
+    pub fn gate_for(&self, sigma: f64, n: usize) -> f64 {
+        self.min_delta.max(self.gate_z * sigma * (1.0 + 1.0 / n.max(1) as f64).sqrt())
     }
 }
 

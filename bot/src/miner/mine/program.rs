@@ -9,7 +9,8 @@ use std::fmt::Write;
 
 pub struct Facts<'a> {
     pub state: &'a State,
-    /// The margin a first run must beat the best by (bpb).
+    /// What a first run must beat the best by (bpb), and the mean of two runs.
+    pub gate: f64,
     pub margin: f64,
     pub network: &'a [Judged],
 }
@@ -45,8 +46,9 @@ pub fn write(f: &Facts<'_>) -> String {
     let _ = writeln!(out, "- Noise: σ = {:.5} bpb between seeds of one recipe", s.sigma());
     let _ = writeln!(
         out,
-        "- To be kept, a change must beat the best by {:.5} bpb on its first seed, and again on average with a second.\n",
-        f.margin
+        "- To be kept, a change must beat the best by {:.5} bpb on its first seed; then a second seed must beat \
+         the best too, and the two by {:.5} on average.\n",
+        f.gate, f.margin
     );
     if !s.trials.is_empty() {
         let _ = writeln!(out, "## This run's trials (most recent last)\n");

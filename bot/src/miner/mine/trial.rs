@@ -18,7 +18,8 @@ impl Miner<'_> {
         let sigma = state.sigma();
         let program = program::write(&program::Facts {
             state,
-            margin: keep::margin(&self.rule, sigma, 1),
+            gate: keep::gate(&self.rule, sigma),
+            margin: keep::margin(&self.rule, sigma, 2),
             network: &self.network,
         });
         let seen = self.seen(state);
@@ -67,7 +68,7 @@ impl Miner<'_> {
                 Err(why) => return Ok((Status::Crash, why)),
             }
             if i == 0 && keep::screen(&self.rule, best, sigma, log.runs[0]) == keep::Screen::Discard {
-                let need = keep::margin(&self.rule, sigma, 1);
+                let need = keep::gate(&self.rule, sigma);
                 return Ok((Status::Discard, format!("not better than the best by {need:.5}")));
             }
         }
