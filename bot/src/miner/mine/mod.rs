@@ -32,7 +32,7 @@ pub use args::MineArgs;
 
 use crate::judge::decision::DecisionRule;
 use crate::judge_cmd::{public_setup, SandboxPaths};
-use crate::repo::{King, RecipeRepo};
+use crate::repo::RecipeRepo;
 use crate::sandbox::Sandbox;
 use anyhow::{bail, Context as _, Result};
 use measure::Bench;
@@ -125,7 +125,7 @@ impl Miner<'_> {
             eprintln!("karpa mine: resuming at trial {}", state.next_number());
             return Ok(state);
         }
-        let king_runs = self.runs_of(&king, king.tree, 0)?;
+        let king_runs = self.runs_of(&king.tag, king.tree, 0)?;
         let best = Best { trial: None, tree: king.tree.to_string(), runs: king_runs.clone(), description: king.tag.clone() };
         let state = State {
             king: king.tag,
@@ -141,16 +141,17 @@ impl Miner<'_> {
         Ok(state)
     }
 
-    /// `--seeds` public-val runs of `tree`, seed offsets from `first` on. Every
-    /// one must succeed: the king or a kept best failing is the miner's problem.
-    fn runs_of(&mut self, king: &King, tree: git2::Oid, first: u64) -> Result<Vec<f64>> {
+    /// `--seeds` public-val runs of `tree` (`what` names it), seed offsets from
+    /// `first` on. Every one must succeed: the king or a kept best failing is the
+    /// miner's problem.
+    fn runs_of(&mut self, what: &str, tree: git2::Oid, first: u64) -> Result<Vec<f64>> {
         let mut runs = Vec::new();
         for seed in first..first + self.args.seeds as u64 {
             match self.bench.score(tree, seed)? {
                 Ok(bpb) => runs.push(bpb),
-                Err(why) => bail!("{} ({tree}) seed {seed}: {why}", king.tag),
+                Err(why) => bail!("{what} ({tree}) seed {seed}: {why}"),
             }
-            eprintln!("karpa mine: {} seed {seed}: public val bpb {:.5}", king.tag, runs[runs.len() - 1]);
+            eprintln!("karpa mine: {what} seed {seed}: public val bpb {:.5}", runs[runs.len() - 1]);
         }
         Ok(runs)
     }
@@ -164,12 +165,12 @@ impl Miner<'_> {
         }
         eprintln!("karpa mine: the king is now {} (was {}): rebasing the best onto it", king.tag, state.king);
         let rebased = rebase(self.repo, state.king_tree.parse()?, state.best.tree.parse()?, king.tree)?;
-        state.king_runs = self.runs_of(&king, king.tree, 0)?;
+        state.king_runs = self.runs_of(&king.tag, king.tree, 0)?;
         state.best = match rebased {
             Some(tree) => Best {
                 trial: state.best.trial,
                 tree: tree.to_string(),
-                runs: self.runs_of(&king, tree, 3_000_000)?,
+                runs: self.runs_of(&format!("the best rebased onto {}", king.tag), tree, 3_000_000)?,
                 description: format!("{} on {}", state.best.description, king.tag),
             },
             None => Best {

@@ -47,7 +47,7 @@ pub(super) fn maybe_submit(m: &mut Miner<'_>, state: &mut State) -> Result<()> {
     let king = m.repo.king(Some(&state.king))?;
     let tree: git2::Oid = state.best.tree.parse()?;
     eprintln!("karpa mine: trial {trial} clears the rule against {}: measuring it with fresh seeds", king.tag);
-    let fresh = m.runs_of(&king, tree, FRESH_SEEDS + trial as u64 * m.args.seeds as u64)?;
+    let fresh = m.runs_of(&format!("trial {trial}"), tree, FRESH_SEEDS + trial as u64 * m.args.seeds as u64)?;
     let mut sub = Submission { trial, king: state.king.clone(), fresh_runs: fresh.clone(), pull: None, note: String::new() };
     if !keep::worth_submitting(&m.rule, king_mean, &fresh, sigma, m.args.spare) {
         sub.note = format!("withheld: fresh seeds gave {:.5} against the king's {king_mean:.5}", mean(&fresh));
