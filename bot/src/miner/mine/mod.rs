@@ -58,13 +58,14 @@ pub fn mine(args: &MineArgs) -> Result<State> {
     if args.seeds < 2 {
         bail!("--seeds must be at least 2: the noise needs a spread");
     }
-    let repo = RecipeRepo::open(&args.repo)?;
+    // The arguments first: a bad one is refused before anything is opened or measured.
     let rule = crate::judge_cmd::load_rule(args.rule.as_deref())?;
     let mut agent = agent::from_arg(
         &args.agent,
         external::Options { timeout: args.agent_timeout, pass_env: args.agent_env.clone() },
     )?;
     args.submit.check(args.dry_run)?;
+    let repo = RecipeRepo::open(&args.repo)?;
     let sandbox = Sandbox::new()?;
     let paths = SandboxPaths { data: &args.data, target_dir: &args.target_dir, libtorch: args.libtorch.as_deref() };
     let setup = public_setup(&args.repo, &paths, args.device)?;
