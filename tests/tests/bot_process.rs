@@ -53,7 +53,17 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 
 fn start_bot(port: u16, db: &str, gh: &str, dir: &Path) -> Child {
     let child = Command::new(karpa_tests::binary("karpa"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", db, "--app-id", "4242", "--validator-hotkey", "//Alice"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            db,
+            "--app-id",
+            "4242",
+            "--validator-hotkey",
+            "//Alice",
+        ])
         .args(["--github-api", gh, "--lease-seconds", "2", "--workers", "1", "--webhook-secret-file"])
         .arg(dir.join("secret"))
         .arg("--app-key-file")

@@ -125,7 +125,10 @@ async fn one_submission_its_kings_and_its_citation() {
     inflated["decision"]["gain"] = 0.5.into();
     assert!(karpa_bot::judge::verdict::verify_signature(&inflated, &sig).is_err());
     let unsigned = get(&app, &format!("/api/v1/submissions/{}", s.rejected)).await.json();
-    assert_eq!((&unsigned["verdicts"][0]["validator"], &unsigned["verdicts"][0]["signature"]), (&Value::Null, &Value::Null));
+    assert_eq!(
+        (&unsigned["verdicts"][0]["validator"], &unsigned["verdicts"][0]["signature"]),
+        (&Value::Null, &Value::Null)
+    );
 
     let kings = get(&app, "/api/v1/kings").await.json();
     let tags: Vec<&str> = kings.as_array().unwrap().iter().map(|k| k["tag"].as_str().unwrap()).collect();

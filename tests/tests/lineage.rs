@@ -247,7 +247,10 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     let r = verify(&tmp.path().join("other-key")).unwrap();
     assert!(r.links[1].problems[0].message.contains("recipe-v0.1.1 is signed by 5FHneW46"), "{r:#?}");
     // The signature removed.
-    assert_eq!(tamper("unsigned", &|c| rewrite_note(c, "recipe-v0.1.1", &|n| n.signatures.clear())), ["lineage.unsigned"]);
+    assert_eq!(
+        tamper("unsigned", &|c| rewrite_note(c, "recipe-v0.1.1", &|n| n.signatures.clear())),
+        ["lineage.unsigned"]
+    );
     // A signed note copied onto another release: its signature holds, for the other release.
     let found = tamper("copied", &|c| {
         let repo = git2::Repository::open(c).unwrap();
@@ -334,7 +337,8 @@ fn local_pull_requests_need_a_real_head_base_and_bundle() {
     // A verdict on another bundle is not this PR's crown.
     let mut v = crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1);
     v.bundle_digest = Some("0".repeat(64));
-    assert!(format!("{:#}", forge.crown(&mut p, judged, &v, Bump::Patch, &alice()).unwrap_err()).contains("is about bundle"));
+    assert!(format!("{:#}", forge.crown(&mut p, judged, &v, Bump::Patch, &alice()).unwrap_err())
+        .contains("is about bundle"));
     // The head moved after the judgment: nothing released.
     git(&work, &["checkout", "-q", "lr"]);
     std::fs::write(work.join("recipe/src/lib.rs"), "pub fn model() { }\n").unwrap();

@@ -86,7 +86,12 @@ fn an_external_agent_meets_every_outcome_and_a_killed_run_resumes() {
     let agent = format!("sh {}", agent_script(dir).display());
 
     // First run: killed with SIGKILL while trial 4's agent is at work.
-    let mut first = mine(&repo, &data, &out, &agent, 6).arg("--dry-run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = mine(&repo, &data, &out, &agent, 6)
+        .arg("--dry-run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for(&dir.join("agent-4.pid"), Duration::from_secs(600));
     first.kill().unwrap();
     first.wait().unwrap();
@@ -208,7 +213,11 @@ fn the_builtin_search_keeps_a_real_improvement_and_its_pull_request_is_crowned()
     assert_eq!(reference.len(), 8192);
     assert!(reference.iter().all(|n| n.is_finite() && *n >= 0.0));
     let mut judge = Command::new(binary("karpa"));
-    judge.args(["judge", "--json", "--crown", "--validator-hotkey", "//Alice", "--pr", "1", "--noise-floor"]).arg(&floor).arg("--rule").arg(&rule);
+    judge
+        .args(["judge", "--json", "--crown", "--validator-hotkey", "//Alice", "--pr", "1", "--noise-floor"])
+        .arg(&floor)
+        .arg("--rule")
+        .arg(&rule);
     validator(&mut judge);
     let verdict = judge.output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&verdict.stdout)

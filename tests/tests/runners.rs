@@ -15,7 +15,19 @@ use std::time::{Duration, Instant};
 fn runner(i: usize, db: &str, gh: &str, dir: &Path, remote: &Path, data: &Path) -> Child {
     let log = std::fs::File::create(dir.join(format!("runner-{i}.log"))).unwrap();
     Command::new(karpa_tests::binary("karpa"))
-        .args(["runner", "--database-url", db, "--app-id", "4242", "--validator-hotkey", "//Alice", "--github-api", gh, "--lease-seconds", "8"])
+        .args([
+            "runner",
+            "--database-url",
+            db,
+            "--app-id",
+            "4242",
+            "--validator-hotkey",
+            "//Alice",
+            "--github-api",
+            gh,
+            "--lease-seconds",
+            "8",
+        ])
         .arg("--app-key-file")
         .arg(karpa_tests::fixture("github-app.test-key.pem"))
         .arg("--git-url")

@@ -218,9 +218,8 @@ pub fn train_seeded(
 ) -> Result<std::result::Result<PathBuf, String>> {
     let out = runs.join(format!("seed-{seed_offset}"));
     std::fs::create_dir_all(runs)?;
-    let mut args: Vec<OsString> = ["train", "--config", config, "--device", setup.device.harness_arg(), "--data"]
-        .map(OsString::from)
-        .into();
+    let mut args: Vec<OsString> =
+        ["train", "--config", config, "--device", setup.device.harness_arg(), "--data"].map(OsString::from).into();
     args.extend([
         setup.data.clone().into_os_string(),
         // The validator's trainings are confined or do not run (train's default

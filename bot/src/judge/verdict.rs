@@ -87,7 +87,10 @@ pub use proof::hotkey::ValidatorSignature;
 
 /// Checks a published verdict, as JSON (the corpus API's `verdict`), against
 /// the signature published with it.
-pub fn verify_signature(verdict: &serde_json::Value, sig: &ValidatorSignature) -> Result<(), proof::hotkey::HotkeyError> {
+pub fn verify_signature(
+    verdict: &serde_json::Value,
+    sig: &ValidatorSignature,
+) -> Result<(), proof::hotkey::HotkeyError> {
     sig.verify(&proof::hotkey::verdict_message(&digest_of(verdict)))
 }
 

@@ -76,7 +76,10 @@ impl TrustedSet {
                 }
                 Err(e) => problems.push(Problem {
                     code: "lineage.signature",
-                    message: format!("{tag}: the signature by {} ({}) is not over this note: {e}", trusted.name, sig.validator),
+                    message: format!(
+                        "{tag}: the signature by {} ({}) is not over this note: {e}",
+                        trusted.name, sig.validator
+                    ),
                 }),
             }
         }

@@ -224,8 +224,8 @@ fn build_trainer(worktree: &Path, target_dir: &Path, libtorch: &Path, out: &Path
 /// Runs a step; its JSON report goes to stderr with its progress, so that what
 /// `karpa prove` (and `karpa mine`, which proves) prints on stdout is its own.
 fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.stdout(std::io::stderr())
-        .status().with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+    let status =
+        cmd.stdout(std::io::stderr()).status().with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
     if !status.success() {
         bail!("{:?} {:?} failed ({status})", cmd.get_program(), cmd.get_args().collect::<Vec<_>>());
     }

@@ -26,7 +26,12 @@ pub enum Proposed {
     Change(Proposal),
     /// The agent failed (exit status, time: a crash) or changed nothing a
     /// recipe may change (refused).
-    Failed { status: super::record::Status, description: String, note: String, dropped: Vec<String> },
+    Failed {
+        status: super::record::Status,
+        description: String,
+        note: String,
+        dropped: Vec<String>,
+    },
     /// Nothing left to try: a built-in search has covered its space.
     Exhausted,
 }

@@ -62,4 +62,3 @@ pub struct MineArgs {
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
 }
-

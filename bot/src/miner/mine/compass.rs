@@ -156,7 +156,8 @@ fn rationale(config: &str, key: &str, from: &str, to: &str, level: u32) -> Strin
 mod tests {
     use super::*;
 
-    const TEXT: &str = "[micro]   # tests\nlr = 3e-3\nbatch_rows = 8 # rows\nbeta2 = 0.95\nn_layer = 2\n\n[tiny]\nlr = 2e-3\n";
+    const TEXT: &str =
+        "[micro]   # tests\nlr = 3e-3\nbatch_rows = 8 # rows\nbeta2 = 0.95\nn_layer = 2\n\n[tiny]\nlr = 2e-3\n";
 
     #[test]
     fn a_move_changes_one_value_of_one_table_and_keeps_the_rest() {

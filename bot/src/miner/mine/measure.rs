@@ -54,20 +54,12 @@ impl<'a> Bench<'a> {
             Ok(last) => last,
             Err(why) => return Ok(Err(why)),
         };
-        let args: Vec<OsString> = [
-            "eval",
-            "--config",
-            &self.config,
-            "--device",
-            self.setup.device.harness_arg(),
-            "--split",
-            "val",
-            "--data",
-        ]
-        .iter()
-        .map(OsString::from)
-        .chain([self.setup.data.clone().into_os_string(), "--checkpoint".into(), last.into_os_string()])
-        .collect();
+        let args: Vec<OsString> =
+            ["eval", "--config", &self.config, "--device", self.setup.device.harness_arg(), "--split", "val", "--data"]
+                .iter()
+                .map(OsString::from)
+                .chain([self.setup.data.clone().into_os_string(), "--checkpoint".into(), last.into_os_string()])
+                .collect();
         let (done, report) = run_harness(self.sandbox, self.setup, &bin, vec![runs.clone()], vec![], args)?;
         let _ = std::fs::remove_dir_all(&runs);
         match report["val_bpb"].as_f64() {

@@ -15,6 +15,7 @@
 //! without losing or redoing a finished trial.
 
 pub mod agent;
+mod args;
 pub mod compass;
 pub mod external;
 pub mod keep;
@@ -24,7 +25,6 @@ pub mod plot;
 pub mod program;
 pub mod record;
 pub mod submit;
-mod args;
 mod summary;
 mod trial;
 
@@ -77,7 +77,8 @@ pub fn mine(args: &MineArgs) -> Result<State> {
     let started = Instant::now();
     let progress = progress_bar(args.trials.map(|t| t.saturating_sub(state.trials.len() as u32)));
     loop {
-        if args.trials.is_some_and(|t| state.trials.len() as u32 >= t) || args.time.is_some_and(|t| started.elapsed() >= t)
+        if args.trials.is_some_and(|t| state.trials.len() as u32 >= t)
+            || args.time.is_some_and(|t| started.elapsed() >= t)
         {
             break;
         }
@@ -127,7 +128,8 @@ impl Miner<'_> {
             return Ok(state);
         }
         let king_runs = self.runs_of(&king.tag, king.tree, 0)?;
-        let best = Best { trial: None, tree: king.tree.to_string(), runs: king_runs.clone(), description: king.tag.clone() };
+        let best =
+            Best { trial: None, tree: king.tree.to_string(), runs: king_runs.clone(), description: king.tag.clone() };
         let state = State {
             king: king.tag,
             king_tree: king.tree.to_string(),
@@ -187,7 +189,12 @@ impl Miner<'_> {
 
     fn refresh_network(&mut self, state: &State) {
         let Some(url) = &self.args.corpus_url else { return };
-        match state.king_tree.parse().map_err(anyhow::Error::from).and_then(|t| network::fetch(url, &state.king, self.repo, t)) {
+        match state
+            .king_tree
+            .parse()
+            .map_err(anyhow::Error::from)
+            .and_then(|t| network::fetch(url, &state.king, self.repo, t))
+        {
             Ok(judged) => self.network = judged,
             // The corpus being away never stops a night's mining: the last list stands.
             Err(e) => eprintln!("karpa mine: cannot read the corpus at {url}: {e:#}"),

@@ -57,7 +57,8 @@ pub fn fetch(base: &str, king: &str, repo: &RecipeRepo, king_tree: git2::Oid) ->
                 get(format!("{base}/api/v1/submissions?king={}&per_page=100&page={page}", encode(king))).await?,
             )?;
             for item in page.items {
-                let detail: Detail = serde_json::from_value(get(format!("{base}/api/v1/submissions/{}", item.id)).await?)?;
+                let detail: Detail =
+                    serde_json::from_value(get(format!("{base}/api/v1/submissions/{}", item.id)).await?)?;
                 let digest = digest_of(repo, king_tree, &detail.diff);
                 out.push(Judged { id: item.id, class: item.class, title: item.title, gain: item.gain, digest });
             }

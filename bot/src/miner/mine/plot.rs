@@ -6,11 +6,8 @@ use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
 pub fn svg(state: &State) -> Result<String> {
-    let scored: Vec<(f64, f64, bool)> = state
-        .trials
-        .iter()
-        .filter_map(|t| Some((t.number as f64, t.bpb()?, t.status == Status::Keep)))
-        .collect();
+    let scored: Vec<(f64, f64, bool)> =
+        state.trials.iter().filter_map(|t| Some((t.number as f64, t.bpb()?, t.status == Status::Keep))).collect();
     let king = super::record::mean(&state.king_runs);
     // The best-so-far line: the king at 0, then a step at each kept trial.
     let mut best = vec![(0.0, king)];

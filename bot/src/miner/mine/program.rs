@@ -41,7 +41,8 @@ pub fn write(f: &Facts<'_>) -> String {
          at least two paragraphs on why it should help.\n\n",
     );
     let _ = writeln!(out, "## Where things stand\n");
-    let _ = writeln!(out, "- King: {} (public val bpb {:.5} over {} seeds)", s.king, mean(&s.king_runs), s.king_runs.len());
+    let _ =
+        writeln!(out, "- King: {} (public val bpb {:.5} over {} seeds)", s.king, mean(&s.king_runs), s.king_runs.len());
     let _ = writeln!(out, "- Best so far: {} (bpb {:.5})", s.best.description, mean(&s.best.runs));
     let _ = writeln!(out, "- Noise: σ = {:.5} bpb between seeds of one recipe", s.sigma());
     let _ = writeln!(
@@ -52,7 +53,10 @@ pub fn write(f: &Facts<'_>) -> String {
     );
     if !s.trials.is_empty() {
         let _ = writeln!(out, "## This run's trials (most recent last)\n");
-        let _ = writeln!(out, "| trial | status | bpb | Δ best | description | note |\n| --- | --- | --- | --- | --- | --- |");
+        let _ = writeln!(
+            out,
+            "| trial | status | bpb | Δ best | description | note |\n| --- | --- | --- | --- | --- | --- |"
+        );
         for t in s.trials.iter().rev().take(30).rev() {
             let num = |x: Option<f64>| x.map_or("".into(), |v| format!("{v:.5}"));
             let _ = writeln!(

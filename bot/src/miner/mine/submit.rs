@@ -48,7 +48,8 @@ pub(super) fn maybe_submit(m: &mut Miner<'_>, state: &mut State) -> Result<()> {
     let tree: git2::Oid = state.best.tree.parse()?;
     eprintln!("karpa mine: trial {trial} clears the rule against {}: measuring it with fresh seeds", king.tag);
     let fresh = m.runs_of(&format!("trial {trial}"), tree, FRESH_SEEDS + trial as u64 * m.args.seeds as u64)?;
-    let mut sub = Submission { trial, king: state.king.clone(), fresh_runs: fresh.clone(), pull: None, note: String::new() };
+    let mut sub =
+        Submission { trial, king: state.king.clone(), fresh_runs: fresh.clone(), pull: None, note: String::new() };
     if !keep::worth_submitting(&m.rule, king_mean, &fresh, sigma, m.args.spare) {
         sub.note = format!("withheld: fresh seeds gave {:.5} against the king's {king_mean:.5}", mean(&fresh));
     } else if m.args.dry_run {
@@ -121,11 +122,18 @@ fn prove_and_open(m: &Miner<'_>, state: &State, trial: u32, fresh: &[f64]) -> Re
 }
 
 /// A commit of `tree` on the king, on `branch` of the miner's repository.
-fn branch_commit(m: &Miner<'_>, king: &crate::repo::King, tree: git2::Oid, branch: &str, what: &str) -> Result<git2::Oid> {
+fn branch_commit(
+    m: &Miner<'_>,
+    king: &crate::repo::King,
+    tree: git2::Oid,
+    branch: &str,
+    what: &str,
+) -> Result<git2::Oid> {
     let git = m.repo.git();
     let who = git2::Signature::now("karpa mine", "mine@karpa.invalid")?;
     let parent = git.find_commit(king.commit)?;
-    let commit = git.commit(None, &who, &who, &format!("{}: {what}", m.args.config), &git.find_tree(tree)?, &[&parent])?;
+    let commit =
+        git.commit(None, &who, &who, &format!("{}: {what}", m.args.config), &git.find_tree(tree)?, &[&parent])?;
     git.reference(&format!("refs/heads/{branch}"), commit, true, "karpa mine: a change to submit")?;
     Ok(commit)
 }

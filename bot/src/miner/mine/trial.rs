@@ -48,12 +48,26 @@ impl Miner<'_> {
         log.digest = Some(digest.clone());
         if seen.contains(&digest) {
             let note = "the same change was already tried here or judged by the network".to_string();
-            return Ok(Some(log.end(Status::Duplicate, Some(proposal.tree), proposal.description, note, started, &dir)?));
+            return Ok(Some(log.end(
+                Status::Duplicate,
+                Some(proposal.tree),
+                proposal.description,
+                note,
+                started,
+                &dir,
+            )?));
         }
         let findings = crate::judge::rules::findings(self.repo, king_tree, proposal.tree)?;
         if !findings.is_empty() {
             let note = findings.iter().map(finding_line).collect::<Vec<_>>().join("; ");
-            return Ok(Some(log.end(Status::Refused, Some(proposal.tree), proposal.description, note, started, &dir)?));
+            return Ok(Some(log.end(
+                Status::Refused,
+                Some(proposal.tree),
+                proposal.description,
+                note,
+                started,
+                &dir,
+            )?));
         }
         let (status, note) = self.score(&mut log, number, proposal.tree, state)?;
         Ok(Some(log.end(status, Some(proposal.tree), proposal.description, note, started, &dir)?))
