@@ -152,12 +152,24 @@ impl RecipeRepo {
         }
     }
 
+    /// The blob at `path` in `tree`, or None when the tree has no file there.
+    pub fn file(&self, tree: Oid, path: &str) -> Result<Option<Vec<u8>>> {
+        let entry = match self.repo.find_tree(tree)?.get_path(Path::new(path)) {
+            Ok(e) => e,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match entry.to_object(&self.repo)?.into_blob() {
+            Ok(blob) => Ok(Some(blob.content().to_vec())),
+            Err(_) => Ok(None), // a folder or a submodule, not a file
+        }
+    }
+
     /// The protocol config `name` as `tree` holds it (`trainer/configs/<name>.toml`).
     pub fn protocol_config(&self, tree: Oid, name: &str) -> Result<proof::config::ProtocolConfig> {
         let path = format!("trainer/configs/{name}.toml");
-        let entry = self.repo.find_tree(tree)?.get_path(Path::new(&path))?;
-        let blob = entry.to_object(&self.repo)?.peel_to_blob()?;
-        Ok(proof::config::ProtocolConfig::from_toml(name, &String::from_utf8_lossy(blob.content()))?)
+        let bytes = self.file(tree, &path)?.with_context(|| format!("the tree has no {path}"))?;
+        Ok(proof::config::ProtocolConfig::from_toml(name, &String::from_utf8_lossy(&bytes))?)
     }
 
     /// The harness digest of a tree (see `proof::harness`).

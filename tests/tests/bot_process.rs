@@ -62,7 +62,7 @@ fn start_bot(port: u16, db: &str, gh: &str, dir: &Path) -> Child {
             "--app-id",
             "4242",
             "--validator-hotkey",
-            "//Alice",
+            karpa_tests::TEST_VALIDATOR,
         ])
         .args(["--github-api", gh, "--lease-seconds", "2", "--workers", "1", "--webhook-secret-file"])
         .arg(dir.join("secret"))

@@ -355,12 +355,13 @@ async fn the_miner_reads_the_networks_judgments_and_their_digests() {
     .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let url2 = url.clone();
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let repo = karpa_bot::repo::RecipeRepo::open(&repo_dir).unwrap();
     let king = repo.king(None).unwrap();
     let network = tokio::task::spawn_blocking(move || {
-        karpa_bot::miner::mine::network::fetch(&url, KING, &repo, king.tree).map(|n| (n, repo, king))
+        karpa_bot::miner::mine::network::fetch(&url, KING, &repo, king.tree, &[]).map(|n| (n, repo, king))
     });
     let (network, repo, king) = network.await.unwrap().unwrap();
     let ids: Vec<&str> = network.iter().map(|j| j.id.as_str()).collect();
@@ -375,4 +376,12 @@ async fn the_miner_reads_the_networks_judgments_and_their_digests() {
     assert_eq!(ours.digest.as_deref(), Some(digest.as_str()));
     // The seeded diffs are fragments that apply to no real recipe: no digest, still listed.
     assert!(network.iter().filter(|j| j.id != judged.as_str()).all(|j| j.digest.is_none()));
+    // A refresh keeps the digests it already has (only new submissions are fetched whole).
+    let mut known = network.clone();
+    known.iter_mut().for_each(|j| j.digest = Some(format!("kept-{}", j.id)));
+    let refreshed = tokio::task::spawn_blocking(move || {
+        karpa_bot::miner::mine::network::fetch(&url2, KING, &repo, king.tree, &known)
+    });
+    let refreshed = refreshed.await.unwrap().unwrap();
+    assert!(refreshed.iter().all(|j| j.digest.as_deref() == Some(format!("kept-{}", j.id).as_str())), "{refreshed:?}");
 }

@@ -143,7 +143,6 @@ fn an_external_agent_meets_every_outcome_and_a_killed_run_resumes() {
     assert!(std::fs::read_to_string(out.join("progress.svg")).unwrap().starts_with("<svg"));
     // Nothing was kept, so the best is still the king.
     assert_eq!(after["best"]["trial"], serde_json::Value::Null);
-    git(&repo, &["rev-parse", "recipe-v0.1.0"]);
 }
 
 /// A king whose micro learning rate is far too low: a real improvement waits one compass step away.
@@ -214,7 +213,16 @@ fn the_builtin_search_keeps_a_real_improvement_and_its_pull_request_is_crowned()
     assert!(reference.iter().all(|n| n.is_finite() && *n >= 0.0));
     let mut judge = Command::new(binary("karpa"));
     judge
-        .args(["judge", "--json", "--crown", "--validator-hotkey", "//Alice", "--pr", "1", "--noise-floor"])
+        .args([
+            "judge",
+            "--json",
+            "--crown",
+            "--validator-hotkey",
+            karpa_tests::TEST_VALIDATOR,
+            "--pr",
+            "1",
+            "--noise-floor",
+        ])
         .arg(&floor)
         .arg("--rule")
         .arg(&rule);

@@ -22,7 +22,7 @@ fn runner(i: usize, db: &str, gh: &str, dir: &Path, remote: &Path, data: &Path) 
             "--app-id",
             "4242",
             "--validator-hotkey",
-            "//Alice",
+            karpa_tests::TEST_VALIDATOR,
             "--github-api",
             gh,
             "--lease-seconds",

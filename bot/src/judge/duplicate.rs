@@ -6,18 +6,19 @@ use crate::repo::RecipeRepo;
 use anyhow::Result;
 use proc_macro2::{TokenStream, TokenTree};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 
 /// sha256 over every changed path with its normalised content in `head`
 /// (deleted paths hash as deleted), in path order.
 pub fn normalized_diff_digest(repo: &RecipeRepo, base: git2::Oid, head: git2::Oid) -> Result<String> {
     let diff = repo.tree_diff(base, head)?;
-    let files: BTreeMap<String, Vec<u8>> = repo.files(head)?.into_iter().collect();
+    // Only the changed paths are read from `head` (the miner's compass digests
+    // every move it considers).
     let mut changed: Vec<(String, Option<String>)> = Vec::new();
     for delta in diff.deltas() {
         for file in [delta.old_file(), delta.new_file()] {
             if let Some(path) = file.path().and_then(|p| p.to_str()) {
-                changed.push((path.to_string(), files.get(path).map(|bytes| normalize(path, bytes))));
+                let content = repo.file(head, path)?.map(|bytes| normalize(path, &bytes));
+                changed.push((path.to_string(), content));
             }
         }
     }

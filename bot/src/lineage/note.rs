@@ -36,12 +36,8 @@ pub struct CrownNote {
     pub verdict: serde_json::Value,
     /// The validators' signatures over everything above ([`CrownNote::signed_digest`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub signatures: Vec<ValidatorSignature>,
+    pub signatures: Vec<proof::hotkey::ValidatorSignature>,
 }
-
-/// One validator's signature of a crown note, over [`proof::hotkey::crown_message`]
-/// of [`CrownNote::signed_digest`].
-pub use proof::hotkey::ValidatorSignature;
 
 /// Who crowned what: the facts of a crown that are not in the bundle.
 pub struct CrownFacts<'a> {
@@ -95,7 +91,7 @@ impl CrownNote {
 
     /// Adds (or renews) `key`'s signature; any other signatures stay.
     pub fn sign(&mut self, key: &subxt_signer::sr25519::Keypair) {
-        let signed = ValidatorSignature::sign(key, &proof::hotkey::crown_message(&self.signed_digest()));
+        let signed = proof::hotkey::ValidatorSignature::sign(key, &proof::hotkey::crown_message(&self.signed_digest()));
         self.signatures.retain(|s| s.validator != signed.validator);
         self.signatures.push(signed);
     }

@@ -49,11 +49,8 @@ impl TrustedSet {
 
     /// The set `tree` carries, or None when it has no [`TRUST_FILE`].
     pub fn of_tree(repo: &RecipeRepo, tree: git2::Oid) -> Result<Option<Self>> {
-        let git = repo.git();
-        let Ok(entry) = git.find_tree(tree)?.get_path(std::path::Path::new(TRUST_FILE)) else { return Ok(None) };
-        let blob = entry.to_object(git)?.peel_to_blob()?;
-        Self::parse(std::str::from_utf8(blob.content()).with_context(|| format!("{TRUST_FILE} is not UTF-8"))?)
-            .map(Some)
+        let Some(bytes) = repo.file(tree, TRUST_FILE)? else { return Ok(None) };
+        Self::parse(std::str::from_utf8(&bytes).with_context(|| format!("{TRUST_FILE} is not UTF-8"))?).map(Some)
     }
 
     /// The note's signatures against this set: each must be by a trusted key and

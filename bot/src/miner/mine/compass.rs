@@ -56,13 +56,8 @@ impl Agent for Compass {
     }
 
     fn propose(&mut self, cx: &Context<'_>) -> Result<Proposed> {
-        let text = cx
-            .repo
-            .files(cx.best_tree)?
-            .into_iter()
-            .find(|(p, _)| p == TOML)
-            .map(|(_, bytes)| String::from_utf8_lossy(&bytes).into_owned())
-            .context("the best recipe has no recipe/recipe.toml")?;
+        let bytes = cx.repo.file(cx.best_tree, TOML)?.context("the best recipe has no recipe/recipe.toml")?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         for level in 0..LEVELS {
             for (key, kind) in KNOBS {
                 for up in [false, true] {

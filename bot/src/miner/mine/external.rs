@@ -73,7 +73,8 @@ impl Agent for External {
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).process_group(0);
         let finished = run_bounded(&mut cmd, self.options.timeout)?;
         let (edits, dropped) = edits(&worktree, &before)?;
-        let description = description(&edits).unwrap_or_else(|| format!("agent trial {}", cx.state.next_number()));
+        let rationale = rationale(&edits);
+        let description = description(&rationale).unwrap_or_else(|| format!("agent trial {}", cx.state.next_number()));
         let failed = |status, note: String| {
             Ok(Proposed::Failed { status, description: description.clone(), note, dropped: dropped.clone() })
         };
@@ -89,12 +90,6 @@ impl Agent for External {
         if edits.is_empty() {
             return failed(Status::Refused, "the agent changed nothing a recipe may change".into());
         }
-        let rationale = edits
-            .iter()
-            .find(|(p, _)| p == "recipe/RATIONALE.md")
-            .and_then(|(_, c)| c.as_ref())
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .unwrap_or_default();
         let tree = cx.repo.edit_tree(cx.best_tree, &edits)?;
         Ok(Proposed::Change(Proposal { tree, description, rationale, dropped }))
     }
@@ -184,10 +179,14 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>, dropped: &
     Ok(())
 }
 
-/// The first line of a changed RATIONALE.md, without its heading marks.
-fn description(edits: &Edits) -> Option<String> {
-    let (_, text) = edits.iter().find(|(p, _)| p == "recipe/RATIONALE.md")?;
-    let text = String::from_utf8_lossy(text.as_ref()?).into_owned();
-    let line = text.lines().map(|l| l.trim_start_matches('#').trim()).find(|l| !l.is_empty())?;
+/// The text of a changed RATIONALE.md (empty when the agent left it alone).
+fn rationale(edits: &Edits) -> String {
+    let text = edits.iter().find(|(p, _)| p == "recipe/RATIONALE.md").and_then(|(_, c)| c.as_ref());
+    text.map(|c| String::from_utf8_lossy(c).into_owned()).unwrap_or_default()
+}
+
+/// The rationale's first line, without its heading marks.
+fn description(rationale: &str) -> Option<String> {
+    let line = rationale.lines().map(|l| l.trim_start_matches('#').trim()).find(|l| !l.is_empty())?;
     Some(line.chars().take(120).collect())
 }

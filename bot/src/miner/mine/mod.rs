@@ -52,6 +52,8 @@ struct Miner<'a> {
     record: Record,
     bench: Bench<'a>,
     network: Vec<network::Judged>,
+    /// The king `network` was read for (None: not read yet).
+    network_king: Option<String>,
 }
 
 pub fn mine(args: &MineArgs) -> Result<State> {
@@ -72,7 +74,7 @@ pub fn mine(args: &MineArgs) -> Result<State> {
     let work = tempfile::Builder::new().prefix("karpa-mine-").tempdir()?;
     let bench = Bench::new(&sandbox, &setup, &repo, &args.config, work.path());
     let record = Record::open(&args.out)?;
-    let mut m = Miner { args, repo: &repo, rule, record, bench, network: Vec::new() };
+    let mut m = Miner { args, repo: &repo, rule, record, bench, network: Vec::new(), network_king: None };
     let mut state = m.start(agent.name())?;
     let started = Instant::now();
     let progress = progress_bar(args.trials.map(|t| t.saturating_sub(state.trials.len() as u32)));
@@ -83,7 +85,7 @@ pub fn mine(args: &MineArgs) -> Result<State> {
             break;
         }
         m.follow_the_king(&mut state)?;
-        if state.next_number() % NETWORK_EVERY == 1 || m.network.is_empty() {
+        if state.next_number() % NETWORK_EVERY == 1 || m.network_king.as_deref() != Some(state.king.as_str()) {
             m.refresh_network(&state);
         }
         let Some(trial) = m.trial(agent.as_mut(), &state)? else {
@@ -189,13 +191,12 @@ impl Miner<'_> {
 
     fn refresh_network(&mut self, state: &State) {
         let Some(url) = &self.args.corpus_url else { return };
-        match state
-            .king_tree
-            .parse()
-            .map_err(anyhow::Error::from)
-            .and_then(|t| network::fetch(url, &state.king, self.repo, t))
-        {
-            Ok(judged) => self.network = judged,
+        match state.king_tree.parse().map_err(anyhow::Error::from).and_then(|t| {
+            // Judgments read for this king before keep their digests (a submission's diff never changes).
+            let known = if self.network_king.as_deref() == Some(state.king.as_str()) { &self.network[..] } else { &[] };
+            network::fetch(url, &state.king, self.repo, t, known)
+        }) {
+            Ok(judged) => (self.network, self.network_king) = (judged, Some(state.king.clone())),
             // The corpus being away never stops a night's mining: the last list stands.
             Err(e) => eprintln!("karpa mine: cannot read the corpus at {url}: {e:#}"),
         }

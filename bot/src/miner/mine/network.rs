@@ -41,8 +41,10 @@ struct Detail {
     diff: String,
 }
 
-/// The judgments on `king` the corpus at `base` holds, newest first.
-pub fn fetch(base: &str, king: &str, repo: &RecipeRepo, king_tree: git2::Oid) -> Result<Vec<Judged>> {
+/// The judgments on `king` the corpus at `base` holds, newest first. Those in
+/// `known` (read before, for the same king) keep their digest: only new ones
+/// are fetched whole.
+pub fn fetch(base: &str, king: &str, repo: &RecipeRepo, king_tree: git2::Oid, known: &[Judged]) -> Result<Vec<Judged>> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let client = crate::forge::bundle_fetch::https_client()?;
     let base = base.trim_end_matches('/');
@@ -57,9 +59,14 @@ pub fn fetch(base: &str, king: &str, repo: &RecipeRepo, king_tree: git2::Oid) ->
                 get(format!("{base}/api/v1/submissions?king={}&per_page=100&page={page}", encode(king))).await?,
             )?;
             for item in page.items {
-                let detail: Detail =
-                    serde_json::from_value(get(format!("{base}/api/v1/submissions/{}", item.id)).await?)?;
-                let digest = digest_of(repo, king_tree, &detail.diff);
+                let digest = match known.iter().find(|j| j.id == item.id) {
+                    Some(j) => j.digest.clone(),
+                    None => {
+                        let url = format!("{base}/api/v1/submissions/{}", item.id);
+                        let detail: Detail = serde_json::from_value(get(url).await?)?;
+                        digest_of(repo, king_tree, &detail.diff)
+                    }
+                };
                 out.push(Judged { id: item.id, class: item.class, title: item.title, gain: item.gain, digest });
             }
             if !page.has_more {

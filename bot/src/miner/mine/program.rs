@@ -4,7 +4,7 @@
 //! the network has already judged on this king.
 
 use super::network::Judged;
-use super::record::{State, Status};
+use super::record::{mean, State, Status};
 use std::fmt::Write;
 
 pub struct Facts<'a> {
@@ -84,10 +84,6 @@ pub fn write(f: &Facts<'_>) -> String {
         out.push('\n');
     }
     out
-}
-
-fn mean(xs: &[f64]) -> f64 {
-    super::record::mean(xs)
 }
 
 /// One table cell: no pipes or line breaks, at most 160 characters.

@@ -44,9 +44,8 @@ pub(super) fn maybe_submit(m: &mut Miner<'_>, state: &mut State) -> Result<()> {
     if !keep::worth_submitting(&m.rule, king_mean, &state.best.runs, sigma, m.args.spare) {
         return Ok(());
     }
-    let king = m.repo.king(Some(&state.king))?;
     let tree: git2::Oid = state.best.tree.parse()?;
-    eprintln!("karpa mine: trial {trial} clears the rule against {}: measuring it with fresh seeds", king.tag);
+    eprintln!("karpa mine: trial {trial} clears the rule against {}: measuring it with fresh seeds", state.king);
     let fresh = m.runs_of(&format!("trial {trial}"), tree, FRESH_SEEDS + trial as u64 * m.args.seeds as u64)?;
     let mut sub =
         Submission { trial, king: state.king.clone(), fresh_runs: fresh.clone(), pull: None, note: String::new() };

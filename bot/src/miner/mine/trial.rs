@@ -44,33 +44,31 @@ impl Miner<'_> {
         };
         log.dropped(&proposal.dropped);
         self.write_change(&dir, king_tree, best_tree, &proposal)?;
-        let digest = crate::judge::duplicate::normalized_diff_digest(self.repo, king_tree, proposal.tree)?;
+        let (status, note) = self.judge_change(&mut log, number, king_tree, proposal.tree, &seen, state)?;
+        Ok(Some(log.end(status, Some(proposal.tree), proposal.description, note, started, &dir)?))
+    }
+
+    /// What becomes of a proposed tree: skipped as a duplicate, refused by the
+    /// judge's rules (neither costs a training), or scored.
+    fn judge_change(
+        &mut self,
+        log: &mut TrialLog,
+        number: u32,
+        king_tree: git2::Oid,
+        tree: git2::Oid,
+        seen: &std::collections::HashSet<String>,
+        state: &State,
+    ) -> Result<(Status, String)> {
+        let digest = crate::judge::duplicate::normalized_diff_digest(self.repo, king_tree, tree)?;
         log.digest = Some(digest.clone());
         if seen.contains(&digest) {
-            let note = "the same change was already tried here or judged by the network".to_string();
-            return Ok(Some(log.end(
-                Status::Duplicate,
-                Some(proposal.tree),
-                proposal.description,
-                note,
-                started,
-                &dir,
-            )?));
+            return Ok((Status::Duplicate, "the same change was already tried here or judged by the network".into()));
         }
-        let findings = crate::judge::rules::findings(self.repo, king_tree, proposal.tree)?;
+        let findings = crate::judge::rules::findings(self.repo, king_tree, tree)?;
         if !findings.is_empty() {
-            let note = findings.iter().map(finding_line).collect::<Vec<_>>().join("; ");
-            return Ok(Some(log.end(
-                Status::Refused,
-                Some(proposal.tree),
-                proposal.description,
-                note,
-                started,
-                &dir,
-            )?));
+            return Ok((Status::Refused, findings.iter().map(finding_line).collect::<Vec<_>>().join("; ")));
         }
-        let (status, note) = self.score(&mut log, number, proposal.tree, state)?;
-        Ok(Some(log.end(status, Some(proposal.tree), proposal.description, note, started, &dir)?))
+        self.score(log, number, tree, state)
     }
 
     /// The screening run, and the confirming one when the first earns it.
