@@ -114,6 +114,31 @@ pub fn setup(repo: &std::path::Path, p: &EvalPaths) -> Result<(EvalSetup, Option
     Ok((setup, floor, rule))
 }
 
+/// The sandbox of a run on public data, as command-line flags (`karpa mine`,
+/// `karpa reproduce`): what the judge's path needs without a validator's secrets.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PublicSandboxArgs {
+    /// The config's prepared public data (`karpa-train prepare`'s public/ folder).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Shared cargo target folder for recipe builds.
+    #[arg(long, default_value = "target/recipes")]
+    pub target_dir: PathBuf,
+    /// libtorch folder (default: $LIBTORCH, then <repo>/.karpa/libtorch).
+    #[arg(long)]
+    pub libtorch: Option<PathBuf>,
+    /// Where the sandboxed models run: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+}
+
+impl PublicSandboxArgs {
+    pub fn setup(&self, repo: &std::path::Path) -> Result<EvalSetup> {
+        let paths = SandboxPaths { data: &self.data, target_dir: &self.target_dir, libtorch: self.libtorch.as_deref() };
+        public_setup(repo, &paths, self.device)
+    }
+}
+
 /// What a sandboxed build and training need, public data only.
 pub struct SandboxPaths<'a> {
     pub data: &'a std::path::Path,

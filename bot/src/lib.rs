@@ -20,6 +20,7 @@ pub mod lineage;
 pub mod lineage_cmd;
 pub mod miner;
 pub mod recipe_build;
+pub mod release;
 pub mod repo;
 pub mod run_check;
 pub mod sandbox;

@@ -94,6 +94,14 @@ enum Command {
         #[command(subcommand)]
         command: lineage_cmd::LineageCommand,
     },
+    /// Re-make a release's number from its tag: build, train with the config's seed,
+    /// score, and set it beside the crown note's. Exit 1 when outside the noise floor.
+    Reproduce(karpa_bot::release::reproduce::ReproduceArgs),
+    /// A release as a model folder (weights, tokenizer, config.json, model card), and its offline check.
+    Model {
+        #[command(subcommand)]
+        command: karpa_bot::release::model::ModelCommand,
+    },
     /// Measure the king's noise floor: n seeds through the judge's sandboxed path.
     NoiseFloor {
         #[arg(long, default_value = ".")]
@@ -255,6 +263,8 @@ fn main() -> ExitCode {
         Command::Corpus { command } => karpa_bot::corpus_cmd::run(command),
         Command::Chain { command } => karpa_bot::chain_cmd::run(command),
         Command::Lineage { command } => lineage_cmd::lineage(command),
+        Command::Reproduce(args) => karpa_bot::release::reproduce::run(&args),
+        Command::Model { command } => karpa_bot::release::model::run(command),
         Command::NoiseFloor { repo, king, config, seeds, validator, out } => {
             judge_cmd::noise_floor(repo, king, config, seeds, &validator.paths(), out)
         }

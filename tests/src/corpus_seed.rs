@@ -159,5 +159,30 @@ pub async fn seed(pool: &sqlx::PgPool, dir: &Path) -> Seeded {
         signer: None,
     };
     let rejected = record(pool, &judged).await.expect("recorded");
+    publish_a_model(pool).await;
     Seeded { crowned, failure, rejected, hostile }
+}
+
+/// recipe-v0.1.1 published as a model, with the card `karpa model export` renders.
+async fn publish_a_model(pool: &sqlx::PgPool) {
+    let hex = |c: char| c.to_string().repeat(64);
+    let m: karpa_bot::release::model::ModelConfig = serde_json::from_value(json!({
+        "format": "karpa-model/v1", "name": "karpa-tiny-v0.1.1", "tag": "recipe-v0.1.1", "commit": "e".repeat(40),
+        "config": "tiny", "protocol_config_sha256": hex('1'), "hparams": {"lr": 0.003, "batch_rows": 8},
+        "vocab_size": 4096, "seq_len": 128, "params": 1_812_480, "harness_digest": hex('2'),
+        "dataset": "Shakespeare's complete works", "data_manifest_sha256": hex('3'), "tokenizer_sha256": hex('4'),
+        "bundle_digest": hex('5'), "crown_note_sha256": hex('6'),
+        "weights": {"checkpoint": "checkpoints/step-384.safetensors", "sha256": hex('7'), "params": 1_812_480},
+        "scores": {"hidden_bpb": 2.3381, "sigma": 0.0123, "floor_n": 10, "king": KING, "king_bpb": 2.41,
+                   "gain": 0.0719, "confirmation_bpb": [2.3402, 2.3377, 2.3391], "val_bpb": 2.3455},
+        "training": {"seed": 1337, "steps": 384, "tokens": 786_432, "flops": 8.55e12, "elapsed_s": 136.2,
+                     "device": "cpu", "h100_equivalence": 0.006, "started_at": "2026-11-30T10:00:00Z",
+                     "finished_at": "2026-11-30T10:02:16Z"},
+        "lineage": [{"tag": "recipe-v0.1.0"}, {"tag": "recipe-v0.1.1", "hidden_bpb": 2.3381, "gain": 0.0719, "bundle_digest": hex('5')}],
+        "signed_by": ["5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"]
+    }))
+    .expect("a model config");
+    let card = karpa_bot::release::card::render(&m);
+    let url = Some("https://models.example/karpa-tiny-v0.1.1.tar");
+    karpa_bot::corpus::record::publish_model(pool, REPO, &m, &card, url).await.expect("published");
 }

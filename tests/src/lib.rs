@@ -186,6 +186,31 @@ pub fn run(bin: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Run {
     }
 }
 
+/// A run's final state and its one checkpoint, both well formed (the checkpoint
+/// a safetensors file of one `model.w` tensor made of `seed`'s bytes): what a
+/// crown note reads of a bundle, for tests of the bundle machinery.
+pub fn fake_run(dir: &Path, config: &str, checkpoint: &str, seed: &[u8]) {
+    let data: Vec<u8> = (0..16).map(|i| seed[i % seed.len()]).collect();
+    let meta = serde_json::json!({"format": "karpa-checkpoint/v1", "config": config, "step": 4, "tokens_seen": 256,
+                                   "data_manifest": "ab".repeat(32)});
+    let header = serde_json::json!({"__metadata__": {"karpa": meta.to_string()},
+                                     "model.w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})
+    .to_string();
+    let header = format!("{header:<width$}", width = header.len().div_ceil(8) * 8); // padded as safetensors writes it
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.extend(&data);
+    let path = dir.join(checkpoint);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let state = serde_json::json!({
+        "config": config, "seed": 1337, "steps": 4, "tokens_seen": 256, "params": 4, "final_loss": 5.9,
+        "val_bpb": 3.1, "elapsed_s": 1.5, "data_manifest": "ab".repeat(32), "log_sha256": "cd".repeat(32),
+        "checkpoints": [{"step": 4, "tokens_seen": 256, "path": checkpoint, "sha256": proof::sha256_bytes(&bytes)}],
+    });
+    std::fs::write(dir.join("final_state.json"), serde_json::to_string_pretty(&state).unwrap()).unwrap();
+}
+
 /// A small but complete bundle signed by //Alice for GitHub login `octo`
 /// (placeholder payload files: for tests of the bundle machinery, not of training).
 pub fn make_bundle(dir: &Path) -> proof::bundle::BundleManifest {
@@ -196,16 +221,10 @@ pub fn make_bundle(dir: &Path) -> proof::bundle::BundleManifest {
 pub fn make_bundle_with(dir: &Path, files: &[(&str, &str)]) -> proof::bundle::BundleManifest {
     use proof::bundle::{assemble, RunClaims};
     std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
-    for f in [
-        "patch.diff",
-        "rationale.md",
-        "log.jsonl",
-        "final_state.json",
-        "calibration.json",
-        "checkpoints/step-4.safetensors",
-    ] {
+    for f in ["patch.diff", "rationale.md", "log.jsonl", "calibration.json"] {
         std::fs::write(dir.join(f), format!("{f}\n")).unwrap();
     }
+    fake_run(dir, "micro", "checkpoints/step-4.safetensors", b"weights");
     std::fs::write(dir.join("rationale.md"), "Warm up for longer.\n\nA longer warmup keeps early steps stable.\n")
         .unwrap();
     for (name, text) in files {

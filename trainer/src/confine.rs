@@ -200,16 +200,20 @@ fn divert_stdout() -> std::io::Result<()> {
 
 /// Writes one result (a line of JSON) where the judge reads it: the real stdout.
 pub fn write_result(text: &str) -> std::io::Result<()> {
+    write_text(&format!("{text}\n"))
+}
+
+/// Writes text to the real stdout as it is (generated text, as it streams).
+pub fn write_text(text: &str) -> std::io::Result<()> {
     match RESULTS.get() {
         Some(out) => {
             let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
             out.write_all(text.as_bytes())?;
-            out.write_all(b"\n")?;
             out.flush()
         }
         None => {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{text}")?;
+            out.write_all(text.as_bytes())?;
             out.flush()
         }
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod confine;
 pub mod data;
 pub mod eval;
+pub mod generate;
 pub mod probe;
 pub mod progress;
 pub mod replay;

@@ -9,13 +9,13 @@ use tch::Device;
 use trainer::config::{self, ProtocolConfig};
 use trainer::confine::{self, Strictness, Writable};
 use trainer::data::dataset::{Dataset, Windows};
-use trainer::{calibrate, causality, checkpoint, data, eval, probe, replay, train};
+use trainer::{calibrate, causality, checkpoint, data, eval, generate, probe, replay, train};
 
 #[derive(Parser)]
 #[command(
     name = "karpa-train",
     version,
-    about = "The Karpa training harness: prepare, train, eval, probe, replay, calibrate."
+    about = "The Karpa training harness: prepare, train, eval, probe, replay, calibrate, generate."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -154,6 +154,36 @@ enum Command {
         steps: u64,
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f64,
+    },
+    /// Continue a prompt with a checkpoint's model; the text streams to stdout.
+    Generate {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        data: DataArgs,
+        /// A checkpoint of training, or the weights of `karpa model export`.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Text to continue (it follows a document's BOS, as in training).
+        #[arg(long, conflicts_with = "prompt_tokens")]
+        prompt: Option<String>,
+        /// The prompt as token ids instead, comma-separated (BOS is not added).
+        #[arg(long, value_delimiter = ',')]
+        prompt_tokens: Option<Vec<u32>>,
+        /// How many tokens to add.
+        #[arg(long, default_value_t = 200)]
+        tokens: usize,
+        /// 0 is greedy.
+        #[arg(long, default_value_t = 0.8)]
+        temperature: f64,
+        /// Sample from the k most likely tokens only (0: all).
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        /// Sample from the smallest set of tokens whose probability reaches p.
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Micro-benchmark this machine into calibration.json.
     Calibrate {
@@ -339,6 +369,49 @@ fn run(cli: Cli) -> Result<bool> {
                 &serde_json::json!({"report": report, "tolerance": tolerance, "passed": ok, "compute_s": compute_s}),
             )?;
             Ok(ok)
+        }
+        Command::Generate {
+            common,
+            data,
+            checkpoint,
+            prompt,
+            prompt_tokens,
+            tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+        } => {
+            let sampling = generate::Sampling { temperature, top_k, top_p, seed };
+            sampling.check()?;
+            let confine = strictness(&common, Strictness::BestEffort)?;
+            let (cfg, data, device) = open(&common, &data)?;
+            let prompt = match (prompt, prompt_tokens) {
+                (Some(text), _) => data.tokenizer.encode_prompt(&text)?,
+                (None, Some(ids)) => ids,
+                (None, None) => bail!("give --prompt TEXT or --prompt-tokens IDS"),
+            };
+            let pieces = data.tokenizer.token_byte_strings()?;
+            if let Some(bad) = prompt.iter().find(|&&t| t as usize >= pieces.len()) {
+                bail!("the prompt's token {bad} is not in the tokenizer's vocabulary of {}", pieces.len());
+            }
+            let (_, state) = checkpoint::load(&checkpoint, &cfg.name, device)?;
+            confine_now(device, confine)?;
+            let recipe = generate::with_weights(train::build_recipe(&cfg, device)?, state)
+                .with_context(|| format!("{}", checkpoint.display()))?;
+            let mut stream = generate::Utf8Stream::default();
+            let prompt_bytes: Vec<u8> = prompt.iter().flat_map(|&t| pieces[t as usize].iter().copied()).collect();
+            confine::write_text(&stream.push(&prompt_bytes))?;
+            let started = Instant::now();
+            let seq_len = cfg.seq_len as usize;
+            generate::generate(recipe.as_ref(), &prompt, tokens, seq_len, &sampling, device, |t| {
+                let piece = pieces.get(t as usize).map_or(&[][..], Vec::as_slice);
+                Ok(confine::write_text(&stream.push(piece))?)
+            })?;
+            confine::write_text(&(stream.finish() + "\n"))?;
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!("karpa-train: {tokens} tokens in {secs:.2} s ({:.1} tokens/s)", tokens as f64 / secs.max(1e-9));
+            Ok(true)
         }
         Command::Calibrate { device: d, out, keep_best } => {
             let mut c = calibrate::calibrate(device(d)?);

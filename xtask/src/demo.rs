@@ -297,13 +297,9 @@ fn path(p: &Path) -> Result<&str> {
 /// training time: both measured on this machine, so their ratio is the judge's cost.
 fn judge_cost(eval: &Value, bundle: &Path) -> Result<Option<String>> {
     let Some(compute) = eval["compute_s"].as_f64() else { return Ok(None) };
-    let log = proof::log::parse_log(&std::fs::read_to_string(bundle.join("log.jsonl"))?)?;
-    let Some(training) = log.iter().find_map(|l| match l {
-        proof::log::LogLine::End(end) => Some(end.elapsed_s),
-        _ => None,
-    }) else {
-        return Ok(None);
-    };
+    // The training's own clock, as the bundle's final state records it.
+    let state: Value = serde_json::from_slice(&std::fs::read(bundle.join("final_state.json"))?)?;
+    let Some(training) = state["elapsed_s"].as_f64() else { return Ok(None) };
     let stage = |k: &str| eval[k].as_f64().unwrap_or(f64::NAN);
     Ok(Some(format!(
         "judge compute {compute:.2} s = {:.2} % of the bundle's {training:.1} s of training \

@@ -435,6 +435,8 @@ pub struct King {
     pub crowned_by: Option<String>,
     pub submission_id: Option<String>,
     pub crowned_at: String,
+    /// Whether the release is published as a model (the Models page).
+    pub has_model: bool,
 }
 
 /// Every king, oldest first per repository.
@@ -442,10 +444,49 @@ pub async fn kings(pool: &PgPool) -> sqlx::Result<Vec<King>> {
     sqlx::query_as(concat!(
         "SELECT repo, tag, commit_sha, pr, hidden_bpb, mean_bpb, sigma, runs, crowned_by, submission_id, ",
         utc!("crowned_at"),
-        " AS crowned_at FROM kings k ORDER BY k.repo, k.crowned_at, k.tag"
+        " AS crowned_at, EXISTS (SELECT 1 FROM models m WHERE m.repo = k.repo AND m.tag = k.tag) AS has_model",
+        " FROM kings k ORDER BY k.repo, k.crowned_at, k.tag"
     ))
     .fetch_all(pool)
     .await
+}
+
+/// A published model: a release's weights with its card and numbers.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+pub struct Model {
+    pub id: i64,
+    pub repo: String,
+    pub name: String,
+    pub tag: String,
+    pub config: String,
+    pub params: i64,
+    pub hidden_bpb: f64,
+    pub sigma: f64,
+    pub floor_n: i32,
+    pub val_bpb: f64,
+    pub weights_sha256: String,
+    pub download_url: Option<String>,
+    pub published_at: String,
+}
+
+const MODEL_COLUMNS: &str =
+    "id, repo, name, tag, config, params, hidden_bpb, sigma, floor_n, val_bpb, weights_sha256, download_url, ";
+
+/// Every published model, newest release first.
+pub async fn models(pool: &PgPool) -> sqlx::Result<Vec<Model>> {
+    let sql = format!(
+        "SELECT {MODEL_COLUMNS}{} AS published_at FROM models ORDER BY repo, tag DESC, name",
+        utc!("published_at")
+    );
+    sqlx::query_as(&sql).fetch_all(pool).await
+}
+
+/// One model and its card.
+pub async fn model(pool: &PgPool, id: i64) -> sqlx::Result<Option<(Model, String)>> {
+    let sql = format!("SELECT {MODEL_COLUMNS}{} AS published_at FROM models WHERE id = $1", utc!("published_at"));
+    let Some(model) = sqlx::query_as::<_, Model>(&sql).bind(id).fetch_optional(pool).await? else { return Ok(None) };
+    let card: String = sqlx::query_scalar("SELECT card FROM models WHERE id = $1").bind(id).fetch_one(pool).await?;
+    Ok(Some((model, card)))
 }
 
 /// A miner's standing.

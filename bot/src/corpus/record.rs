@@ -271,6 +271,41 @@ pub async fn record(pool: &PgPool, j: &Judged<'_>) -> Result<SubmissionId> {
     Ok(id)
 }
 
+/// Lists a verified model folder on the Models page (again: its row is replaced).
+pub async fn publish_model(
+    pool: &PgPool,
+    repo: &str,
+    m: &crate::release::model::ModelConfig,
+    card: &str,
+    download_url: Option<&str>,
+) -> Result<i64> {
+    let id = sqlx::query_scalar(
+        "INSERT INTO models (repo, name, tag, config, params, hidden_bpb, sigma, floor_n, val_bpb, weights_sha256,
+                             download_url, model_config, card)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         ON CONFLICT (repo, name) DO UPDATE SET tag = $3, config = $4, params = $5, hidden_bpb = $6, sigma = $7,
+             floor_n = $8, val_bpb = $9, weights_sha256 = $10, download_url = $11, model_config = $12, card = $13,
+             published_at = now()
+         RETURNING id",
+    )
+    .bind(repo)
+    .bind(&m.name)
+    .bind(&m.tag)
+    .bind(&m.config)
+    .bind(m.params as i64)
+    .bind(m.scores.hidden_bpb)
+    .bind(m.scores.sigma)
+    .bind(m.scores.floor_n as i32)
+    .bind(m.scores.val_bpb)
+    .bind(m.weights.sha256.as_str())
+    .bind(download_url)
+    .bind(serde_json::to_value(m)?)
+    .bind(card)
+    .fetch_one(pool)
+    .await?;
+    Ok(id)
+}
+
 pub fn class_name(class: VerdictClass) -> &'static str {
     match class {
         VerdictClass::Crowned => "crowned",

@@ -96,7 +96,7 @@ pub async fn crown(gh: &Installation, lock: &mut MergeLock, c: &Crowning<'_>) ->
     let entry = text.changelog_entry(&tag, &pr, merged.as_str());
     let commit = gh.prepend_changelog(c.repo, c.base, &tag, &entry).await?;
     gh.create_tag(c.repo, &tag, &text.tag_message(&tag, &pr, c.head.as_str()), &commit).await?;
-    gh.create_release(c.repo, &tag, &text.release_body(&c.links)).await?;
+    gh.create_release(c.repo, &tag, &text.release_body(&tag, &c.links)).await?;
     let verdict = serde_json::to_value(v)?;
     let bpb = v.confirmation.as_ref().map(|c| c.mean).or(v.decision.as_ref().map(|d| d.challenger));
     let new = NewKing {
@@ -152,7 +152,7 @@ impl<'a> ReleaseText<'a> {
     /// The GitHub release: the verdict, the numbers, the bundle and the corpus
     /// page, and the miner's rationale in a fence it cannot close (so its
     /// markdown, HTML and @-mentions stay text).
-    pub fn release_body(&self, links: &ReleaseLinks<'_>) -> String {
+    pub fn release_body(&self, tag: &str, links: &ReleaseLinks<'_>) -> String {
         let mut body = format!("{}\n\n{}\n\nBundle digest: `{}`", self.verdict.summary, self.numbers, self.digest);
         if let Some(url) = links.bundle_url {
             body.push_str(&format!(" · [bundle]({url})"));
@@ -160,6 +160,10 @@ impl<'a> ReleaseText<'a> {
         if let Some(url) = links.corpus_url {
             body.push_str(&format!(" · [in the corpus]({url})"));
         }
+        body.push_str(&format!(
+            "\n\nReproduce it from a clone: `karpa reproduce --tag {} --data <prepared data>` (README, \"Reproduce a release\").",
+            tag
+        ));
         if let Some(text) = links.rationale {
             let text = super::checks::truncate(text.trim_end(), 20_000);
             let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
@@ -199,7 +203,8 @@ mod tests {
         let evil = "fine\n````\n<img src=x> @everyone\n````";
         let links =
             super::ReleaseLinks { rationale: Some(evil), corpus_url: Some("https://k/s/ks-1"), ..Default::default() };
-        let body = text.release_body(&links);
+        let body = text.release_body("recipe-v0.1.4", &links);
+        assert!(body.contains("`karpa reproduce --tag recipe-v0.1.4 "), "{body}");
         assert!(body.contains("`````text\nfine\n````\n<img src=x> @everyone\n````\n`````\n"), "{body}");
         assert!(body.contains("[in the corpus](https://k/s/ks-1)"));
     }

@@ -275,7 +275,8 @@ pub fn build(
         ("CARGO_NET_OFFLINE", "true".into()),
     ];
     let mounts = Mounts {
-        read_only: vec![dir.clone(), site_packages(setup)?, setup.toolchain.clone()],
+        read_only: vec![site_packages(setup)?, setup.toolchain.clone()],
+        // The tree is built from its copy inside the target folder (see recipe_build).
         read_write: vec![setup.target_dir.clone()],
         tmpfs: vec![cargo_home.clone()],
         read_only_at: vec![(cargo_home.join("registry"), cargo_home.join("registry"))],
@@ -286,8 +287,9 @@ pub fn build(
         .chain(["build", "--offline", "--locked", "--quiet", "--bin", "karpa-train"].map(OsString::from))
         .collect();
     let out = work.join(format!("karpa-train-{tree}"));
-    crate::recipe_build::build_locked(&setup.target_dir, &dir, &out, || {
-        let done = sandbox.run(&mounts, &setup.limits, &dir, &env, &cmd)?;
+    let toolchain = crate::recipe_build::toolchain_id(&setup.toolchain, &setup.libtorch);
+    crate::recipe_build::build_locked(&setup.target_dir, &dir, &toolchain, &out, |tree| {
+        let done = sandbox.run(&mounts, &setup.limits, tree, &env, &cmd)?;
         if done.timed_out {
             return Ok(Err("the build ran out of time".into()));
         }

@@ -32,6 +32,14 @@ pub struct CrownNote {
     pub miner_signature: String,
     pub patch: String,
     pub rationale: String,
+    /// The bundle's final_state.json, byte for byte (its numbers: val bpb,
+    /// tokens, time). Absent from notes written before it was carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_state: Option<String>,
+    /// The weights-only file of the scored checkpoint (`karpa model export`),
+    /// so an exported model verifies offline. Absent from older notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<crate::release::weights::WeightsDigest>,
     /// The verdict, as the judge serialised it.
     pub verdict: serde_json::Value,
     /// The validators' signatures over everything above ([`CrownNote::signed_digest`]).
@@ -65,6 +73,10 @@ impl CrownNote {
         if verdict.bundle_digest.as_deref() != Some(bundle_digest.as_str()) {
             bail!("the verdict is about bundle {:?}, not {bundle_digest}", verdict.bundle_digest);
         }
+        let final_state_text = read("final_state.json")?;
+        let final_state: proof::state::FinalState =
+            serde_json::from_str(&final_state_text).context("the bundle's final_state.json")?;
+        let weights = crate::release::weights::of_bundle(bundle, &final_state)?.digest;
         Ok(CrownNote {
             format: NOTE_FORMAT.into(),
             tag: facts.tag.into(),
@@ -78,6 +90,8 @@ impl CrownNote {
             patch: read("patch.diff")?,
             rationale: read("rationale.md")?,
             manifest,
+            final_state: Some(final_state_text),
+            weights: Some(weights),
             verdict: serde_json::to_value(verdict)?,
             signatures: vec![],
         })
@@ -99,7 +113,7 @@ impl CrownNote {
 
 /// The bundle files a note embeds, from a bundle folder or packed file.
 fn small_files(bundle: &Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
-    const NAMES: [&str; 5] = [MANIFEST, ATTESTATION, MINER_SIG, "patch.diff", "rationale.md"];
+    const NAMES: [&str; 6] = [MANIFEST, ATTESTATION, MINER_SIG, "patch.diff", "rationale.md", "final_state.json"];
     crate::archive::read_bundle_files(bundle, &NAMES, 16 << 20)
 }
 

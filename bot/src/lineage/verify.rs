@@ -132,9 +132,13 @@ fn check_note(repo: &RecipeRepo, king: &King, release: &King, note: &CrownNote, 
     if m.king_tag != king.tag || m.king_commit != king.commit.to_string() {
         problem("lineage.base", format!("the bundle was trained on {} at {}", m.king_tag, m.king_commit));
     }
-    for (name, bytes) in
-        [(ATTESTATION, &note.attestation), ("patch.diff", &note.patch), ("rationale.md", &note.rationale)]
-    {
+    let carried = [
+        (ATTESTATION, Some(&note.attestation)),
+        ("patch.diff", Some(&note.patch)),
+        ("rationale.md", Some(&note.rationale)),
+        ("final_state.json", note.final_state.as_ref()),
+    ];
+    for (name, bytes) in carried.into_iter().filter_map(|(n, b)| Some((n, b?))) {
         if let Some(why) = file_mismatch(m, name, bytes.as_bytes()) {
             problem("lineage.file-digest", why);
         }

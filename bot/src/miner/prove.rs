@@ -210,9 +210,10 @@ pub fn resolve_libtorch(arg: Option<&Path>, repo: &Path) -> Result<PathBuf> {
 fn build_trainer(worktree: &Path, target_dir: &Path, libtorch: &Path, out: &Path) -> Result<PathBuf> {
     step("building karpa-train from the patched tree");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let built = crate::recipe_build::build_locked(target_dir, worktree, out, || {
+    let toolchain = crate::recipe_build::toolchain_id(Path::new(&cargo), libtorch);
+    let built = crate::recipe_build::build_locked(target_dir, worktree, &toolchain, out, |tree| {
         run(Command::new(cargo)
-            .current_dir(worktree)
+            .current_dir(tree)
             .args(["build", "--offline", "--locked", "--quiet", "--bin", "karpa-train"])
             .env("CARGO_TARGET_DIR", target_dir)
             .env("LIBTORCH", libtorch))

@@ -97,7 +97,77 @@ impl Bpe {
         Ok(bytes)
     }
 
+    /// The UTF-8 bytes of every token, by id (special tokens: none): what a
+    /// stream of generated tokens prints, a token at a time.
+    pub fn token_byte_strings(&self) -> Result<Vec<Vec<u8>>> {
+        let byte_of: std::collections::HashMap<char, u8> = byte_level_chars().map(|(b, c)| (c, b)).collect();
+        let specials: std::collections::HashSet<u32> =
+            self.inner.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
+        let mut out = vec![Vec::new(); self.vocab_size() as usize];
+        for (token, id) in self.inner.get_vocab(true) {
+            if specials.contains(&id) {
+                continue;
+            }
+            let bytes = token
+                .chars()
+                .map(|c| byte_of.get(&c).copied().ok_or_else(|| anyhow!("token {token:?}: {c:?} is no byte")))
+                .collect::<Result<Vec<u8>>>()?;
+            *out.get_mut(id as usize).ok_or_else(|| anyhow!("token id {id} beyond the vocabulary"))? = bytes;
+        }
+        Ok(out)
+    }
+
+    /// A prompt as a document begins: BOS, then its tokens.
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        if text.is_empty() {
+            bail!("the prompt is empty: give some text to continue");
+        }
+        Ok(self.encode_docs(&[text.to_string()])?.remove(0))
+    }
+
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, true).map_err(|e| anyhow!("cannot decode: {e}")).context("decode")
+    }
+}
+
+/// GPT-2's byte-level alphabet: each byte and the character that stands for it
+/// (printable Latin-1 bytes stand for themselves, the rest for U+0100 onwards).
+fn byte_level_chars() -> impl Iterator<Item = (u8, char)> {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut next = 256u32;
+    (0..=255u8).map(move |b| {
+        if printable(b) {
+            (b, char::from(b))
+        } else {
+            next += 1;
+            (b, char::from_u32(next - 1).expect("below the surrogates"))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alphabet_is_the_one_the_tokenizer_uses() {
+        let ours: std::collections::HashSet<char> = byte_level_chars().map(|(_, c)| c).collect();
+        let theirs: std::collections::HashSet<char> = ByteLevel::alphabet().into_iter().collect();
+        assert_eq!(ours, theirs);
+        assert_eq!(byte_level_chars().filter(|&(b, c)| c == char::from(b)).count(), 188);
+    }
+
+    #[test]
+    fn token_bytes_concatenate_to_the_decoded_text() {
+        let docs = ["Où est la café? Ça coûte 3 €, naïve façade.", "The café is open; the façade is old. €€"];
+        let bpe = Bpe::train(docs.iter().copied(), 300).unwrap();
+        let text = "Un café à 2 € — façade";
+        let ids = bpe.encode_prompt(text).unwrap();
+        assert_eq!(ids[0], bpe.bos_id);
+        let table = bpe.token_byte_strings().unwrap();
+        let bytes: Vec<u8> = ids.iter().flat_map(|&i| table[i as usize].clone()).collect();
+        assert_eq!(String::from_utf8(bytes).unwrap(), text);
+        assert_eq!(bpe.decode(&ids).unwrap(), text);
+        assert!(bpe.encode_prompt("").unwrap_err().to_string().contains("empty"));
     }
 }

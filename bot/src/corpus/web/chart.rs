@@ -1,6 +1,6 @@
 //! The lineage chart: each king's hidden-eval bits per byte, in crowning order,
-//! with ±σ where its runs give one. Drawn by plotters as SVG from numbers and
-//! release tags only.
+//! with ±σ where its runs give one, and a ring round those published as a model.
+//! Drawn by plotters as SVG from numbers and release tags only.
 
 use crate::corpus::query::King;
 use anyhow::{anyhow, bail, Result};
@@ -66,6 +66,21 @@ pub fn lineage(kings: &[&King]) -> Result<String> {
             )
             .map_err(err)?;
         chart.draw_series(points.iter().map(|p| Circle::new((p.0 as f64, p.1), 5, blue.filled()))).map_err(err)?;
+        let orange = RGBColor(230, 126, 34);
+        let modelled = points.iter().filter(|p| kings[p.0].has_model);
+        chart
+            .draw_series(modelled.map(|p| Circle::new((p.0 as f64, p.1), 9, orange.stroke_width(2))))
+            .map_err(err)?
+            .label("published as a model")
+            .legend(move |(x, y)| Circle::new((x, y), 5, orange.stroke_width(2)));
+        if kings.iter().any(|k| k.has_model) {
+            chart
+                .configure_series_labels()
+                .label_font(("sans-serif", 12))
+                .border_style(RGBColor(238, 238, 238))
+                .draw()
+                .map_err(err)?;
+        }
         root.present().map_err(err)?;
     }
     Ok(out)

@@ -25,6 +25,7 @@ pub fn page(status: StatusCode, title: &str, body: Markup) -> Response {
                     nav {
                         a href="/submissions" { "Submissions" }
                         a href="/kings" { "Kings" }
+                        a href="/models" { "Models" }
                         a href="/api/openapi.json" { "API" }
                     }
                     form.quick action="/submissions" method="get" role="search" {

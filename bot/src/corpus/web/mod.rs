@@ -18,6 +18,8 @@ pub fn routes() -> Router<AppState> {
         .route("/submissions", get(pages::submissions))
         .route("/submissions/{id}", get(pages::submission))
         .route("/kings", get(pages::kings))
+        .route("/models", get(pages::models))
+        .route("/models/{id}", get(pages::model))
         .route("/static/corpus.css", get(layout::stylesheet))
         .fallback(pages::not_found)
 }

@@ -1,5 +1,5 @@
 //! The pages: home (kings, lineage chart, leaderboard, latest), the searchable
-//! list, one submission, the kings.
+//! list, one submission, the kings, the published models.
 
 use super::layout::{error, page};
 use super::render::{badge, bpb, diff, markdown, safe_link, short, signed};
@@ -352,6 +352,64 @@ pub async fn kings(State(state): State<AppState>) -> Response {
         }
     };
     page(StatusCode::OK, "Kings", body)
+}
+
+/// The published models: each a release's weights, its numbers and a download.
+pub async fn models(State(state): State<AppState>) -> Response {
+    let models = match query::models(&state.pool).await {
+        Ok(m) => m,
+        Err(e) => return outage(e),
+    };
+    let body = html! {
+        h1 { "Models" }
+        p.muted { "Releases of the recipe as model folders: the crowned checkpoint's weights, its tokenizer, config and card, each verified against its crown note (" code { "karpa model verify" } ")." }
+        @if models.is_empty() { div.card { p { "No model is published yet." } } }
+        @else {
+            table.models {
+                thead { tr { th { "Model" } th { "Release" } th { "Config" } th.num { "Parameters" } th.num { "Hidden bpb" } th.num { "σ (n)" } th.num { "Val bpb" } th { "Weights" } th { "Download" } } }
+                tbody {
+                    @for m in &models {
+                        tr {
+                            td { a href={ "/models/" (m.id) } { (m.name) } div.muted.mono { (m.repo) } }
+                            td { (m.tag) } td { (m.config) } td.num { (m.params) }
+                            td.num { (bpb(Some(m.hidden_bpb))) } td.num { (bpb(Some(m.sigma))) " (" (m.floor_n) ")" }
+                            td.num { (bpb(Some(m.val_bpb))) } td.mono { (short(&m.weights_sha256)) }
+                            td { (download(m)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(StatusCode::OK, "Models", body)
+}
+
+/// One model: its numbers and its card.
+pub async fn model(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<i64>() else { return error(StatusCode::NOT_FOUND, "There is no such model.") };
+    let (m, card) = match query::model(&state.pool, id).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "There is no such model."),
+        Err(e) => return outage(e),
+    };
+    // The card's front matter is for the Hugging Face hub; the page shows its body.
+    let body_text = card.strip_prefix("---\n").and_then(|c| c.split_once("\n---\n")).map_or(card.as_str(), |(_, b)| b);
+    let body = html! {
+        p.muted { a href="/models" { "Models" } " · " code { (m.repo) } " · " (m.tag) }
+        div.card {
+            div.muted { "hidden bpb" } div.bpb { (bpb(Some(m.hidden_bpb))) span.muted { " ± " (bpb(Some(m.sigma))) } }
+            p { "Weights " code { (m.weights_sha256) } " · " (download(&m)) }
+        }
+        div.card.rationale { (markdown(body_text)) }
+    };
+    page(StatusCode::OK, &m.name, body)
+}
+
+fn download(m: &query::Model) -> Markup {
+    match m.download_url.as_deref().and_then(safe_link) {
+        Some(url) => html! { a href=(url) { "download" } },
+        None => html! { span.muted { "no link" } },
+    }
 }
 
 /// Unknown paths under the corpus get the friendly page too.

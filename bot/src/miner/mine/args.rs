@@ -1,7 +1,6 @@
 //! `karpa mine`'s command line.
 
 use super::submit::SubmitTo;
-use crate::sandbox::gpu::DeviceChoice;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,9 +12,8 @@ pub struct MineArgs {
     /// Protocol config: tiny on a CPU, proxy on a GPU.
     #[arg(long)]
     pub config: String,
-    /// The config's prepared public data (`karpa-train prepare`'s public/ folder).
-    #[arg(long)]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub sandbox: crate::judge_cmd::PublicSandboxArgs,
     /// `builtin` (compass search over recipe.toml) or a command, run with `sh -c`
     /// in a fresh worktree of the best recipe each trial; it reads $KARPA_PROGRAM.
     #[arg(long, default_value = "builtin")]
@@ -52,13 +50,4 @@ pub struct MineArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub submit: SubmitTo,
-    /// Shared cargo target folder for recipe builds.
-    #[arg(long, default_value = "target/recipes")]
-    pub target_dir: PathBuf,
-    /// libtorch folder (default: $LIBTORCH, then <repo>/.karpa/libtorch).
-    #[arg(long)]
-    pub libtorch: Option<PathBuf>,
-    /// Where the sandboxed models run: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceChoice,
 }

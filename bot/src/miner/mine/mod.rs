@@ -31,7 +31,6 @@ mod trial;
 pub use args::MineArgs;
 
 use crate::judge::decision::DecisionRule;
-use crate::judge_cmd::{public_setup, SandboxPaths};
 use crate::repo::RecipeRepo;
 use crate::sandbox::Sandbox;
 use anyhow::{bail, Context as _, Result};
@@ -69,8 +68,7 @@ pub fn mine(args: &MineArgs) -> Result<State> {
     args.submit.check(args.dry_run)?;
     let repo = RecipeRepo::open(&args.repo)?;
     let sandbox = Sandbox::new()?;
-    let paths = SandboxPaths { data: &args.data, target_dir: &args.target_dir, libtorch: args.libtorch.as_deref() };
-    let setup = public_setup(&args.repo, &paths, args.device)?;
+    let setup = args.sandbox.setup(&args.repo)?;
     let work = tempfile::Builder::new().prefix("karpa-mine-").tempdir()?;
     let bench = Bench::new(&sandbox, &setup, &repo, &args.config, work.path());
     let record = Record::open(&args.out)?;

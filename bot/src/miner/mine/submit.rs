@@ -94,15 +94,15 @@ fn prove_and_open(m: &Miner<'_>, state: &State, trial: u32, fresh: &[f64]) -> Re
         patch,
         king: Some(king.tag.clone()),
         config: state.config.clone(),
-        data: m.args.data.clone(),
+        data: m.args.sandbox.data.clone(),
         allow_unpinned_data: false,
         hotkey: to.hotkey.clone().context("--hotkey")?,
         github_login: to.github_login.clone().context("--github-login")?,
         rationale,
         out: bundle.clone(),
         repo: m.args.repo.clone(),
-        target_dir: m.args.target_dir.clone(),
-        libtorch: m.args.libtorch.clone(),
+        target_dir: m.args.sandbox.target_dir.clone(),
+        libtorch: m.args.sandbox.libtorch.clone(),
     })?;
     let branch = format!("karpa-mine/trial-{trial}");
     let commit = branch_commit(m, &king, tree, &branch, &state.best.description)?;

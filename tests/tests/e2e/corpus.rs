@@ -321,8 +321,8 @@ async fn every_migration_reverts_and_reapplies() {
     let without_corpus = tables(pool.clone()).await;
     assert_eq!(
         all - without_corpus,
-        8,
-        "submissions, bundles, verdicts, miners, noise_floors, chain_epochs, floor_runs, confirmation_runs"
+        9,
+        "submissions, bundles, verdicts, miners, noise_floors, chain_epochs, floor_runs, confirmation_runs, models"
     );
     migrator.undo(&pool, 0).await.expect("every migration reverts");
     assert_eq!(tables(pool.clone()).await, 0);

@@ -243,4 +243,141 @@ fn the_builtin_search_keeps_a_real_improvement_and_its_pull_request_is_crowned()
     let lineage = Command::new(binary("karpa")).args(["lineage", "verify"]).arg(&clone).output().unwrap();
     let lineage = String::from_utf8_lossy(&lineage.stdout);
     assert!(lineage.contains("lineage holds: 2 releases"), "{lineage}");
+
+    // And re-make its number: the tag's recipe, trained with the config's seed
+    // in the sandbox, lands on the bundle's val bpb and the validator's hidden one.
+    let bundle = listed.lines().find(|l| l.starts_with("#1 ")).and_then(|l| l.split_whitespace().last()).unwrap();
+    let mut rep = Command::new(binary("karpa"));
+    rep.args(["reproduce", "--json", "--tag", "recipe-v0.1.1", "--repo"]).arg(&clone).arg("--bundle").arg(bundle);
+    rep.arg("--data").arg(data.join("public")).arg("--hidden").arg(data.join("hidden"));
+    let rep = rep.arg("--target-dir").arg(workspace_root().join("target/recipes")).output().unwrap();
+    let r: serde_json::Value =
+        serde_json::from_slice(&rep.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&rep.stderr)));
+    assert!(rep.status.success(), "{r:#}");
+    assert_eq!((r["config"].as_str(), r["recorded"]["floor_n"].as_u64()), (Some("micro"), Some(2)), "{r:#}");
+    assert_eq!(r["recorded"]["signed_by"][0], "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY", "{r:#}");
+    let splits: Vec<&str> = r["comparisons"].as_array().unwrap().iter().map(|c| c["split"].as_str().unwrap()).collect();
+    assert_eq!(splits, ["val", "hidden"], "{r:#}");
+    for c in r["comparisons"].as_array().unwrap() {
+        let (made, recorded) = (c["reproduced"].as_f64().unwrap(), c["recorded"].as_f64().unwrap());
+        // The same seed on the same kind of machine: the same model, to float order.
+        assert!((made - recorded).abs() < 1e-3 && c["within_sigma"] == true, "{r:#}");
+    }
+    assert_eq!(r["recorded"]["hidden_bpb"], v["eval"]["hidden_bpb"], "{r:#}");
+
+    export_and_verify_the_model(&clone, Path::new(bundle), &data, &v);
+}
+
+/// `karpa model export` of the crowned release, `karpa-train generate` from the
+/// folder, and `karpa model verify` catching an edited weight, bpb or tokenizer.
+fn export_and_verify_the_model(clone: &Path, bundle: &Path, data: &Path, verdict: &serde_json::Value) {
+    let model = clone.parent().unwrap().join("model");
+    let karpa = |args: &[&dyn AsRef<std::ffi::OsStr>]| karpa_tests::run(&binary("karpa"), args);
+    let export = karpa(&[
+        &"model",
+        &"export",
+        &"--repo",
+        &clone,
+        &"--tag",
+        &"recipe-v0.1.1",
+        &"--bundle",
+        &bundle,
+        &"--data",
+        &data.join("public"),
+        &"--out",
+        &model,
+    ])
+    .ok();
+    assert!(export.stdout.contains("karpa-micro-v0.1.1"), "{}", export.stdout);
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(model.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["scores"]["hidden_bpb"], verdict["eval"]["hidden_bpb"], "{cfg:#}");
+    assert_eq!(cfg["lineage"].as_array().unwrap().len(), 2, "{cfg:#}");
+    let card = std::fs::read_to_string(model.join("README.md")).unwrap();
+    let bpb_line = format!("      value: {}", verdict["eval"]["hidden_bpb"].as_f64().unwrap());
+    assert!(card.starts_with("---\nlicense: ") && card.contains("model-index:") && card.contains(&bpb_line), "{card}");
+    let verify = |what: &str| {
+        let r = karpa(&[&"model", &"verify", &model, &"--repo", &clone]);
+        let holds = what == "match the crown notes";
+        assert_eq!(r.code, if holds { 0 } else { 1 }, "{what}: {}{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains(what), "{what}: {}", r.stdout);
+    };
+    verify("match the crown notes");
+    // The weights hold no optimizer state and generate text as they are.
+    let text = karpa_tests::run(
+        &binary("karpa-train"),
+        &[
+            &"generate",
+            &"--config",
+            &"micro",
+            &"--data",
+            &model,
+            &"--checkpoint",
+            &model.join("model.safetensors"),
+            &"--prompt",
+            &"To be",
+            &"--tokens",
+            &"16",
+            &"--seed",
+            &"3",
+        ],
+    )
+    .ok();
+    assert!(text.stdout.starts_with("To be") && text.stdout.len() > 8, "{}", text.stdout);
+    let edit = |file: &str, change: &dyn Fn(&mut Vec<u8>), caught: &str| {
+        let path = model.join(file);
+        let original = std::fs::read(&path).unwrap();
+        let mut bytes = original.clone();
+        change(&mut bytes);
+        std::fs::write(&path, &bytes).unwrap();
+        verify(caught);
+        std::fs::write(&path, original).unwrap();
+    };
+    edit("model.safetensors", &|b| *b.last_mut().unwrap() ^= 1, "model.safetensors hashes to");
+    let better = format!("      value: {}", verdict["eval"]["hidden_bpb"].as_f64().unwrap() - 0.1);
+    edit("README.md", &|b| *b = String::from_utf8_lossy(b).replace(&bpb_line, &better).into_bytes(), "README.md line");
+    edit("tokenizer.json", &|b| b.extend_from_slice(b" "), "tokenizer.json hashes to");
+    edit(
+        "config.json",
+        &|b| *b = String::from_utf8_lossy(b).replacen("\"val_bpb\": ", "\"val_bpb\": 1", 1).into_bytes(),
+        "config.json.scores.val_bpb",
+    );
+    verify("match the crown notes");
+
+    // Published to a corpus: only a folder that verifies, with an http(s) link.
+    let db = tokio::runtime::Runtime::new().unwrap().block_on(karpa_tests::fresh_database_url());
+    let publish = |folder: &Path, url: &str| {
+        karpa(&[
+            &"model",
+            &"publish",
+            &folder,
+            &"--repo",
+            &clone,
+            &"--database-url",
+            &db,
+            &"--repo-name",
+            &"o/recipe",
+            &"--url",
+            &url,
+        ])
+    };
+    let tampered = model.with_file_name("tampered");
+    karpa(&[
+        &"model",
+        &"export",
+        &"--repo",
+        &clone,
+        &"--bundle",
+        &bundle,
+        &"--data",
+        &data.join("public"),
+        &"--out",
+        &tampered,
+    ])
+    .ok();
+    std::fs::write(tampered.join("README.md"), "# a better model\n").unwrap();
+    let r = publish(&tampered, "https://models.example/m.tar");
+    assert!(r.code == 2 && r.stderr.contains("does not verify, so it is not published"), "{}", r.stderr);
+    let r = publish(&model, "javascript:alert(1)");
+    assert!(r.code == 2 && r.stderr.contains("is not an http(s) link"), "{}", r.stderr);
+    assert!(publish(&model, "https://models.example/m.tar").ok().stdout.starts_with("published karpa-micro-v0.1.1"));
 }

@@ -58,9 +58,10 @@ fn pull_request(work: &Path, branch: &str, base: &str, king: &str, from: &str, t
     std::fs::write(bundle.join("patch.diff"), git(work, &["diff", &format!("{king}^{{commit}}"), "HEAD"])).unwrap();
     let why = format!("Change {from} to {to}.\n\nIt trains faster at this scale.\n");
     std::fs::write(bundle.join("rationale.md"), why).unwrap();
-    for f in ["log.jsonl", "final_state.json", "calibration.json", "checkpoints/step-1.safetensors"] {
+    for f in ["log.jsonl", "calibration.json"] {
         std::fs::write(bundle.join(f), format!("placeholder {f} of {branch}")).unwrap();
     }
+    karpa_tests::fake_run(&bundle, "tiny", "checkpoints/step-1.safetensors", branch.as_bytes());
     let repo = karpa_bot::repo::RecipeRepo::open(work).unwrap();
     let king_release = repo.king(Some(king)).unwrap();
     let claims = proof::bundle::RunClaims {

@@ -141,6 +141,23 @@ async fn chromium_browses_searches_and_runs_no_miner_script() {
     assert_eq!(heading, "Sneaky title");
     shot(&c, "hostile.png").await;
 
+    // The published models, and one model's card; the chart rings the release that has one.
+    c.goto(&format!("{base}/models")).await.unwrap();
+    assert_eq!(c.title().await.unwrap(), "Models · Karpa corpus");
+    let row = text(&c, "table.models tbody").await;
+    assert!(row.contains("karpa-tiny-v0.1.1") && row.contains("recipe-v0.1.1") && row.contains("2.3381"), "{row}");
+    let link = c.find(Locator::LinkText("download")).await.unwrap().attr("href").await.unwrap();
+    assert_eq!(link.as_deref(), Some("https://models.example/karpa-tiny-v0.1.1.tar"));
+    c.find(Locator::LinkText("karpa-tiny-v0.1.1")).await.unwrap().click().await.unwrap();
+    url_when(&c, |u| u.path().starts_with("/models/")).await;
+    assert_eq!(text(&c, ".rationale h1").await, "karpa-tiny-v0.1.1");
+    let card = text(&c, ".rationale").await;
+    assert!(card.contains("Lineage") && card.contains("karpa model verify") && !card.contains("model-index"), "{card}");
+    shot(&c, "model.png").await;
+    c.goto(&format!("{base}/")).await.unwrap();
+    let chart = c.find(Locator::Css(".card.chart svg")).await.unwrap().html(false).await.unwrap();
+    assert!(chart.contains("published as a model"), "the lineage chart marks the king with a model");
+
     // A bad search is a friendly page, not a crash.
     c.goto(&format!("{base}/submissions?page=99999999")).await.unwrap();
     assert!(text(&c, "section.error").await.contains("deepest a page may go"));

@@ -148,6 +148,48 @@ fn micro_end_to_end() {
             .collect::<Vec<_>>()
     };
     assert_eq!(ck(&log), ck(&again), "checkpoints differ between identical runs");
+
+    generate_from(&data, &run_dir.join(&ckpts[3].path));
+}
+
+/// `karpa-train generate` on micro's trained checkpoint: the same seed gives the
+/// same text, greedy is top-k 1, and bad input is named.
+fn generate_from(data: &Path, ckpt: &Path) {
+    let public = data.join("public");
+    let generate = |extra: &[&str]| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"generate", &"--config", &"micro", &"--data", &public, &"--checkpoint", &ckpt];
+        args.extend(extra.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
+        run(&karpa_train(), &args)
+    };
+    let text = |seed: &str, extra: &[&str]| {
+        let args = [&["--prompt", "KING HENRY:", "--tokens", "48", "--seed", seed][..], extra].concat();
+        generate(&args).ok().stdout
+    };
+    let a = text("1", &["--top-k", "20"]);
+    assert!(a.starts_with("KING HENRY:") && a.len() > "KING HENRY:".len() + 20, "{a:?}");
+    assert_eq!(a, text("1", &["--top-k", "20"]), "the same seed, the same text");
+    assert_ne!(a, text("2", &["--top-k", "20"]), "another seed, another text");
+    let greedy = text("1", &["--temperature", "0"]);
+    assert_eq!(greedy, text("9", &["--top-k", "1"]), "top-k 1 is greedy, whatever the seed");
+    // Bad input: an empty prompt, a token the tokenizer does not have, another config's checkpoint.
+    let r = generate(&["--prompt", ""]);
+    assert!(r.code == 2 && r.stderr.contains("the prompt is empty"), "{}", r.stderr);
+    let r = generate(&["--prompt-tokens", "1,5,999999"]);
+    assert!(r.code == 2 && r.stderr.contains("token 999999 is not in the tokenizer's vocabulary"), "{}", r.stderr);
+    let r = generate(&["--prompt", "x", "--top-p", "0"]);
+    assert!(r.code == 2 && r.stderr.contains("--top-p"), "{}", r.stderr);
+    let mut header = std::fs::read(ckpt).unwrap();
+    // The config inside the header's metadata, a JSON string in JSON: \"micro\".
+    let at = header.windows(9).position(|w| w == br#"\"micro\""#).expect("the config in the header");
+    header[at + 2..at + 7].copy_from_slice(b"tiny_");
+    let other = ckpt.with_extension("other");
+    std::fs::write(&other, header).unwrap();
+    let r = run(
+        &karpa_train(),
+        &[&"generate", &"--config", &"micro", &"--data", &public, &"--checkpoint", &other, &"--prompt", &"x"],
+    );
+    assert!(r.code == 2 && r.stderr.contains("a checkpoint of config tiny_, not micro"), "{}", r.stderr);
 }
 
 #[test]
