@@ -28,6 +28,14 @@ use std::path::{Path, PathBuf};
 
 /// What the folder was last built from; "dirty" while a build runs.
 const BUILT_FROM: &str = ".karpa-built-from.json";
+/// What cargo is asked for. `-p` resolves features for the harness alone: from
+/// the workspace's default members, the bot's features would pull subxt, rustls
+/// and ring into the harness's graph (through karpa-proof's subxt-signer), and
+/// ring's build script reruns whenever the environment differs (a sandboxed
+/// build after `karpa prove`'s), rebuilding that whole chain each time.
+pub const CARGO_ARGS: [&str; 8] =
+    ["build", "--offline", "--locked", "--quiet", "-p", "karpa-trainer", "--bin", "karpa-train"];
+
 /// Where every tree is built from, inside the target folder.
 const SOURCE: &str = ".karpa-src";
 /// Binaries by content: `<folder>/.karpa-bins/<key>/karpa-train`.

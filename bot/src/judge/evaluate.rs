@@ -284,7 +284,7 @@ pub fn build(
     };
     let cmd: Vec<OsString> = [toolchain_bin.join("cargo").into_os_string()]
         .into_iter()
-        .chain(["build", "--offline", "--locked", "--quiet", "--bin", "karpa-train"].map(OsString::from))
+        .chain(crate::recipe_build::CARGO_ARGS.map(OsString::from))
         .collect();
     let out = work.join(format!("karpa-train-{tree}"));
     let toolchain = crate::recipe_build::toolchain_id(&setup.toolchain, &setup.libtorch);

@@ -214,7 +214,7 @@ fn build_trainer(worktree: &Path, target_dir: &Path, libtorch: &Path, out: &Path
     let built = crate::recipe_build::build_locked(target_dir, worktree, &toolchain, out, |tree| {
         run(Command::new(cargo)
             .current_dir(tree)
-            .args(["build", "--offline", "--locked", "--quiet", "--bin", "karpa-train"])
+            .args(crate::recipe_build::CARGO_ARGS)
             .env("CARGO_TARGET_DIR", target_dir)
             .env("LIBTORCH", libtorch))
         .map(Ok::<(), std::convert::Infallible>)
