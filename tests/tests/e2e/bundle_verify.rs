@@ -11,7 +11,10 @@ fn verify_passes_then_names_the_tampered_file() {
     assert!(ok.stdout.contains("ok: manifest"), "{}", ok.stdout);
 
     // Same size, other bytes: only the digest can tell.
-    std::fs::write(tmp.path().join("checkpoints/step-4.safetensors"), "checkpoints/step-4.safetensorX\n").unwrap();
+    let ck = tmp.path().join("checkpoints/step-4.safetensors");
+    let mut bytes = std::fs::read(&ck).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&ck, bytes).unwrap();
     let bad = run(&binary("karpa"), &[&"bundle", &"verify", &"--json", &tmp.path()]);
     assert_eq!(bad.code, 1, "{}", bad.stdout);
     let findings = bad.json()["findings"].as_array().unwrap().clone();
