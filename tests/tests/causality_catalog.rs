@@ -8,7 +8,7 @@
 //! shapes pass over 200 judgments' worth of checks.
 //!
 //! The same path through `karpa judge` and the sandbox, with real patches, is in
-//! tests/tests/prove.rs.
+//! tests/tests/e2e/prove.rs.
 
 use proof::causality::{compare, CausalityReport, Tolerance};
 use recipe::{ModelSpec, Recipe, RecipeError, StepCtx, StepStats};

@@ -76,7 +76,13 @@ impl CrownNote {
         let final_state_text = read("final_state.json")?;
         let final_state: proof::state::FinalState =
             serde_json::from_str(&final_state_text).context("the bundle's final_state.json")?;
-        let weights = crate::release::weights::of_bundle(bundle, &final_state)?.digest;
+        // The weights' digest is bound to the checkpoint the manifest names.
+        let (checkpoint, bytes) = crate::release::weights::last_checkpoint(bundle, &final_state)?;
+        let listed = manifest.files.iter().find(|f| f.path == checkpoint).map(|f| &f.sha256);
+        if listed != Some(&proof::sha256_bytes(&bytes)) {
+            bail!("the bundle's {checkpoint} is not the one its manifest lists");
+        }
+        let weights = crate::release::weights::weights_of(&checkpoint, &bytes)?.digest;
         Ok(CrownNote {
             format: NOTE_FORMAT.into(),
             tag: facts.tag.into(),

@@ -178,7 +178,7 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     bot_waits_for_the_kings_floor(repo, &file, data, &secret);
 
     // The local forge's crown through the CLI, a measured floor and the lineage
-    // from a clone: tests/tests/mine.rs, on the pull request `karpa mine` opens.
+    // from a clone: tests/tests/e2e/mine.rs, on the pull request `karpa mine` opens.
 
     // A PR whose diff is not the bundle's patch.
     git(repo, &["checkout", "-q", "-b", "pr/2", "recipe-v0.1.0"]);
