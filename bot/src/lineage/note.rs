@@ -103,6 +103,12 @@ impl CrownNote {
         })
     }
 
+    /// The bundle's final state the note carries (None in notes older than that).
+    pub fn final_state(&self) -> Result<Option<proof::state::FinalState>> {
+        let Some(text) = self.final_state.as_deref() else { return Ok(None) };
+        Ok(Some(serde_json::from_str(text).context("the crown note's final_state.json")?))
+    }
+
     /// sha256 of the note's RFC 8785 form without its signatures: what validators sign.
     pub fn signed_digest(&self) -> proof::Sha256Hex {
         let unsigned = CrownNote { signatures: vec![], ..self.clone() };

@@ -289,8 +289,7 @@ fn crowned(repo: &RecipeRepo, king: &King) -> Result<CrownNote> {
 }
 
 fn final_state_of(note: &CrownNote) -> Result<FinalState> {
-    let text = note.final_state.as_deref().context("the crown note carries no final state")?;
-    serde_json::from_str(text).context("the crown note's final_state.json")
+    note.final_state()?.context("the crown note carries no final state")
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {

@@ -140,8 +140,8 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<Report> {
         recorded = Recorded::default(); // the record's numbers are of another config
     }
     if let Some(n) = note.as_ref().filter(|n| n.manifest.config == config) {
-        recorded.bundle_val_bpb = match (&n.final_state, &args.bundle) {
-            (Some(text), _) => Some(serde_json::from_str::<proof::state::FinalState>(text)?.val_bpb),
+        recorded.bundle_val_bpb = match (n.final_state()?, &args.bundle) {
+            (Some(state), _) => Some(state.val_bpb),
             (None, Some(bundle)) => Some(bundle_val_bpb(bundle, n)?),
             (None, None) => None,
         };

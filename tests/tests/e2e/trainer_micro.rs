@@ -156,12 +156,13 @@ fn micro_end_to_end() {
 /// same text, greedy is top-k 1, and bad input is named.
 fn generate_from(data: &Path, ckpt: &Path) {
     let public = data.join("public");
-    let generate = |extra: &[&str]| {
+    let generate_with = |ckpt: &Path, extra: &[&str]| {
         let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
             vec![&"generate", &"--config", &"micro", &"--data", &public, &"--checkpoint", &ckpt];
         args.extend(extra.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
         run(&karpa_train(), &args)
     };
+    let generate = |extra: &[&str]| generate_with(ckpt, extra);
     let text = |seed: &str, extra: &[&str]| {
         let args = [&["--prompt", "KING HENRY:", "--tokens", "48", "--seed", seed][..], extra].concat();
         generate(&args).ok().stdout
@@ -185,10 +186,7 @@ fn generate_from(data: &Path, ckpt: &Path) {
     header[at + 2..at + 7].copy_from_slice(b"tiny_");
     let other = ckpt.with_extension("other");
     std::fs::write(&other, header).unwrap();
-    let r = run(
-        &karpa_train(),
-        &[&"generate", &"--config", &"micro", &"--data", &public, &"--checkpoint", &other, &"--prompt", &"x"],
-    );
+    let r = generate_with(&other, &["--prompt", "x"]);
     assert!(r.code == 2 && r.stderr.contains("a checkpoint of config tiny_, not micro"), "{}", r.stderr);
 }
 
