@@ -267,11 +267,13 @@ pub struct JudgeTarget {
     /// Required unless `pr` is a local pull request (which records its bundle).
     pub bundle: Option<PathBuf>,
     pub ledger: PathBuf,
-    /// Release a crowned verdict on the local forge (needs `validator`).
+    /// Release a crowned verdict on the local forge (needs both of `keys`).
     pub crown: bool,
-    /// The validator hotkey (a hotkey file, seed phrase or secret URI) that signs
-    /// the crown note and the verdict recorded in the corpus.
-    pub validator: Option<String>,
+    /// The validator's keys: the hotkey signs the crown note and the verdict
+    /// recorded in the corpus, the tag key the release tag.
+    pub keys: crate::lineage::keys::ValidatorKeyArgs,
+    /// With `crown`: a validators.toml the release puts in force (signed by the set it replaces).
+    pub trusted_set: Option<PathBuf>,
     /// Number that release recipe-vX.(Y+1).0 instead of a patch bump.
     pub minor: bool,
     /// Record the judgment in the corpus at this PostgreSQL URL.
@@ -280,11 +282,13 @@ pub struct JudgeTarget {
 
 /// Ok(false) when the verdict is `rejected` or `stale`.
 pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> {
-    let validator =
-        t.validator.as_deref().map(crate::miner::prove::load_hotkey).transpose().context("--validator-hotkey")?;
-    if t.crown && validator.is_none() {
-        bail!("--crown needs --validator-hotkey: a crown note is signed by its validator");
-    }
+    let hotkey = t.keys.validator_hotkey.as_deref();
+    let validator = hotkey.map(crate::miner::prove::load_hotkey).transpose().context("--validator-hotkey")?;
+    let crown_keys = t.crown.then(|| t.keys.load("--crown")).transpose()?;
+    let trusted_set = match &t.trusted_set {
+        Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?),
+        None => None,
+    };
     let local = match t.pr.parse::<u64>() {
         Ok(n) => {
             let forge = LocalForge::open(&t.repo)?;
@@ -325,9 +329,10 @@ pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> 
     })?;
     let mut released = None;
     if let Some((forge, mut pull)) = local {
-        if let (true, Some(key), VerdictClass::Crowned) = (t.crown, &validator, verdict.class) {
+        if let (Some(keys), VerdictClass::Crowned) = (&crown_keys, verdict.class) {
             let bump = if t.minor { Bump::Minor } else { Bump::Patch };
-            let outcome = forge.crown(&mut pull, git2::Oid::from_str(&pr_head)?, &verdict, bump, key)?;
+            let head = git2::Oid::from_str(&pr_head)?;
+            let outcome = forge.crown(&mut pull, head, &verdict, bump, keys, trusted_set.as_deref())?;
             outcome.settle(&mut verdict);
             if let CrownOutcome::Crowned { tag, commit } = outcome {
                 released = Some((tag, commit.as_str().to_string()));

@@ -38,6 +38,15 @@ pub enum LineageCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print this validator's `[[validator]]` entry for validators.toml: its
+    /// hotkey's SS58 and its tag key's public half.
+    Keys {
+        #[command(flatten)]
+        keys: crate::lineage::keys::ValidatorKeyArgs,
+        /// The name the entry gives the validator.
+        #[arg(long, default_value = "validator")]
+        name: String,
+    },
 }
 
 pub fn pr(command: PrCommand) -> Result<bool> {
@@ -65,7 +74,13 @@ pub fn pr(command: PrCommand) -> Result<bool> {
 }
 
 pub fn lineage(command: LineageCommand) -> Result<bool> {
-    let LineageCommand::Verify { clone, json } = command;
+    let (clone, json) = match command {
+        LineageCommand::Verify { clone, json } => (clone, json),
+        LineageCommand::Keys { keys, name } => {
+            print!("{}", keys.load("karpa lineage keys")?.entry(&name));
+            return Ok(true);
+        }
+    };
     let report = verify(&clone)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -93,7 +108,13 @@ fn print(report: &Report) {
             (Some(_), Some(d)) => d[..16.min(d.len())].to_string(),
             (Some(_), None) => "-".into(),
         };
-        let signers = if l.signers.is_empty() { "-".to_string() } else { l.signers.join(", ") };
+        let mut signers = if l.signers.is_empty() { "-".to_string() } else { l.signers.join(", ") };
+        if let Some(t) = &l.tag_signer {
+            signers.push_str(&format!("; tag: {t}"));
+        }
+        if l.trusted_set_changed {
+            signers.push_str("; new trusted set");
+        }
         println!(
             "{mark} {:<16} {commit:<9} {:>10} {:>10} {gain:>8}  {bundle:<16}  {signers}",
             l.tag,

@@ -41,13 +41,17 @@ enum Command {
         /// The bundle folder or packed file (default: the local pull request's).
         #[arg(long)]
         bundle: Option<PathBuf>,
-        /// Release a crowned verdict: merge, CHANGELOG.md, tag and crown note (local pull requests).
-        #[arg(long, requires = "validator_hotkey")]
+        /// Release a crowned verdict: merge, CHANGELOG.md, signed tag and crown note
+        /// (local pull requests; needs --validator-hotkey and --validator-tag-key).
+        #[arg(long)]
         crown: bool,
-        /// The validator's hotkey that signs the crown note and the corpus's verdict
-        /// (hotkey file, seed phrase or secret URI).
-        #[arg(long, env = "KARPA_VALIDATOR_HOTKEY", hide_env_values = true)]
-        validator_hotkey: Option<String>,
+        #[command(flatten)]
+        keys: karpa_bot::lineage::keys::ValidatorKeyArgs,
+        /// With --crown: a validators.toml this release puts in force, when it
+        /// differs from the king's (the crown note that carries it is signed by
+        /// the set it replaces).
+        #[arg(long, requires = "crown")]
+        trusted_set: Option<PathBuf>,
         /// With --crown: release as recipe-vX.(Y+1).0 instead of a patch bump.
         #[arg(long, requires = "crown")]
         minor: bool,
@@ -97,6 +101,9 @@ enum Command {
     /// Re-make a release's number from its tag: build, train with the config's seed,
     /// score, and set it beside the crown note's. Exit 1 when outside the noise floor.
     Reproduce(karpa_bot::release::reproduce::ReproduceArgs),
+    /// Re-train a release on a reference config (tiny on a CPU, karpa-1 on a GPU)
+    /// in the validator's sandbox and export it as a model folder.
+    Reference(karpa_bot::release::reference::ReferenceArgs),
     /// A release as a model folder (weights, tokenizer, config.json, model card), and its offline check.
     Model {
         #[command(subcommand)]
@@ -227,7 +234,8 @@ fn main() -> ExitCode {
             pr,
             bundle,
             crown,
-            validator_hotkey,
+            keys,
+            trusted_set,
             minor,
             ledger,
             database_url,
@@ -255,8 +263,8 @@ fn main() -> ExitCode {
                 }),
                 _ => None,
             };
-            let validator = validator_hotkey;
-            let target = judge_cmd::JudgeTarget { repo, pr, bundle, ledger, crown, validator, minor, database_url };
+            let target =
+                judge_cmd::JudgeTarget { repo, pr, bundle, ledger, crown, keys, trusted_set, minor, database_url };
             judge_cmd::run(target, eval, json)
         }
         Command::Pr { command } => lineage_cmd::pr(command),
@@ -265,6 +273,7 @@ fn main() -> ExitCode {
         Command::Lineage { command } => lineage_cmd::lineage(command),
         Command::Reproduce(args) => karpa_bot::release::reproduce::run(&args),
         Command::Model { command } => karpa_bot::release::model::run(command),
+        Command::Reference(args) => karpa_bot::release::reference::run(&args),
         Command::NoiseFloor { repo, king, config, seeds, validator, out } => {
             judge_cmd::noise_floor(repo, king, config, seeds, &validator.paths(), out)
         }

@@ -36,11 +36,13 @@ pub struct WorkerArgs {
     /// The GitHub App's private key (PEM).
     #[arg(long, env = "KARPA_APP_KEY_FILE")]
     pub app_key_file: PathBuf,
-    /// The validator's hotkey, which signs its crown notes: a Bittensor hotkey
-    /// file, a seed phrase or a secret URI (`//Alice` for tests). Its SS58 must be
-    /// in the repository's validators.toml for `karpa lineage verify` to trust it.
-    #[arg(long, env = "KARPA_VALIDATOR_HOTKEY", hide_env_values = true)]
-    pub validator_hotkey: String,
+    /// The validator's hotkey and tag key (both required: any worker may crown).
+    #[command(flatten)]
+    pub keys: crate::lineage::keys::ValidatorKeyArgs,
+    /// A validators.toml the next crown puts in force, when it differs from the
+    /// king's (the crown note that carries it is signed by the set it replaces).
+    #[arg(long)]
+    pub trusted_set: Option<PathBuf>,
     /// The GitHub REST API.
     #[arg(long, default_value = "https://api.github.com")]
     pub github_api: String,
@@ -138,7 +140,15 @@ impl WorkerArgs {
             }
             _ => None,
         };
-        let validator = crate::miner::prove::load_hotkey(&self.validator_hotkey).context("--validator-hotkey")?;
+        let validator = self.keys.load("a worker")?;
+        let trusted_set = match &self.trusted_set {
+            Some(f) => {
+                let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+                crate::lineage::trust::TrustedSet::parse(&text).context("--trusted-set")?;
+                Some(text)
+            }
+            None => None,
+        };
         Ok(crate::jobs::Services {
             pool,
             app,
@@ -157,6 +167,7 @@ impl WorkerArgs {
                 max_attempts: self.max_attempts,
                 public_url: self.public_url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
                 floor_poll: std::time::Duration::from_secs(30),
+                trusted_set,
             },
             lease: std::time::Duration::from_secs(self.lease_seconds.max(1)),
             backoff: std::time::Duration::from_secs(30),

@@ -163,7 +163,8 @@ pub async fn seed(pool: &sqlx::PgPool, dir: &Path) -> Seeded {
     Seeded { crowned, failure, rejected, hostile }
 }
 
-/// recipe-v0.1.1 published as a model, with the card `karpa model export` renders.
+/// recipe-v0.1.1 published as a model, with the card `karpa model export`
+/// renders, and its re-training by `karpa reference` (without a download link).
 async fn publish_a_model(pool: &sqlx::PgPool) {
     let hex = |c: char| c.to_string().repeat(64);
     let m: karpa_bot::release::model::ModelConfig = serde_json::from_value(json!({
@@ -185,4 +186,11 @@ async fn publish_a_model(pool: &sqlx::PgPool) {
     let card = karpa_bot::release::card::render(&m);
     let url = Some("https://models.example/karpa-tiny-v0.1.1.tar");
     karpa_bot::corpus::record::publish_model(pool, REPO, &m, &card, url).await.expect("published");
+    let reference = karpa_bot::release::model::ModelConfig {
+        name: "karpa-tiny-v0.1.1-reference".into(),
+        provenance: karpa_bot::release::model::Provenance::Reference { val_bpb: 2.3461, hidden_bpb: Some(2.3387) },
+        ..m
+    };
+    let card = karpa_bot::release::card::render(&reference);
+    karpa_bot::corpus::record::publish_model(pool, REPO, &reference, &card, None).await.expect("published");
 }

@@ -10,6 +10,13 @@ pub const TEST_APP_ID: u64 = 4242;
 /// The validator key the tests crown with (Substrate's public dev key //Alice).
 pub const TEST_VALIDATOR: &str = "//Alice";
 
+/// The validator's keys the tests crown with: //Alice's hotkey, and the dev tag
+/// key of the same name that the dev set names.
+pub fn test_validator() -> karpa_bot::lineage::keys::ValidatorKeys {
+    use karpa_bot::lineage::keys::{ValidatorKeys, DEFAULT_TAGGER};
+    ValidatorKeys::load(TEST_VALIDATOR, TEST_VALIDATOR, DEFAULT_TAGGER).expect("the dev keys")
+}
+
 /// The trusted set the tests' genesis carries as validators.toml: //Alice alone.
 pub const TEST_TRUSTED_SET: &str = include_str!("../../deploy/validators.dev.toml");
 
@@ -38,7 +45,7 @@ pub fn services(
         pool,
         app: karpa_bot::forge::github::app_client(TEST_APP_ID, &key, &gh.url).expect("an App client"),
         judge,
-        validator: proof::hotkey::keypair_from_uri(TEST_VALIDATOR).expect("the dev key"),
+        validator: test_validator(),
         lease: std::time::Duration::from_secs(60),
         backoff: std::time::Duration::from_millis(1),
     }
@@ -62,6 +69,7 @@ pub fn judge_settings(
         max_attempts: 3,
         public_url: None,
         floor_poll: std::time::Duration::from_millis(50),
+        trusted_set: None,
     }
 }
 

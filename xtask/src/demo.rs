@@ -142,7 +142,8 @@ pub fn run(root: &Path) -> Result<()> {
         step(&format!("validator: judging pull request #{number} ({})", p.branch));
         let t = Instant::now();
         let mut cmd = Command::new(&karpa);
-        cmd.args(["judge", "--json", "--crown", "--validator-hotkey", "//Alice", "--pr", number, "--repo"]).arg(&forge);
+        cmd.args(["judge", "--json", "--crown", "--validator-hotkey", "//Alice"]);
+        cmd.args(["--validator-tag-key", "//Alice", "--pr", number, "--repo"]).arg(&forge);
         cmd.arg("--noise-floor").arg(&floor).arg("--rule").arg(&rule);
         cmd.arg("--database-url").arg(pg.url());
         validator(&mut cmd);

@@ -466,11 +466,15 @@ pub struct Model {
     pub val_bpb: f64,
     pub weights_sha256: String,
     pub download_url: Option<String>,
+    /// Whose run the weights are: `bundle` (the crowned checkpoint) or
+    /// `reference` (a re-training by `karpa reference`).
+    pub provenance: String,
     pub published_at: String,
 }
 
 const MODEL_COLUMNS: &str =
-    "id, repo, name, tag, config, params, hidden_bpb, sigma, floor_n, val_bpb, weights_sha256, download_url, ";
+    "id, repo, name, tag, config, params, hidden_bpb, sigma, floor_n, val_bpb, weights_sha256, \
+     download_url, COALESCE(model_config->'provenance'->>'kind', 'bundle') AS provenance, ";
 
 /// Every published model, newest release first.
 pub async fn models(pool: &PgPool) -> sqlx::Result<Vec<Model>> {

@@ -1,11 +1,13 @@
 //! Crowning on GitHub, under the merge lock: the squash merge guarded by the
-//! judged head, a CHANGELOG.md entry, the annotated tag `recipe-vX.Y.Z` on that
-//! commit, a release, and the new king recorded. Each step is idempotent, so a
+//! judged head, a CHANGELOG.md entry (and a new validators.toml when the crown
+//! puts a new trusted set in force), the signed annotated tag `recipe-vX.Y.Z` on
+//! that commit, a release, and the new king recorded. Each step is idempotent, so a
 //! crown interrupted half-way finishes on retry instead of crowning twice.
 
 use super::github::{CommitSha, Installation, Merge, RepoName};
 use crate::db::kings::{Bump, MergeLock, NewKing};
 use crate::judge::verdict::{Verdict, VerdictClass};
+use crate::lineage::trust::TRUST_FILE;
 use crate::repo::tag_version;
 use anyhow::{bail, Context, Result};
 
@@ -60,6 +62,10 @@ pub struct Crowning<'a> {
     pub verdict: &'a Verdict,
     /// What the release links to besides the numbers.
     pub links: ReleaseLinks<'a>,
+    /// The validator's tag key and tagger.
+    pub tags: &'a crate::lineage::signed_tag::TagSigner,
+    /// A new validators.toml this release puts in force (its crown note carries it too).
+    pub trusted_set: Option<&'a str>,
 }
 
 /// A release's rationale and links (all optional).
@@ -94,8 +100,12 @@ pub async fn crown(gh: &Installation, lock: &mut MergeLock, c: &Crowning<'_>) ->
     };
     let pr = format!("#{}", c.pr);
     let entry = text.changelog_entry(&tag, &pr, merged.as_str());
-    let commit = gh.prepend_changelog(c.repo, c.base, &tag, &entry).await?;
-    gh.create_tag(c.repo, &tag, &text.tag_message(&tag, &pr, c.head.as_str()), &commit).await?;
+    let mut commit = gh.prepend_changelog(c.repo, c.base, &tag, &entry).await?;
+    if let Some(set) = c.trusted_set {
+        let message = format!("{TRUST_FILE}: the trusted set {tag} puts in force");
+        commit = gh.put_file(c.repo, c.base, TRUST_FILE, &message, set).await?;
+    }
+    gh.create_tag(c.repo, &tag, &text.tag_message(&tag, &pr, c.head.as_str()), &commit, c.tags).await?;
     gh.create_release(c.repo, &tag, &text.release_body(&tag, &c.links)).await?;
     let verdict = serde_json::to_value(v)?;
     let bpb = v.confirmation.as_ref().map(|c| c.mean).or(v.decision.as_ref().map(|d| d.challenger));

@@ -141,13 +141,40 @@ impl Installation {
         }
     }
 
-    /// Prepends `entry` (the release `tag`'s) to CHANGELOG.md on `branch` unless it is there; the new
-    /// head commit of `branch` (GitHub checks the file's blob sha, so a
-    /// concurrent edit fails instead of being overwritten).
+    /// Prepends `entry` (the release `tag`'s) to CHANGELOG.md on `branch` unless
+    /// it is there; the new head commit of `branch`.
     pub async fn prepend_changelog(&self, repo: &RepoName, branch: &str, tag: &str, entry: &str) -> Result<CommitSha> {
+        let edit = |old: Option<&str>| super::crown::with_changelog_entry(old, tag, entry);
+        self.update_file(repo, branch, "CHANGELOG.md", &format!("CHANGELOG: {tag}"), edit).await
+    }
+
+    /// Writes `text` to `path` on `branch` unless it holds it already; the new head commit.
+    pub async fn put_file(
+        &self,
+        repo: &RepoName,
+        branch: &str,
+        path: &str,
+        message: &str,
+        text: &str,
+    ) -> Result<CommitSha> {
+        self.update_file(repo, branch, path, message, |_| text.to_string()).await
+    }
+
+    /// `path` on `branch` rewritten by `edit` (given the old text, None when
+    /// absent) in one commit, or left alone when `edit` changes nothing; the head
+    /// commit of `branch` after it. GitHub checks the old blob's sha, so a
+    /// concurrent edit fails instead of being overwritten.
+    async fn update_file(
+        &self,
+        repo: &RepoName,
+        branch: &str,
+        path: &str,
+        message: &str,
+        edit: impl FnOnce(Option<&str>) -> String,
+    ) -> Result<CommitSha> {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let route = format!("/repos/{repo}/contents/CHANGELOG.md");
+        let route = format!("/repos/{repo}/contents/{path}");
         let current: Option<Value> = match self.gh.get(format!("{route}?ref={branch}"), None::<&()>).await {
             Ok(v) => Some(v),
             Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 404 => None,
@@ -159,12 +186,12 @@ impl Installation {
             }
             None => None,
         };
-        let new = super::crown::with_changelog_entry(old.as_deref(), tag, entry);
+        let new = edit(old.as_deref());
         if old.as_deref() == Some(new.as_str()) {
             let head: Value = self.gh.get(format!("/repos/{repo}/commits/{branch}"), None::<&()>).await?;
             return CommitSha::parse(head["sha"].as_str().unwrap_or_default());
         }
-        let mut body = json!({"message": format!("CHANGELOG: {tag}"), "content": b64.encode(new), "branch": branch});
+        let mut body = json!({"message": message, "content": b64.encode(new), "branch": branch});
         if let Some(v) = &current {
             body["sha"] = v["sha"].clone();
         }
@@ -172,11 +199,32 @@ impl Installation {
         CommitSha::parse(done["commit"]["sha"].as_str().unwrap_or_default())
     }
 
-    /// An annotated tag `tag` on `commit` and its ref; an existing ref on the same
-    /// commit counts as done.
-    pub async fn create_tag(&self, repo: &RepoName, tag: &str, message: &str, commit: &CommitSha) -> Result<()> {
-        let body = json!({"tag": tag, "message": message, "object": commit.as_str(), "type": "commit"});
+    /// A signed annotated tag `tag` on `commit` and its ref; an existing ref on
+    /// the same commit counts as done. The tag object is built and signed here
+    /// (`signed_tag`), its signature sent in the message as git stores it; the
+    /// object id GitHub answers with must be the signed object's, or no ref is made.
+    pub async fn create_tag(
+        &self,
+        repo: &RepoName,
+        tag: &str,
+        message: &str,
+        commit: &CommitSha,
+        signer: &crate::lineage::signed_tag::TagSigner,
+    ) -> Result<()> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let signed = signer.sign(git2::Oid::from_str(commit.as_str())?, tag, message, now as i64)?;
+        let date = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(now));
+        let tagger = json!({"name": signer.name, "email": signer.email, "date": date.to_string()});
+        let body = json!({"tag": tag, "message": signed.message, "object": commit.as_str(), "type": "commit",
+                          "tagger": tagger});
         let obj: Value = self.gh.post(format!("/repos/{repo}/git/tags"), Some(&body)).await?;
+        if obj["sha"].as_str() != Some(signed.id.to_string().as_str()) {
+            bail!(
+                "GitHub stored the tag object of {tag} as {}, not the signed {}: its signature would not verify",
+                obj["sha"],
+                signed.id
+            );
+        }
         let refb = json!({"ref": format!("refs/tags/{tag}"), "sha": obj["sha"]});
         match self.gh.post::<_, Value>(format!("/repos/{repo}/git/refs"), Some(&refb)).await {
             Ok(_) => Ok(()),

@@ -13,7 +13,9 @@ use super::crown::{next_release, with_changelog_entry, CrownOutcome, ReleaseText
 use super::github::CommitSha;
 use crate::db::kings::Bump;
 use crate::judge::verdict::{Verdict, VerdictClass};
+use crate::lineage::keys::{trusted_set_change, ValidatorKeys};
 use crate::lineage::note::{self, CrownFacts, CrownNote};
+use crate::lineage::trust::{TrustedSet, TRUST_FILE};
 use crate::repo::RecipeRepo;
 use anyhow::{bail, Context, Result};
 use git2::{Oid, Signature};
@@ -122,15 +124,18 @@ impl LocalForge {
     }
 
     /// Releases a crowned verdict on `pull`, judged at `head`, numbered by `bump`;
-    /// the crown note is signed by the `validator`'s hotkey. Crowning the same
-    /// pull request again returns its release.
+    /// the crown note is signed by the validator's hotkey and the tag by its tag
+    /// key. With `trusted_set` (a validators.toml) the release also puts that set
+    /// in force, when it differs from the king's. Crowning the same pull request
+    /// again returns its release.
     pub fn crown(
         &self,
         pull: &mut LocalPull,
         head: Oid,
         verdict: &Verdict,
         bump: Bump,
-        validator: &subxt_signer::sr25519::Keypair,
+        validator: &ValidatorKeys,
+        trusted_set: Option<&str>,
     ) -> Result<CrownOutcome> {
         if verdict.class != VerdictClass::Crowned {
             bail!("only a crowned verdict crowns");
@@ -150,8 +155,11 @@ impl LocalForge {
         // Everything that can fail on the miner's side comes before any ref moves.
         let facts =
             CrownFacts { tag: &tag, king: &king.tag, pr: &pull.label(), head: &head.to_string(), bundle_url: None };
+        validator.check_trusted(TrustedSet::of_tree(&self.repo, king.tree)?.as_ref(), &king.tag)?;
+        let change = trusted_set_change(self.repo.file(king.tree, TRUST_FILE)?.as_deref(), trusted_set)?;
         let mut crown_note = CrownNote::from_bundle(&pull.bundle, &facts, verdict)?;
-        crown_note.sign(validator);
+        crown_note.trusted_set = change.clone();
+        crown_note.sign(&validator.hotkey);
         let git = self.repo.git();
         let tip = self.branch_tip(&pull.base)?;
         if !self.repo.descends_from(tip, king.commit)? {
@@ -171,7 +179,7 @@ impl LocalForge {
         let message = format!("{tag}: {}\n\n{}", pull.label(), text.merge_body());
         let squash = git.commit(None, &sig, &sig, &message, &merged_tree, &[&git.find_commit(tip)?])?;
 
-        // The CHANGELOG.md entry, in a commit of its own as on GitHub.
+        // The CHANGELOG.md entry (and a new trusted set), in a commit of its own as on GitHub.
         let old = match merged_tree.get_name("CHANGELOG.md") {
             Some(e) => Some(String::from_utf8(git.find_blob(e.id())?.content().to_vec())?),
             None => None,
@@ -180,14 +188,17 @@ impl LocalForge {
         let blob = git.blob(with_changelog_entry(old.as_deref(), &tag, &entry).as_bytes())?;
         let mut builder = git.treebuilder(Some(&merged_tree))?;
         builder.insert("CHANGELOG.md", blob, git2::FileMode::Blob.into())?;
+        let mut message = format!("CHANGELOG: {tag}");
+        if let Some(set) = &change {
+            builder.insert(TRUST_FILE, git.blob(set.as_bytes())?, git2::FileMode::Blob.into())?;
+            message.push_str(&format!("\n\n{TRUST_FILE}: the trusted set this release puts in force"));
+        }
         let tree = git.find_tree(builder.write()?)?;
-        let release =
-            git.commit(None, &sig, &sig, &format!("CHANGELOG: {tag}"), &tree, &[&git.find_commit(squash)?])?;
+        let release = git.commit(None, &sig, &sig, &message, &tree, &[&git.find_commit(squash)?])?;
 
-        // The tag claims the release; then the branch moves, only from `tip`.
+        // The signed tag claims the release; then the branch moves, only from `tip`.
         let message = text.tag_message(&tag, &pull.label(), &head.to_string());
-        git.tag(&tag, &git.find_object(release, None)?, &sig, &message, false)
-            .with_context(|| format!("{tag} exists already: another crown took it"))?;
+        validator.tags.sign(release, &tag, &message, sig.when().seconds())?.write(git, &tag)?;
         let branch = format!("refs/heads/{}", pull.base);
         if let Err(e) = git.reference_matching(&branch, release, true, tip, &format!("karpa: {tag}")) {
             let _ = git.find_reference(&format!("refs/tags/{tag}")).and_then(|mut r| r.delete());

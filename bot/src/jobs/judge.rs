@@ -24,6 +24,7 @@ use crate::judge::pipeline::{judge, JudgeInput};
 use crate::judge::verdict::{Verdict, VerdictClass};
 use crate::judge::Finding;
 use crate::lineage::note::{CrownFacts, CrownNote};
+use crate::lineage::trust::TRUST_FILE;
 use anyhow::{bail, Result};
 use proof::locator::Locator;
 use serde::Deserialize;
@@ -45,6 +46,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// How often a judgment waiting for its king's floor looks again.
     pub floor_poll: std::time::Duration,
+    /// A validators.toml the next crown puts in force (`--trusted-set`).
+    pub trusted_set: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +111,7 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<super::Next> {
     let mut released = None;
     if let (VerdictClass::Crowned, Some(bundle)) = (verdict.class, &bundle) {
         gh.check_progress(&repo, check, "crowning").await?;
+        let trusted_set = trust_at_crown(s, &repo, verdict.king.clone().unwrap_or_default()).await?;
         judgments::begin_crowning(&s.pool, &key, &verdict).await?;
         let id = SubmissionId::derive(&p.repo, p.pr, head.as_str(), verdict.bundle_digest.as_deref());
         let corpus_url = s.judge.public_url.as_ref().map(|u| format!("{u}/submissions/{id}"));
@@ -116,7 +120,16 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<super::Next> {
             bundle_url: Some(&bundle.1),
             corpus_url: corpus_url.as_deref(),
         };
-        let c = Crowning { repo: &repo, pr: p.pr, head: &head, base: &pr.base, verdict: &verdict, links };
+        let c = Crowning {
+            repo: &repo,
+            pr: p.pr,
+            head: &head,
+            base: &pr.base,
+            verdict: &verdict,
+            links,
+            tags: &s.validator.tags,
+            trusted_set: trusted_set.as_deref(),
+        };
         let outcome = take_the_crown(s, &gh, &p, &c).await?;
         if let (CrownOutcome::Crowned { tag, .. }, Some(f)) = (&outcome, &facts) {
             // The new king's floor, measured by the runners before the next PR needs it.
@@ -144,13 +157,13 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<super::Next> {
         author: Some(&pr.author),
         verdict: &verdict,
         released: released.as_ref().map(|(t, c)| (t.as_str(), c.as_str())),
-        signer: Some(&s.validator),
+        signer: Some(&s.validator.hotkey),
     };
     let id = crate::corpus::record::record(&s.pool, &judged).await?;
     if let Some(public) = &s.judge.public_url {
         links.corpus_url = Some(format!("{public}/submissions/{id}"));
     }
-    links.signature = Some(verdict.sign(&s.validator));
+    links.signature = Some(verdict.sign(&s.validator.hotkey));
     match conclusion(verdict.class) {
         Some(c) => gh.complete_check(&repo, check, c, &render(&verdict, &links)).await?,
         None if lease.attempt < s.judge.max_attempts => bail!("not judged on this try: {}", verdict.summary),
@@ -247,10 +260,27 @@ async fn publish_crown_note(
     let facts =
         CrownFacts { tag, king: &king, pr: &format!("#{}", p.pr), head: c.head.as_str(), bundle_url: Some(&bundle.1) };
     let mut note = CrownNote::from_bundle(&bundle.0, &facts, c.verdict)?;
-    note.sign(&s.validator);
+    note.trusted_set = c.trusted_set.map(str::to_string);
+    note.sign(&s.validator.hotkey);
     let commits = [git2::Oid::from_str(c.head.as_str())?, git2::Oid::from_str(release.as_str())?];
     let mirror = mirror_dir(s, c.repo);
     tokio::task::spawn_blocking(move || publish_note(&mirror, &url, token.as_deref(), &commits, &note)).await?
+}
+
+/// Before a crown over `king` (in the mirror, fetched for this judgment): the
+/// set in force there must trust this validator's keys, or its release would not
+/// verify; and the new trusted set, if the validator proposes one that differs.
+async fn trust_at_crown(s: &Services, repo: &RepoName, king: String) -> Result<Option<String>> {
+    let mirror = mirror_dir(s, repo);
+    let tag = king.clone();
+    let (set, current) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let repo = crate::repo::RecipeRepo::open(&mirror)?;
+        let tree = repo.king(Some(&tag))?.tree;
+        Ok((crate::lineage::trust::TrustedSet::of_tree(&repo, tree)?, repo.file(tree, TRUST_FILE)?))
+    })
+    .await??;
+    s.validator.check_trusted(set.as_ref(), &king)?;
+    crate::lineage::keys::trusted_set_change(current.as_deref(), s.judge.trusted_set.as_deref())
 }
 
 /// The class of numbers this validator makes (no hidden eval: the CPU's, unused).

@@ -19,8 +19,9 @@ pub struct Services {
     pub pool: PgPool,
     pub app: octocrab::Octocrab,
     pub judge: judge::Settings,
-    /// The validator's hotkey: it signs every crown note this validator publishes.
-    pub validator: subxt_signer::sr25519::Keypair,
+    /// The validator's keys: the hotkey signs every verdict and crown note this
+    /// validator publishes, the tag key its release tags.
+    pub validator: crate::lineage::keys::ValidatorKeys,
     /// How long a claim lasts without a heartbeat.
     pub lease: Duration,
     /// First retry delay; doubles per attempt.

@@ -3,6 +3,8 @@
 //! `karpa lineage verify` re-checks the whole chain of releases offline from a
 //! clone — no database, no GitHub, no trust in the bot that wrote it.
 
+pub mod keys;
 pub mod note;
+pub mod signed_tag;
 pub mod trust;
 pub mod verify;

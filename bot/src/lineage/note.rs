@@ -40,6 +40,10 @@ pub struct CrownNote {
     /// so an exported model verifies offline. Absent from older notes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<crate::release::weights::WeightsDigest>,
+    /// A new `validators.toml` this release puts in force, byte for byte. Signed
+    /// like the rest, so only the set it replaces can change the set (`trust`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_set: Option<String>,
     /// The verdict, as the judge serialised it.
     pub verdict: serde_json::Value,
     /// The validators' signatures over everything above ([`CrownNote::signed_digest`]).
@@ -98,6 +102,7 @@ impl CrownNote {
             manifest,
             final_state: Some(final_state_text),
             weights: Some(weights),
+            trusted_set: None,
             verdict: serde_json::to_value(verdict)?,
             signatures: vec![],
         })

@@ -1,8 +1,10 @@
 //! Who may sign crowns, as the record itself says: `validators.toml` at the
-//! root of the recipe repository names the validators' hotkeys (SS58) and how
-//! many of them must sign a crown note. Miners cannot change it (it is outside
-//! the allowlist, and a release's tree is its king's plus the crowned patch), so
-//! the set in force at a release is the one its king's tree carries. A genesis
+//! root of the recipe repository names the validators' hotkeys (SS58), the
+//! ed25519 keys they sign release tags with, and how many of them must sign a
+//! crown note. The set in force at a release is the one its king's tree carries.
+//! Miners cannot change it (it is outside the allowlist); the set itself can, and
+//! only so: a crown note that carries the new file (`trusted_set`) and holds the
+//! signatures the old set needs puts it in force from that release on. A genesis
 //! without the file trusts nobody: every crown after it fails `lineage verify`.
 
 use super::note::CrownNote;
@@ -29,6 +31,8 @@ pub struct Trusted {
     pub name: String,
     /// The validator's hotkey, SS58.
     pub ss58: String,
+    /// The ed25519 key it signs release tags with, as an OpenSSH public key line.
+    pub tag_key: String,
 }
 
 impl TrustedSet {
@@ -41,8 +45,12 @@ impl TrustedSet {
                 set.validators.len()
             );
         }
-        if let Some(v) = set.validators.iter().find(|v| proof::hotkey::public_key_of(&v.ss58).is_err()) {
-            bail!("{TRUST_FILE}: {:?} ({}) is not an SS58 sr25519 address", v.ss58, v.name);
+        for v in &set.validators {
+            if proof::hotkey::public_key_of(&v.ss58).is_err() {
+                bail!("{TRUST_FILE}: {:?} ({}) is not an SS58 sr25519 address", v.ss58, v.name);
+            }
+            super::signed_tag::parse_public_key(&v.tag_key)
+                .with_context(|| format!("{TRUST_FILE}: the tag key of {}", v.name))?;
         }
         Ok(set)
     }
@@ -92,6 +100,20 @@ impl TrustedSet {
         }
         (signers.into_iter().collect(), problems)
     }
+
+    /// The release tag's raw object against this set's tag keys: the signer's
+    /// name, or the problem naming the release and the key.
+    pub fn check_tag(&self, raw: &[u8], tag: &str) -> Result<String, Problem> {
+        let keys: Vec<(&str, &str)> = self.validators.iter().map(|v| (v.name.as_str(), v.tag_key.as_str())).collect();
+        super::signed_tag::verify(raw, &keys).map_err(|e| Problem {
+            code: if e == super::signed_tag::TagSigError::Unsigned {
+                "lineage.tag-unsigned"
+            } else {
+                "lineage.tag-signature"
+            },
+            message: format!("the tag {tag} {e}"),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -99,13 +121,16 @@ mod tests {
     use super::*;
 
     const ALICE: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs";
 
     #[test]
     fn the_dev_set_parses_and_broken_sets_are_refused() {
         let set = TrustedSet::parse(include_str!("../../../deploy/validators.dev.toml")).unwrap();
         assert_eq!((set.signatures_needed, set.validators[0].ss58.as_str()), (1, ALICE));
         let one = |needed: usize, ss58: &str| {
-            format!("signatures_needed = {needed}\n[[validator]]\nname = \"a\"\nss58 = \"{ss58}\"\n")
+            format!(
+                "signatures_needed = {needed}\n[[validator]]\nname = \"a\"\nss58 = \"{ss58}\"\ntag_key = \"{KEY}\"\n"
+            )
         };
         for (text, why) in [
             (one(0, ALICE), "signatures_needed"),
@@ -113,6 +138,7 @@ mod tests {
             (one(1, "5Grw-not-an-address"), "not an SS58"),
             ("signatures_needed = 1\nvalidator = []\n".to_string(), "signatures_needed"),
             (one(1, ALICE) + "extra = 1\n", "does not parse"),
+            (one(1, ALICE).replace(KEY, "ssh-ed25519 AAAA"), "tag key"),
         ] {
             let err = format!("{:#}", TrustedSet::parse(&text).unwrap_err());
             assert!(err.contains(why), "{text:?}: {err}");

@@ -8,9 +8,12 @@
 //! CHANGELOG.md); the harness is the king's; the verdict crowned this bundle
 //! against this king, and its numbers clear its own threshold; and enough
 //! validators of the trusted set in force (`validators.toml` in the king's tree,
-//! see `trust`) signed this very note.
+//! see `trust`) signed this very note; the release tag is an annotated tag
+//! signed by a tag key of that set (`signed_tag`); and the trusted set changes
+//! only where a note so signed carries the new one.
 
 use super::note::{self, CrownNote, NOTES_REF};
+use super::trust::{TrustedSet, TRUST_FILE};
 use crate::repo::{King, RecipeRepo};
 use anyhow::Result;
 use git2::Oid;
@@ -41,6 +44,10 @@ pub struct Link {
     pub bundle_digest: Option<String>,
     /// The trusted validators whose signatures on the crown note hold.
     pub signers: Vec<String>,
+    /// The trusted validator whose signature on the release tag holds.
+    pub tag_signer: Option<String>,
+    /// Whether this release put a new trusted set in force.
+    pub trusted_set_changed: bool,
     pub problems: Vec<Problem>,
 }
 
@@ -69,6 +76,8 @@ pub fn verify(clone: &Path) -> Result<Report> {
             king_bpb: None,
             bundle_digest: None,
             signers: Vec::new(),
+            tag_signer: None,
+            trusted_set_changed: false,
             problems: Vec::new(),
         };
         if let Some(king) = i.checked_sub(1).map(|k| &releases[k]) {
@@ -102,15 +111,29 @@ fn check_link(repo: &RecipeRepo, king: &King, release: &King, has_notes: bool, l
     let mut problems = Vec::new();
     check_note(repo, king, release, &note, &mut problems);
     let (bpb, king_bpb) = check_verdict(&note, &mut problems);
-    match super::trust::TrustedSet::of_tree(repo, king.tree) {
+    link.trusted_set_changed = note.trusted_set.is_some();
+    match TrustedSet::of_tree(repo, king.tree) {
         Ok(Some(set)) => {
             let (signers, found) = set.check(&note, &release.tag);
+            if note.trusted_set.is_some() && !found.is_empty() {
+                problems.push(Problem {
+                    code: "lineage.trusted-set-change",
+                    message: format!(
+                        "{} puts a new {TRUST_FILE} in force without the signatures of the set it replaces ({}'s)",
+                        release.tag, king.tag
+                    ),
+                });
+            }
             link.signers = signers;
             problems.extend(found);
+            match check_tag(repo, &set, release) {
+                Ok(signer) => link.tag_signer = Some(signer),
+                Err(p) => problems.push(p),
+            }
         }
         Ok(None) => problems.push(Problem {
             code: "lineage.trusted-set",
-            message: format!("{} names no validators ({}): nobody may crown", king.tag, super::trust::TRUST_FILE),
+            message: format!("{} names no validators ({TRUST_FILE}): nobody may crown", king.tag),
         }),
         Err(e) => problems.push(Problem { code: "lineage.trusted-set", message: format!("{}: {e:#}", king.tag) }),
     }
@@ -149,22 +172,6 @@ fn check_note(repo: &RecipeRepo, king: &King, release: &King, note: &CrownNote, 
     if let Some(f) = verify_miner_signature(note.miner_signature.as_bytes(), m) {
         problem("lineage.hotkey", format!("{}: {}", f.code, f.message));
     }
-    match patched_tree(repo, king, &note.patch) {
-        Ok(tree) if tree.to_string() == m.patched_tree => {
-            match (without(repo, tree, CHANGELOG), without(repo, release.tree, CHANGELOG)) {
-                (Ok(a), Ok(b)) if a == b => {}
-                (Ok(_), Ok(_)) => problem(
-                    "lineage.release-tree",
-                    format!("{}'s files are not the king's with the crowned patch applied", release.tag),
-                ),
-                (Err(e), _) | (_, Err(e)) => problem("lineage.release-tree", format!("{e:#}")),
-            }
-        }
-        Ok(tree) => {
-            problem("lineage.patch", format!("the patch on {} gives tree {tree}, not {}", king.tag, m.patched_tree))
-        }
-        Err(e) => problem("lineage.patch", format!("{e:#}")),
-    }
     match repo.harness_digest(king.tree) {
         Ok(d) if d == m.harness_digest => {}
         Ok(d) => {
@@ -172,6 +179,76 @@ fn check_note(repo: &RecipeRepo, king: &King, release: &King, note: &CrownNote, 
         }
         Err(e) => problem("lineage.harness", format!("{e:#}")),
     }
+    match patched_tree(repo, king, &note.patch) {
+        Ok(tree) if tree.to_string() == m.patched_tree => check_release_tree(repo, king, release, note, tree, out),
+        Ok(tree) => out.push(Problem {
+            code: "lineage.patch",
+            message: format!("the patch on {} gives tree {tree}, not {}", king.tag, m.patched_tree),
+        }),
+        Err(e) => out.push(Problem { code: "lineage.patch", message: format!("{e:#}") }),
+    }
+}
+
+/// The release's files are the king's with the crowned patch applied, bar
+/// CHANGELOG.md and, where the note carries a new trusted set, that set; the
+/// patch itself leaves the trusted set alone.
+fn check_release_tree(
+    repo: &RecipeRepo,
+    king: &King,
+    release: &King,
+    note: &CrownNote,
+    patched: Oid,
+    out: &mut Vec<Problem>,
+) {
+    let mut problem = |code, message: String| out.push(Problem { code, message });
+    let set_of = |tree| repo.file(tree, TRUST_FILE).map_err(|e| format!("{e:#}"));
+    if set_of(patched) != set_of(king.tree) {
+        problem("lineage.trusted-set-change", format!("the patch crowned as {} changes {TRUST_FILE}", release.tag));
+    }
+    let mut ignored = vec![CHANGELOG];
+    if let Some(text) = &note.trusted_set {
+        ignored.push(TRUST_FILE);
+        if set_of(release.tree) != Ok(Some(text.as_bytes().to_vec())) {
+            problem(
+                "lineage.trusted-set-change",
+                format!("{}'s {TRUST_FILE} is not the set its crown note puts in force", release.tag),
+            );
+        }
+        if let Err(e) = TrustedSet::parse(text) {
+            problem("lineage.trusted-set-change", format!("{}: the new set: {e:#}", release.tag));
+        }
+    }
+    match (without(repo, patched, &ignored), without(repo, release.tree, &ignored)) {
+        (Ok(a), Ok(b)) if a == b => {}
+        (Ok(_), Ok(_)) => problem(
+            "lineage.release-tree",
+            format!("{}'s files are not the king's with the crowned patch applied", release.tag),
+        ),
+        (Err(e), _) | (_, Err(e)) => problem("lineage.release-tree", format!("{e:#}")),
+    }
+}
+
+/// The release tag must be an annotated tag of its own name on the release
+/// commit, signed by a tag key of `set`: the signer's name.
+fn check_tag(repo: &RecipeRepo, set: &TrustedSet, release: &King) -> Result<String, Problem> {
+    let problem = |code, message: String| Problem { code, message };
+    let git = repo.git();
+    let id = git
+        .refname_to_id(&format!("refs/tags/{}", release.tag))
+        .map_err(|e| problem("lineage.tag-unsigned", format!("{}: {e}", release.tag)))?;
+    let Ok(tag) = git.find_tag(id) else {
+        return Err(problem("lineage.tag-unsigned", format!("{} is a lightweight tag: nothing signs it", release.tag)));
+    };
+    if tag.name_bytes() != release.tag.as_bytes() || tag.target_id() != release.commit {
+        return Err(problem(
+            "lineage.tag-name",
+            format!("refs/tags/{} holds the tag object of {:?} on {}", release.tag, tag.name(), tag.target_id()),
+        ));
+    }
+    let unreadable = |e: git2::Error| problem("lineage.tag-unsigned", format!("{}: {e}", release.tag));
+    let odb = git.odb().map_err(unreadable)?;
+    let raw = odb.read(id).map_err(unreadable)?;
+    set.check_tag(raw.data(), &release.tag)
 }
 
 /// The verdict must crown this bundle over this king by its own numbers.
@@ -232,12 +309,14 @@ fn patched_tree(repo: &RecipeRepo, king: &King, patch: &str) -> Result<Oid> {
     repo.apply_patch(king.tree, &diff)
 }
 
-/// `tree` with the top-level entry `name` removed (unchanged when absent).
-fn without(repo: &RecipeRepo, tree: Oid, name: &str) -> Result<Oid> {
+/// `tree` with the top-level entries `names` removed (those absent are skipped).
+fn without(repo: &RecipeRepo, tree: Oid, names: &[&str]) -> Result<Oid> {
     let git = repo.git();
     let mut builder = git.treebuilder(Some(&git.find_tree(tree)?))?;
-    if builder.get(name)?.is_some() {
-        builder.remove(name)?;
+    for name in names {
+        if builder.get(name)?.is_some() {
+            builder.remove(name)?;
+        }
     }
     Ok(builder.write()?)
 }

@@ -4,7 +4,7 @@
 //! `karpa model verify` re-renders it and any edited number shows as a line
 //! that differs.
 
-use super::model::ModelConfig;
+use super::model::{ModelConfig, Provenance};
 use std::fmt::Write;
 
 /// 1812480 → "1.81M".
@@ -30,11 +30,18 @@ pub fn render(c: &ModelConfig) -> String {
 
 fn front_matter(out: &mut String, c: &ModelConfig) {
     let s = &c.scores;
-    let metrics = [
-        ("bpb", "hidden bpb (the validator's held-out split)".to_string(), s.hidden_bpb),
-        ("bpb", "public val bpb (end of training)".to_string(), s.val_bpb),
-        ("bpb-sigma", format!("noise floor σ of {} (n = {})", s.king, s.floor_n), s.sigma),
-    ];
+    let mut metrics = match &c.provenance {
+        Provenance::Bundle => vec![
+            ("bpb", "hidden bpb (the validator's held-out split)".to_string(), s.hidden_bpb),
+            ("bpb", "public val bpb (end of training)".to_string(), s.val_bpb),
+        ],
+        Provenance::Reference { val_bpb, hidden_bpb } => {
+            let mut m = vec![("bpb", "public val bpb of this re-training (end of training)".to_string(), *val_bpb)];
+            m.extend(hidden_bpb.map(|h| ("bpb", "hidden bpb of this re-training".to_string(), h)));
+            m
+        }
+    };
+    metrics.push(("bpb-sigma", format!("noise floor σ of {} (n = {})", s.king, s.floor_n), s.sigma));
     let _ = writeln!(out, "---");
     let _ = writeln!(out, "license: other\nlicense_name: mit-or-apache-2.0");
     let _ = writeln!(out, "language:\n- en\nlibrary_name: karpa\npipeline_tag: text-generation");
@@ -61,23 +68,36 @@ fn body(out: &mut String, c: &ModelConfig) {
     let _ = writeln!(
         out,
         "A GPT of {} parameters trained by the Karpa recipe at `{}` (commit `{}`) on protocol config `{}`: \
-         vocabulary {}, context {} tokens. These are the weights of the release's own bundle, the \
-         checkpoint crowned when it beat `{}` by {:.4} bpb on a validator's hidden split.\n",
+         vocabulary {}, context {} tokens.",
         millions(c.params),
         c.tag,
         &c.commit[..12],
         c.config,
         c.vocab_size,
         c.seq_len,
-        s.king,
-        s.gain
     );
+    let bundle = match &c.provenance {
+        Provenance::Bundle => {
+            let _ = writeln!(out, "These are the weights of the release's own bundle, the checkpoint crowned when it beat `{}` by {:.4} bpb on a validator's hidden split.\n", s.king, s.gain);
+            "these weights"
+        }
+        Provenance::Reference { .. } => {
+            let _ = writeln!(out, "These weights are a re-training of the tag by `karpa reference` (the config's seed, the trainer's own run), not the crowned bundle's checkpoint; the release was crowned when its bundle beat `{}` by {:.4} bpb on a validator's hidden split. The re-training's numbers are its exporter's, and `karpa reproduce` re-makes them.\n", s.king, s.gain);
+            "the crowned bundle"
+        }
+    };
     let _ = writeln!(out, "## Scores\n\n| | bpb |\n| --- | ---: |");
-    let _ = writeln!(out, "| hidden split, the validator's score of these weights | {:.4} |", s.hidden_bpb);
+    if let Provenance::Reference { val_bpb, hidden_bpb } = &c.provenance {
+        let _ = writeln!(out, "| public val split, end of this re-training | {val_bpb:.4} |");
+        if let Some(h) = hidden_bpb {
+            let _ = writeln!(out, "| hidden split, this re-training's last checkpoint | {h:.4} |");
+        }
+    }
+    let _ = writeln!(out, "| hidden split, the validator's score of {bundle} | {:.4} |", s.hidden_bpb);
     for (i, b) in s.confirmation_bpb.iter().enumerate() {
         let _ = writeln!(out, "| hidden split, the validator's own training run {} | {b:.4} |", i + 1);
     }
-    let _ = writeln!(out, "| public val split, end of training | {:.4} |", s.val_bpb);
+    let _ = writeln!(out, "| public val split, end of {bundle}'s training | {:.4} |", s.val_bpb);
     let _ = writeln!(out, "| {} (the king it beat), mean of its noise floor | {:.4} |", s.king, s.king_bpb);
     let _ = writeln!(out, "| noise floor σ of {} over {} seeds | {:.4} |\n", s.king, s.floor_n, s.sigma);
     let _ = writeln!(out, "## Lineage\n\n| release | hidden bpb | gain | bundle |\n| --- | ---: | ---: | --- |");
@@ -88,20 +108,12 @@ fn body(out: &mut String, c: &ModelConfig) {
         let _ = writeln!(out, "| {} | {bpb} | {gain} | {bundle} |", r.tag);
     }
     let _ = writeln!(out, "\n## Training\n");
+    let h100 = t.h100_equivalence.map_or(String::new(), |h| format!(" ({h:.4} H100-equivalents)"));
     let _ = writeln!(
         out,
-        "{} tokens in {} steps (seed {}), {:.3e} FLOPs (6·N·D), {:.1} s on {} ({:.4} H100-equivalents), \
+        "{} tokens in {} steps (seed {}), {:.3e} FLOPs (6·N·D), {:.1} s on {}{h100}, \
          from {} to {}. The hyperparameters are `recipe.toml`'s `[{}]` table, in `config.json`.\n",
-        t.tokens,
-        t.steps,
-        t.seed,
-        t.flops,
-        t.elapsed_s,
-        t.device,
-        t.h100_equivalence,
-        t.started_at,
-        t.finished_at,
-        c.config
+        t.tokens, t.steps, t.seed, t.flops, t.elapsed_s, t.device, t.started_at, t.finished_at, c.config
     );
     let _ = writeln!(out, "## Generate\n\n```sh");
     let _ = writeln!(out, "git clone <recipe repository> && cd <recipe repository> && git checkout {}", c.tag);
@@ -114,8 +126,8 @@ fn body(out: &mut String, c: &ModelConfig) {
     let _ = writeln!(out, "The weights need the recipe's own code: this is not a `transformers` architecture.\n");
     let _ = writeln!(
         out,
-        "## Reproduce\n\n```sh\nkarpa reproduce --tag {} --data <prepared {} data>\n```\n",
-        c.tag, c.config
+        "## Reproduce\n\n```sh\nkarpa reproduce --tag {} --config {} --data <prepared {} data>\n```\n",
+        c.tag, c.config, c.config
     );
     let _ = writeln!(
         out,

@@ -7,6 +7,13 @@
 //! (which embeds the bundle's manifest, attestation and final state, and the
 //! weights' digest) and the notes of the releases before it. So verifying is
 //! deriving again and comparing, with no bundle and no network.
+//!
+//! A folder's weights are either the crowned bundle's scored checkpoint
+//! (`export`) or a re-training of the tag (`karpa reference`, `reference.rs`):
+//! `config.json`'s `provenance` says which. The record's numbers (the crown's
+//! scores, the lineage, the digests) are derived the same way for both; a
+//! re-training's own numbers (its run, its scores) are the exporter's, which the
+//! card says, and `karpa reproduce` re-makes.
 
 use super::card;
 use super::weights::{self, WeightsDigest};
@@ -103,6 +110,28 @@ pub struct ModelConfig {
     pub lineage: Vec<Release>,
     /// The validators whose signatures the crown note carries.
     pub signed_by: Vec<String>,
+    /// Whose run the weights are (the crowned bundle's when absent).
+    #[serde(default)]
+    pub provenance: Provenance,
+}
+
+/// Where a folder's weights come from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Provenance {
+    /// The crowned bundle's scored checkpoint: the miner's run the validator judged.
+    #[default]
+    Bundle,
+    /// The tag re-trained on a reference config with the config's seed by `karpa
+    /// reference`: the recipe's code and hyperparameters, the trainer's own run.
+    /// Its numbers are that run's; `training` describes it.
+    Reference {
+        /// Public val bpb at the end of this run.
+        val_bpb: f64,
+        /// This run's last checkpoint scored on a hidden split, when one was given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hidden_bpb: Option<f64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,7 +161,9 @@ pub struct Training {
     pub flops: f64,
     pub elapsed_s: f64,
     pub device: String,
-    pub h100_equivalence: f64,
+    /// From the run's calibration (the bundle's attestation); None when the run
+    /// was not calibrated.
+    pub h100_equivalence: Option<f64>,
     pub started_at: String,
     pub finished_at: String,
 }
@@ -209,22 +240,30 @@ pub fn export(repo_path: &Path, tag: Option<&str>, bundle: &Path, data: &Path, o
             king.tag
         );
     }
+    let cfg = derive(&repo, &king, &note, of_bundle(&note)?)?;
+    write_folder(out, &weights.bytes, data, &cfg)?;
+    Ok(cfg)
+}
+
+/// The model folder at `out`, written whole or not at all: the weights, the
+/// data folder's tokenizer and manifest (which must be the ones `cfg` names),
+/// config.json and the card.
+pub(super) fn write_folder(out: &Path, weights: &[u8], data: &Path, cfg: &ModelConfig) -> Result<()> {
     let manifest_bytes = read(&data.join(DATA_MANIFEST_FILE))?;
     let tokenizer_bytes = read(&data.join(TOKENIZER_FILE))?;
-    let cfg = derive(&repo, &king, &note)?;
-    if let Some(why) = check_data(&cfg, &proof::sha256_bytes(&manifest_bytes), &tokenizer_bytes).first() {
+    if let Some(why) = check_data(cfg, &proof::sha256_bytes(&manifest_bytes), &tokenizer_bytes).first() {
         bail!("{}: {why}", data.display());
     }
     let partial = out.with_extension("partial");
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(&partial)?;
-    std::fs::write(partial.join(WEIGHTS_FILE), &weights.bytes)?;
+    std::fs::write(partial.join(WEIGHTS_FILE), weights)?;
     std::fs::write(partial.join(TOKENIZER_FILE), &tokenizer_bytes)?;
     std::fs::write(partial.join(DATA_MANIFEST_FILE), &manifest_bytes)?;
-    std::fs::write(partial.join(CONFIG_FILE), serde_json::to_string_pretty(&cfg)? + "\n")?;
-    std::fs::write(partial.join(CARD_FILE), card::render(&cfg))?;
+    std::fs::write(partial.join(CONFIG_FILE), serde_json::to_string_pretty(cfg)? + "\n")?;
+    std::fs::write(partial.join(CARD_FILE), card::render(cfg))?;
     std::fs::rename(&partial, out).with_context(|| format!("cannot create {}", out.display()))?;
-    Ok(cfg)
+    Ok(())
 }
 
 /// What differs between `folder` and what the clone's crown notes say it must be.
@@ -235,15 +274,21 @@ pub fn verify(folder: &Path, repo_path: &Path) -> Result<Vec<String>> {
     let repo = RecipeRepo::open(repo_path)?;
     let king = repo.king(Some(&claimed.tag))?;
     let note = crowned(&repo, &king)?;
-    let expected = derive(&repo, &king, &note)?;
+    let trained = match claimed.provenance {
+        Provenance::Bundle => of_bundle(&note)?,
+        // A re-training's run is the exporter's: the record checks the rest.
+        Provenance::Reference { .. } => Trained::claimed_by(&claimed),
+    };
+    let expected = derive(&repo, &king, &note, trained)?;
     let manifest_sha = proof::sha256_file(&folder.join(DATA_MANIFEST_FILE))?;
     problems.extend(check_data(&expected, &manifest_sha, &read(&folder.join(TOKENIZER_FILE))?));
     let weights_sha = proof::sha256_file(&folder.join(WEIGHTS_FILE))?;
     if weights_sha != expected.weights.sha256 {
-        problems.push(format!(
-            "{WEIGHTS_FILE} hashes to {weights_sha}; {}'s crown note names {}",
-            king.tag, expected.weights.sha256
-        ));
+        let source = match claimed.provenance {
+            Provenance::Bundle => format!("{}'s crown note names", king.tag),
+            Provenance::Reference { .. } => format!("{CONFIG_FILE} names"),
+        };
+        problems.push(format!("{WEIGHTS_FILE} hashes to {weights_sha}; {source} {}", expected.weights.sha256));
     }
     problems.extend(differences(&serde_json::to_value(&claimed)?, &serde_json::to_value(&expected)?, CONFIG_FILE));
     let card_text = std::fs::read_to_string(folder.join(CARD_FILE)).unwrap_or_default();
@@ -279,7 +324,7 @@ fn check_data(cfg: &ModelConfig, manifest_sha: &Sha256Hex, tokenizer: &[u8]) -> 
 }
 
 /// The crown note of a release; a release without one has no bundle to export.
-fn crowned(repo: &RecipeRepo, king: &King) -> Result<CrownNote> {
+pub(super) fn crowned(repo: &RecipeRepo, king: &King) -> Result<CrownNote> {
     let note = note::read(repo.git(), king.commit)?
         .with_context(|| format!("{} has no crown note (fetch refs/notes/karpa; the genesis has none)", king.tag))?;
     if note.weights.is_none() || note.final_state.is_none() {
@@ -296,11 +341,58 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// `config.json` as the clone says it must be, for these data files.
-fn derive(repo: &RecipeRepo, king: &King, note: &CrownNote) -> Result<ModelConfig> {
+/// The weights a folder holds and the run that made them.
+pub(super) struct Trained {
+    pub config: String,
+    pub weights: WeightsDigest,
+    pub data_manifest: Sha256Hex,
+    pub training: Training,
+    pub provenance: Provenance,
+}
+
+impl Trained {
+    /// What a folder says of its own run.
+    fn claimed_by(cfg: &ModelConfig) -> Self {
+        Trained {
+            config: cfg.config.clone(),
+            weights: cfg.weights.clone(),
+            data_manifest: cfg.data_manifest_sha256.clone(),
+            training: cfg.training.clone(),
+            provenance: cfg.provenance.clone(),
+        }
+    }
+}
+
+/// The crowned bundle's run, as its crown note records it.
+fn of_bundle(note: &CrownNote) -> Result<Trained> {
     let final_state = final_state_of(note)?;
     let weights = note.weights.clone().context("the crown note names no weights")?;
-    let config = note.manifest.config.clone();
+    let run = training_run(note)?;
+    let training = Training {
+        seed: final_state.seed,
+        steps: final_state.steps,
+        tokens: final_state.tokens_seen,
+        flops: 6.0 * weights.params as f64 * final_state.tokens_seen as f64,
+        elapsed_s: final_state.elapsed_s,
+        device: run.calibration.device,
+        h100_equivalence: Some(run.calibration.h100_equivalence),
+        started_at: run.started_at,
+        finished_at: run.finished_at,
+    };
+    Ok(Trained {
+        config: note.manifest.config.clone(),
+        weights,
+        data_manifest: final_state.data_manifest,
+        training,
+        provenance: Provenance::Bundle,
+    })
+}
+
+/// `config.json` as the clone says it must be for `trained`: the tag's recipe
+/// and protocol config for its config, the crown's numbers and the lineage.
+pub(super) fn derive(repo: &RecipeRepo, king: &King, note: &CrownNote, trained: Trained) -> Result<ModelConfig> {
+    let final_state = final_state_of(note)?;
+    let config = trained.config;
     let protocol = repo.protocol_config(king.tree, &config)?;
     let config_path = format!("trainer/configs/{config}.toml");
     let protocol_bytes =
@@ -308,7 +400,6 @@ fn derive(repo: &RecipeRepo, king: &King, note: &CrownNote) -> Result<ModelConfi
     let recipe_toml = repo.file(king.tree, "recipe/recipe.toml")?.context("the tag has no recipe/recipe.toml")?;
     let table: toml::Table = toml::from_str(&String::from_utf8_lossy(&recipe_toml)).context("recipe/recipe.toml")?;
     let hparams = serde_json::to_value(table.get(&config).with_context(|| format!("recipe.toml has no [{config}]"))?)?;
-    let run = training_run(note)?;
     let v = &note.verdict;
     let num =
         |x: &serde_json::Value, what: &str| x.as_f64().with_context(|| format!("the crown's verdict has no {what}"));
@@ -325,20 +416,14 @@ fn derive(repo: &RecipeRepo, king: &King, note: &CrownNote) -> Result<ModelConfi
             .unwrap_or_default(),
         val_bpb: final_state.val_bpb,
     };
-    let training = Training {
-        seed: final_state.seed,
-        steps: final_state.steps,
-        tokens: final_state.tokens_seen,
-        flops: 6.0 * weights.params as f64 * final_state.tokens_seen as f64,
-        elapsed_s: final_state.elapsed_s,
-        device: run.calibration.device,
-        h100_equivalence: run.calibration.h100_equivalence,
-        started_at: run.started_at,
-        finished_at: run.finished_at,
+    let version = king.tag.trim_start_matches("recipe-");
+    let name = match trained.provenance {
+        Provenance::Bundle => format!("karpa-{config}-{version}"),
+        Provenance::Reference { .. } => format!("karpa-{config}-{version}-reference"),
     };
     Ok(ModelConfig {
         format: MODEL_FORMAT.into(),
-        name: format!("karpa-{config}-{}", king.tag.trim_start_matches("recipe-")),
+        name,
         tag: king.tag.clone(),
         commit: king.commit.to_string(),
         config: config.clone(),
@@ -346,19 +431,20 @@ fn derive(repo: &RecipeRepo, king: &King, note: &CrownNote) -> Result<ModelConfi
         hparams,
         vocab_size: protocol.data.vocab_size,
         seq_len: protocol.seq_len,
-        params: weights.params,
+        params: trained.weights.params,
         harness_digest: note.manifest.harness_digest.clone(),
         dataset: protocol.data.source.clone(),
-        data_manifest_sha256: final_state.data_manifest.clone(),
+        data_manifest_sha256: trained.data_manifest,
         tokenizer_sha256: protocol.data.tokenizer_sha256.clone(),
         bundle_digest: note.bundle_digest.clone(),
         bundle_url: note.bundle_url.clone(),
         crown_note_sha256: proof::sha256_bytes(&proof::canonical::to_canonical_bytes(note)?),
-        weights,
+        weights: trained.weights,
         scores,
-        training,
+        training: trained.training,
         lineage: lineage_to(repo, king)?,
         signed_by: note.signatures.iter().map(|s| s.validator.clone()).collect(),
+        provenance: trained.provenance,
     })
 }
 

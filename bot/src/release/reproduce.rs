@@ -147,10 +147,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<Report> {
         };
     }
     let sandbox = Sandbox::new()?;
-    let mut setup = args.sandbox.setup(&args.repo)?;
-    if let Some(h) = &args.hidden {
-        setup.hidden = std::path::absolute(h)?;
-    }
+    let setup = sandbox_setup(&args.sandbox, &args.repo, args.hidden.as_deref())?;
     let scratch = tempfile::tempdir()?;
     let work = args.work.clone().unwrap_or_else(|| scratch.path().to_path_buf());
     std::fs::create_dir_all(&work)?;
@@ -172,6 +169,15 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<Report> {
         recorded,
         comparisons,
     })
+}
+
+/// The public sandbox's setup, with the hidden split when one is given.
+pub(super) fn sandbox_setup(args: &PublicSandboxArgs, repo: &Path, hidden: Option<&Path>) -> Result<EvalSetup> {
+    let mut setup = args.setup(repo)?;
+    if let Some(h) = hidden {
+        setup.hidden = std::path::absolute(h)?;
+    }
+    Ok(setup)
 }
 
 /// The crown note's numbers.
@@ -206,13 +212,19 @@ fn bundle_val_bpb(bundle: &Path, note: &CrownNote) -> Result<f64> {
     Ok(state.val_bpb)
 }
 
-struct Scores {
-    val: f64,
-    hidden: Option<f64>,
+/// A sandboxed run of a tag and its scores.
+pub(super) struct Scores {
+    /// End-of-training public val bpb.
+    pub val: f64,
+    /// The last checkpoint on the hidden split, when the setup has one.
+    pub hidden: Option<f64>,
+    /// The run's final state and its last checkpoint.
+    pub state: proof::state::FinalState,
+    pub checkpoint: PathBuf,
 }
 
 /// Builds `tree`, trains it with the config's seed and scores its last checkpoint.
-fn train_and_score(
+pub(super) fn train_and_score(
     sandbox: &Sandbox,
     setup: &EvalSetup,
     repo: &RecipeRepo,
@@ -251,7 +263,7 @@ fn train_and_score(
             _ => bail!("the hidden evaluation failed: {}", tail_of(&done.output.stderr)),
         }
     };
-    Ok(Scores { val: state.val_bpb, hidden })
+    Ok(Scores { val: state.val_bpb, hidden, state, checkpoint: last })
 }
 
 pub fn run(args: &ReproduceArgs) -> Result<bool> {

@@ -18,8 +18,10 @@ pub struct RepoState {
     pub main: String,
     /// Files on main, by path.
     pub files: HashMap<String, String>,
-    /// Annotated tag objects by their sha.
+    /// Annotated tag objects by their sha (their git id, from their bytes).
     pub tag_objects: HashMap<String, Value>,
+    /// The bytes of each tag object as git stores them, by sha.
+    pub tag_bytes: HashMap<String, Vec<u8>>,
     /// refs/tags/* → tag object sha.
     pub tag_refs: HashMap<String, String>,
     pub releases: Vec<Value>,
@@ -27,6 +29,9 @@ pub struct RepoState {
     pub commits: Vec<String>,
     /// Merges GitHub would answer 405 to (e.g. conflicts), by PR number.
     pub unmergeable: Vec<u64>,
+    /// Store tag messages with trailing newlines trimmed, as a forge that
+    /// normalises text would (the signed bytes then differ from the stored ones).
+    pub trim_tag_messages: bool,
 }
 
 impl RepoState {
@@ -153,16 +158,33 @@ async fn create_tag(
     ctx.with_repo(&headers, "POST git/tags", &owner, &repo, |l, slug| {
         let state = l.repos.entry(slug.to_string()).or_default();
         let known = req["object"].as_str().is_some_and(|o| state.commits.iter().any(|c| c == o));
-        if req["type"] != "commit" || req["tag"].as_str().is_none() || !known {
+        let (Some(bytes), true) = (tag_object_bytes(&req, state.trim_tag_messages), req["type"] == "commit" && known)
+        else {
             l.unexpected.push(format!("POST git/tags: {req}"));
             return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
-        }
-        let sha = format!("{:040x}", 0xa000 + state.tag_objects.len());
-        let obj = json!({"sha": sha, "tag": req["tag"], "message": req["message"],
+        };
+        let sha = git2::Oid::hash_object(git2::ObjectType::Tag, &bytes).expect("hashing").to_string();
+        let obj = json!({"sha": sha, "tag": req["tag"], "message": req["message"], "tagger": req["tagger"],
                          "object": {"sha": req["object"], "type": "commit"}});
+        state.tag_bytes.insert(sha.clone(), bytes);
         state.tag_objects.insert(sha, obj.clone());
         (StatusCode::CREATED, Json(obj)).into_response()
     })
+}
+
+/// The tag object GitHub writes for a create-tag request, as git stores it:
+/// the tagger's date (ISO 8601, UTC) becomes seconds and +0000. None when a
+/// field GitHub requires is missing or the date does not parse.
+fn tag_object_bytes(req: &Value, trim: bool) -> Option<Vec<u8>> {
+    let (object, tag, mut message) = (req["object"].as_str()?, req["tag"].as_str()?, req["message"].as_str()?);
+    if trim {
+        message = message.trim_end();
+    }
+    let t = &req["tagger"];
+    let (name, email, date) = (t["name"].as_str()?, t["email"].as_str()?, t["date"].as_str()?);
+    let when = humantime::parse_rfc3339(date).ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let text = format!("object {object}\ntype commit\ntag {tag}\ntagger {name} <{email}> {when} +0000\n\n{message}");
+    Some(text.into_bytes())
 }
 
 async fn get_tag(

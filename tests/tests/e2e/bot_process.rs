@@ -63,6 +63,8 @@ fn start_bot(port: u16, db: &str, gh: &str, dir: &Path) -> Child {
             "4242",
             "--validator-hotkey",
             karpa_tests::TEST_VALIDATOR,
+            "--validator-tag-key",
+            karpa_tests::TEST_VALIDATOR,
         ])
         .args(["--github-api", gh, "--lease-seconds", "2", "--workers", "1", "--webhook-secret-file"])
         .arg(dir.join("secret"))

@@ -146,6 +146,8 @@ async fn chromium_browses_searches_and_runs_no_miner_script() {
     assert_eq!(c.title().await.unwrap(), "Models · Karpa corpus");
     let row = text(&c, "table.models tbody").await;
     assert!(row.contains("karpa-tiny-v0.1.1") && row.contains("recipe-v0.1.1") && row.contains("2.3381"), "{row}");
+    let says = ["the crowned bundle's weights", "karpa-tiny-v0.1.1-reference", "re-trained by karpa reference"];
+    assert!(says.iter().all(|s| row.contains(s)), "whose weights each model holds: {row}");
     let link = c.find(Locator::LinkText("download")).await.unwrap().attr("href").await.unwrap();
     assert_eq!(link.as_deref(), Some("https://models.example/karpa-tiny-v0.1.1.tar"));
     c.find(Locator::LinkText("karpa-tiny-v0.1.1")).await.unwrap().click().await.unwrap();

@@ -1,7 +1,8 @@
 //! The local forge and `karpa lineage verify`: pull requests as refs plus bundle
 //! paths in a bare repository, crowns released exactly as on GitHub (squash,
-//! CHANGELOG.md, annotated tag, crown note), and the chain re-verified offline
-//! from a plain clone — then broken on purpose, one way at a time.
+//! CHANGELOG.md, signed annotated tag, crown note), and the chain re-verified
+//! offline from a plain clone (and its tags by git itself) — then broken on
+//! purpose, one way at a time; and the trusted set handed on by a crown.
 //!
 //! The bundles here are real (assembled, attested and hotkey-signed by `proof`)
 //! but their training files are placeholders: the verdicts are given, since the
@@ -12,6 +13,7 @@ use karpa_bot::forge::crown::CrownOutcome;
 use karpa_bot::forge::local::{LocalForge, PullState};
 use karpa_bot::judge::decision::{Decision, Outcome};
 use karpa_bot::judge::verdict::{StageReport, Verdict, VerdictClass};
+use karpa_bot::lineage::keys::{ValidatorKeys, DEFAULT_TAGGER};
 use karpa_bot::lineage::note::{self, NOTES_REF};
 use karpa_bot::lineage::verify::{verify, Report};
 use karpa_tests::{binary, git, run};
@@ -115,12 +117,43 @@ fn crowned(bundle: &Path, king: &str, king_mean: f64, gain: f64) -> Verdict {
     }
 }
 
-fn alice() -> subxt_signer::sr25519::Keypair {
-    proof::hotkey::keypair_from_uri(karpa_tests::TEST_VALIDATOR).unwrap()
+fn alice() -> ValidatorKeys {
+    karpa_tests::test_validator()
+}
+
+fn bob() -> ValidatorKeys {
+    ValidatorKeys::load("//Bob", "//Bob", DEFAULT_TAGGER).unwrap()
+}
+
+/// Rewrites the crown note of `tag` in the clone `c`.
+fn rewrite_note(c: &Path, tag: &str, edit: &dyn Fn(&mut note::CrownNote)) {
+    let repo = git2::Repository::open(c).unwrap();
+    let commit = repo.revparse_single(&format!("{tag}^{{commit}}")).unwrap().id();
+    let mut n = note::read(&repo, commit).unwrap().unwrap();
+    edit(&mut n);
+    note::write(&repo, &[commit], &n).unwrap();
+}
+
+/// `git tag -v <tag>` in `clone`, trusting `keys` (OpenSSH public key lines) as git's allowed signers.
+fn git_tag_verify(clone: &Path, tag: &str, keys: &[String]) -> karpa_tests::Run {
+    let allowed = clone.join(".git/allowed_signers");
+    let lines: String = keys.iter().map(|k| format!("karpa@localhost namespaces=\"git\" {k}\n")).collect();
+    std::fs::write(&allowed, lines).unwrap();
+    let config = format!("gpg.ssh.allowedSignersFile={}", allowed.display());
+    run(Path::new("git"), &[&"-C", &clone, &"-c", &"gpg.format=ssh", &"-c", &config, &"tag", &"-v", &tag])
 }
 
 fn codes(report: &Report) -> Vec<&'static str> {
     report.links.iter().flat_map(|l| l.problems.iter().map(|p| p.code)).collect()
+}
+
+/// The problem codes `verify` finds in a fresh clone of `bare` at `to` after `edit`.
+fn tampered(bare: &Path, to: &Path, edit: &dyn Fn(&Path)) -> Vec<&'static str> {
+    let c = clone_with_notes(bare, to);
+    edit(&c);
+    let mut found = codes(&verify(&c).unwrap());
+    found.dedup();
+    found
 }
 
 /// A plain clone with the crown notes fetched, as a reproducer would make it.
@@ -144,12 +177,12 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     assert_eq!((p1.number, p2.number), (1, 2));
     let head1 = forge.head(&p1).unwrap();
     let v1 = crowned(&b1, "recipe-v0.1.0", 2.50, 0.10);
-    let out = forge.crown(&mut p1, head1, &v1, Bump::Patch, &alice()).unwrap();
+    let out = forge.crown(&mut p1, head1, &v1, Bump::Patch, &alice(), None).unwrap();
     let CrownOutcome::Crowned { tag, commit } = out.clone() else { panic!("{out:?}") };
     assert_eq!(tag, "recipe-v0.1.1");
     assert_eq!(forge.pull(1).unwrap().state, PullState::Merged);
     // Again: the same release, nothing new.
-    assert_eq!(forge.crown(&mut p1, head1, &v1, Bump::Patch, &alice()).unwrap(), out);
+    assert_eq!(forge.crown(&mut p1, head1, &v1, Bump::Patch, &alice(), None).unwrap(), out);
     assert_eq!(git(&bare, &["tag", "-l", "recipe-v*"]).lines().count(), 2);
 
     // The release as git shows it: main at the tagged commit, the changelog entry,
@@ -168,7 +201,7 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     // The other PR was judged against the old king: stale, and nothing moves.
     let v2 = crowned(&b2, "recipe-v0.1.0", 2.50, 0.20);
     let head2 = forge.head(&p2).unwrap();
-    let stale = forge.crown(&mut p2, head2, &v2, Bump::Patch, &alice()).unwrap();
+    let stale = forge.crown(&mut p2, head2, &v2, Bump::Patch, &alice(), None).unwrap();
     assert_eq!(stale, CrownOutcome::Stale { king: "recipe-v0.1.1".into() });
     assert_eq!(git(&bare, &["rev-parse", "main"]).trim(), commit.as_str());
 
@@ -178,7 +211,7 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     let v3 = crowned(&b3, "recipe-v0.1.1", 2.41, 0.06);
     let head3 = forge.head(&p3).unwrap();
     // A maintainer asked for a minor bump: the next line of kings starts here.
-    let out = forge.crown(&mut p3, head3, &v3, Bump::Minor, &alice()).unwrap();
+    let out = forge.crown(&mut p3, head3, &v3, Bump::Minor, &alice(), None).unwrap();
     assert!(matches!(&out, CrownOutcome::Crowned { tag, .. } if tag == "recipe-v0.2.0"), "{out:?}");
     let changelog = git(&bare, &["show", "recipe-v0.2.0:CHANGELOG.md"]);
     assert!(changelog.find("recipe-v0.2.0").unwrap() < changelog.find("recipe-v0.1.1").unwrap(), "{changelog}");
@@ -192,6 +225,12 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     assert_eq!(report.links[1].hidden_bpb, Some(2.40));
     assert_eq!(report.links[2].king_bpb, Some(2.41));
     assert_eq!(report.links[1].signers, ["dev validator (//Alice)"]);
+    assert_eq!(report.links[2].tag_signer.as_deref(), Some("dev validator (//Alice)"));
+    // git itself verifies the release tags with the set's tag key, and refuses another key.
+    let good = git_tag_verify(&clone, "recipe-v0.1.1", &[alice().tags.public_key()]);
+    assert_eq!(good.code, 0, "{}{}", good.stdout, good.stderr);
+    assert!(good.stderr.contains("Good \"git\" signature for karpa@localhost"), "{}", good.stderr);
+    assert_ne!(git_tag_verify(&clone, "recipe-v0.2.0", &[bob().tags.public_key()]).code, 0);
     // The CLI says the same, and exits 0.
     let cli = run(&binary("karpa"), &[&"lineage", &"verify", &clone]).ok();
     assert!(cli.stdout.contains("lineage holds: 3 releases"), "{}", cli.stdout);
@@ -207,21 +246,7 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     assert_eq!(cli.code, 1, "{}", cli.stdout);
 
     // Tampering, one way at a time, each on its own clone.
-    let tamper = |name: &str, edit: &dyn Fn(&Path)| -> Vec<&'static str> {
-        let c = clone_with_notes(&bare, &tmp.path().join(name));
-        edit(&c);
-        let mut found = codes(&verify(&c).unwrap());
-        found.dedup();
-        found
-    };
-    let rewrite_note = |c: &Path, tag: &str, edit: &dyn Fn(&mut note::CrownNote)| {
-        let repo = git2::Repository::open(c).unwrap();
-        let commit = repo.revparse_single(&format!("{tag}^{{commit}}")).unwrap().id();
-        let mut n = note::read(&repo, commit).unwrap().unwrap();
-        edit(&mut n);
-        note::write(&repo, &[commit], &n).unwrap();
-    };
-
+    let tamper = |name: &str, edit: &dyn Fn(&Path)| tampered(&bare, &tmp.path().join(name), edit);
     // A better number written into the verdict after the fact.
     let found = tamper("inflated", &|c| {
         rewrite_note(c, "recipe-v0.1.1", &|n| n.verdict["decision"]["challenger"] = 2.2.into());
@@ -241,7 +266,7 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
             n.verdict["decision"]["challenger"] = 2.30.into();
             n.verdict["decision"]["gain"] = (2.50 - 2.30).into();
             n.signatures.clear();
-            n.sign(&proof::hotkey::keypair_from_uri("//Bob").unwrap());
+            n.sign(&bob().hotkey);
         });
     });
     assert_eq!(found, ["lineage.signer-unknown", "lineage.unsigned"]);
@@ -298,7 +323,39 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
         git(c, &["tag", "-f", "-a", "recipe-v0.1.1", "-m", "moved"]);
         git(c, &["notes", "--ref=karpa", "add", "-f", "-m", n.trim_end(), "HEAD"]);
     });
-    assert!(found.contains(&"lineage.release-tree"), "{found:?}");
+    assert!(found.contains(&"lineage.release-tree") && found.contains(&"lineage.tag-unsigned"), "{found:?}");
+    // The release tag moved to another commit, as a lightweight tag: nothing signs it.
+    let found = tamper("lightweight", &|c| {
+        git(c, &["tag", "-f", "recipe-v0.1.1", "recipe-v0.2.0^{commit}"]);
+    });
+    assert!(found.contains(&"lineage.tag-unsigned"), "{found:?}");
+    // Another release's signed tag object put under this release's name.
+    let found = tamper("renamed", &|c| {
+        let other = git(c, &["rev-parse", "recipe-v0.2.0"]);
+        git(c, &["update-ref", "refs/tags/recipe-v0.1.1", other.trim()]);
+    });
+    assert!(found.contains(&"lineage.tag-name"), "{found:?}");
+    // The signed tag object with one word of its message changed (a new object id).
+    let found = tamper("edited-tag", &|c| {
+        let repo = git2::Repository::open(c).unwrap();
+        let id = repo.refname_to_id("refs/tags/recipe-v0.1.1").unwrap();
+        let raw = repo.odb().unwrap().read(id).unwrap().data().to_vec();
+        let edited = String::from_utf8(raw).unwrap().replacen("crowned:", "CROWNED:", 1);
+        let forged = repo.odb().unwrap().write(git2::ObjectType::Tag, edited.as_bytes()).unwrap();
+        repo.reference("refs/tags/recipe-v0.1.1", forged, true, "forged").unwrap();
+    });
+    assert_eq!(found, ["lineage.tag-signature"]);
+    // A tag re-made and signed by a key the trusted set does not name.
+    let found = tamper("bobs-tag", &|c| {
+        let repo = git2::Repository::open(c).unwrap();
+        let commit = repo.revparse_single("recipe-v0.1.1^{commit}").unwrap().id();
+        let tag = bob().tags.sign(commit, "recipe-v0.1.1", "recipe-v0.1.1\n", 1).unwrap();
+        repo.find_reference("refs/tags/recipe-v0.1.1").unwrap().delete().unwrap();
+        tag.write(&repo, "recipe-v0.1.1").unwrap();
+    });
+    assert_eq!(found, ["lineage.tag-signature"]);
+    let r = verify(&tmp.path().join("bobs-tag")).unwrap();
+    assert!(r.links[1].problems[0].message.contains("the tag recipe-v0.1.1 is signed by SHA256:"), "{r:#?}");
     // A release with no crown behind it.
     let found = tamper("unproven", &|c| {
         git(c, &["checkout", "-q", "recipe-v0.2.0"]);
@@ -334,11 +391,11 @@ fn local_pull_requests_need_a_real_head_base_and_bundle() {
     let judged = forge.head(&p).unwrap();
     let mut v = crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1);
     v.class = VerdictClass::MeaningfulFailure;
-    assert!(forge.crown(&mut p, judged, &v, Bump::Patch, &alice()).is_err());
+    assert!(forge.crown(&mut p, judged, &v, Bump::Patch, &alice(), None).is_err());
     // A verdict on another bundle is not this PR's crown.
     let mut v = crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1);
     v.bundle_digest = Some("0".repeat(64));
-    assert!(format!("{:#}", forge.crown(&mut p, judged, &v, Bump::Patch, &alice()).unwrap_err())
+    assert!(format!("{:#}", forge.crown(&mut p, judged, &v, Bump::Patch, &alice(), None).unwrap_err())
         .contains("is about bundle"));
     // The head moved after the judgment: nothing released.
     git(&work, &["checkout", "-q", "lr"]);
@@ -346,7 +403,86 @@ fn local_pull_requests_need_a_real_head_base_and_bundle() {
     git(&work, &["commit", "-q", "-am", "more"]);
     git(&work, &["push", "-q", "origin", "lr"]);
     git(&bare, &["update-ref", "refs/pull/1/head", "refs/heads/lr"]);
-    let out = forge.crown(&mut p, judged, &crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1), Bump::Patch, &alice()).unwrap();
+    let out =
+        forge.crown(&mut p, judged, &crowned(&bundle, "recipe-v0.1.0", 2.5, 0.1), Bump::Patch, &alice(), None).unwrap();
     assert_eq!(out, CrownOutcome::HeadMoved);
     assert_eq!(git(&bare, &["tag", "-l"]).trim(), "recipe-v0.1.0");
+}
+
+#[test]
+fn the_trusted_set_changes_only_by_a_crown_the_set_in_force_signed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bare, work) = forge(tmp.path());
+    let forge = LocalForge::open(&bare).unwrap();
+    let bobs_set = format!("# Bob alone, from recipe-v0.1.1 on.\nsignatures_needed = 1\n\n{}", bob().entry("bob"));
+
+    // Bob is not in the genesis set: his crown is refused before anything moves.
+    let b1 = pull_request(&work, "lr", "origin/main", "recipe-v0.1.0", "lr = 2e-3", "lr = 3e-3");
+    let mut p1 = forge.open_pull("lr", &b1, "main").unwrap();
+    let (head1, v1) = (forge.head(&p1).unwrap(), crowned(&b1, "recipe-v0.1.0", 2.50, 0.10));
+    let err = format!("{:#}", forge.crown(&mut p1, head1, &v1, Bump::Patch, &bob(), None).unwrap_err());
+    assert!(err.contains("does not name this validator's hotkey"), "{err}");
+    assert_eq!(git(&bare, &["tag", "-l"]).trim(), "recipe-v0.1.0");
+    // A set that does not parse is refused the same way.
+    let broken = bobs_set.replace("signatures_needed = 1", "signatures_needed = 2");
+    assert!(forge.crown(&mut p1, head1, &v1, Bump::Patch, &alice(), Some(&broken)).is_err());
+    assert_eq!(git(&bare, &["tag", "-l"]).trim(), "recipe-v0.1.0");
+
+    // Alice's crown hands the set to Bob; from then on Bob crowns, Alice cannot.
+    forge.crown(&mut p1, head1, &v1, Bump::Patch, &alice(), Some(&bobs_set)).unwrap();
+    assert_eq!(git(&bare, &["show", "recipe-v0.1.1:validators.toml"]), bobs_set);
+    let b2 = pull_request(&work, "rows", "origin/main", "recipe-v0.1.1", "batch_rows = 16", "batch_rows = 8");
+    let mut p2 = forge.open_pull("rows", &b2, "main").unwrap();
+    let (head2, v2) = (forge.head(&p2).unwrap(), crowned(&b2, "recipe-v0.1.1", 2.40, 0.06));
+    assert!(forge.crown(&mut p2, head2, &v2, Bump::Patch, &alice(), None).is_err());
+    forge.crown(&mut p2, head2, &v2, Bump::Patch, &bob(), None).unwrap();
+
+    let clone = clone_with_notes(&bare, &tmp.path().join("clone"));
+    let report = verify(&clone).unwrap();
+    assert!(report.holds(), "{report:#?}");
+    assert!(report.links[1].trusted_set_changed && !report.links[2].trusted_set_changed);
+    assert_eq!(report.links[1].signers, ["dev validator (//Alice)"]);
+    assert_eq!(
+        (report.links[2].signers.as_slice(), report.links[2].tag_signer.as_deref()),
+        (&["bob".to_string()][..], Some("bob"))
+    );
+    let cli = run(&binary("karpa"), &[&"lineage", &"verify", &clone]).ok();
+    assert!(
+        cli.stdout.contains("dev validator (//Alice); tag: dev validator (//Alice); new trusted set"),
+        "{}",
+        cli.stdout
+    );
+    // The entry `karpa lineage keys` prints is the one the set holds.
+    let keys = run(
+        &binary("karpa"),
+        &[&"lineage", &"keys", &"--validator-hotkey", &"//Bob", &"--validator-tag-key", &"//Bob", &"--name", &"bob"],
+    )
+    .ok();
+    assert!(bobs_set.ends_with(&keys.stdout), "{}", keys.stdout);
+
+    let tamper = |name: &str, edit: &dyn Fn(&Path)| tampered(&bare, &tmp.path().join(name), edit);
+    // The change signed by the set it puts in force, not by the one it replaces.
+    let found = tamper("self-signed", &|c| {
+        rewrite_note(c, "recipe-v0.1.1", &|n| {
+            n.signatures.clear();
+            n.sign(&bob().hotkey);
+        })
+    });
+    assert_eq!(found, ["lineage.trusted-set-change", "lineage.signer-unknown", "lineage.unsigned"]);
+    // The set in the release's tree without the note carrying it (even re-signed by Alice).
+    let found = tamper("silent", &|c| {
+        rewrite_note(c, "recipe-v0.1.1", &|n| {
+            n.trusted_set = None;
+            n.sign(&alice().hotkey);
+        })
+    });
+    assert_eq!(found, ["lineage.release-tree"]);
+    // A note that carries another set than the tree holds.
+    let found = tamper("mismatch", &|c| {
+        rewrite_note(c, "recipe-v0.1.1", &|n| {
+            n.trusted_set = Some(karpa_tests::TEST_TRUSTED_SET.to_string());
+            n.sign(&alice().hotkey);
+        })
+    });
+    assert_eq!(found, ["lineage.trusted-set-change"]);
 }

@@ -219,6 +219,8 @@ fn the_builtin_search_keeps_a_real_improvement_and_its_pull_request_is_crowned()
             "--crown",
             "--validator-hotkey",
             karpa_tests::TEST_VALIDATOR,
+            "--validator-tag-key",
+            karpa_tests::TEST_VALIDATOR,
             "--pr",
             "1",
             "--noise-floor",
@@ -266,6 +268,91 @@ fn the_builtin_search_keeps_a_real_improvement_and_its_pull_request_is_crowned()
     assert_eq!(r["recorded"]["hidden_bpb"], v["eval"]["hidden_bpb"], "{r:#}");
 
     export_and_verify_the_model(&clone, Path::new(bundle), &data, &v);
+    let val = r["comparisons"][0]["reproduced"].as_f64().unwrap();
+    reference_model_of_the_release(&clone, &data, &v, val);
+}
+
+/// `karpa reference`: the release re-trained in the sandbox with the config's
+/// seed and exported; its card and config.json say whose weights they are, the
+/// record's numbers still verify, and its own numbers are the re-training's.
+fn reference_model_of_the_release(clone: &Path, data: &Path, verdict: &serde_json::Value, reproduced_val: f64) {
+    let out = clone.parent().unwrap().join("reference");
+    let karpa = |tag: &str, config: &str| {
+        let mut args: Vec<std::ffi::OsString> =
+            ["reference", "--tag", tag, "--config", config, "--repo"].map(Into::into).into();
+        args.extend([clone.into(), "--data".into(), data.join("public").into(), "--hidden".into()]);
+        args.extend([
+            data.join("hidden").into(),
+            "--target-dir".into(),
+            workspace_root().join("target/recipes").into(),
+        ]);
+        args.extend(["--out".into(), out.clone().into()]);
+        let args: Vec<&dyn AsRef<std::ffi::OsStr>> = args.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>).collect();
+        karpa_tests::run(&binary("karpa"), &args)
+    };
+    // Refused before anything is built: the genesis has no crown, the tag no such config.
+    let r = karpa("recipe-v0.1.0", "micro");
+    assert!(r.code == 2 && r.stderr.contains("has no crown note"), "{}", r.stderr);
+    let r = karpa("recipe-v0.1.1", "no-such-config");
+    assert!(r.code == 2 && r.stderr.contains("no protocol config"), "{}", r.stderr);
+    assert!(!out.exists());
+
+    let made = karpa("recipe-v0.1.1", "micro").ok();
+    assert!(
+        made.stdout.contains("karpa-micro-v0.1.1-reference") && made.stdout.contains("re-trained from recipe-v0.1.1"),
+        "{}",
+        made.stdout
+    );
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["provenance"]["kind"], "reference", "{cfg:#}");
+    // The config's seed in the same sandbox: the reproduced run, to float order.
+    let val = cfg["provenance"]["val_bpb"].as_f64().unwrap();
+    assert!((val - reproduced_val).abs() < 1e-3, "{val} vs {reproduced_val}");
+    assert!(cfg["provenance"]["hidden_bpb"].as_f64().unwrap().is_finite(), "{cfg:#}");
+    assert_eq!(cfg["scores"]["hidden_bpb"], verdict["eval"]["hidden_bpb"], "the record's numbers stay the crown's");
+    assert_eq!(
+        (cfg["training"]["device"].as_str(), cfg["training"]["h100_equivalence"].as_f64()),
+        (Some("cpu-f32"), None)
+    );
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        card.contains("a re-training of the tag by `karpa reference`")
+            && card.contains("public val bpb of this re-training"),
+        "{card}"
+    );
+
+    let verify = |caught: Option<&str>| {
+        let r = karpa_tests::run(&binary("karpa"), &[&"model", &"verify", &out, &"--repo", &clone]);
+        match caught {
+            None => assert!(r.code == 0 && r.stdout.contains("match the crown notes"), "{}{}", r.stdout, r.stderr),
+            Some(what) => assert!(r.code == 1 && r.stdout.contains(what), "{what}: {}", r.stdout),
+        }
+    };
+    verify(None);
+    let edit = |file: &str, from: &str, to: &str, caught: &str| {
+        let path = out.join(file);
+        let original = std::fs::read_to_string(&path).unwrap();
+        assert!(original.contains(from), "{file}: {from}");
+        std::fs::write(&path, original.replacen(from, to, 1)).unwrap();
+        verify(Some(caught));
+        std::fs::write(&path, original).unwrap();
+    };
+    // The record's numbers and the card still verify against the crown note.
+    edit("config.json", "\"gain\": ", "\"gain\": 1", "config.json.scores.gain");
+    edit(
+        "README.md",
+        "weights are a re-training",
+        "weights are the crowned checkpoint, a re-training",
+        "README.md line",
+    );
+    let weights = out.join("model.safetensors");
+    let original = std::fs::read(&weights).unwrap();
+    let mut bytes = original.clone();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&weights, &bytes).unwrap();
+    verify(Some("model.safetensors hashes to"));
+    std::fs::write(&weights, original).unwrap();
+    verify(None);
 }
 
 /// `karpa model export` of the crowned release, `karpa-train generate` from the

@@ -23,6 +23,8 @@ fn runner(i: usize, db: &str, gh: &str, dir: &Path, remote: &Path, data: &Path) 
             "4242",
             "--validator-hotkey",
             karpa_tests::TEST_VALIDATOR,
+            "--validator-tag-key",
+            karpa_tests::TEST_VALIDATOR,
             "--github-api",
             gh,
             "--lease-seconds",

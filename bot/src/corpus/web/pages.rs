@@ -362,7 +362,7 @@ pub async fn models(State(state): State<AppState>) -> Response {
     };
     let body = html! {
         h1 { "Models" }
-        p.muted { "Releases of the recipe as model folders: the crowned checkpoint's weights, its tokenizer, config and card, each verified against its crown note (" code { "karpa model verify" } ")." }
+        p.muted { "Releases of the recipe as model folders: the crowned checkpoint's weights (or a re-training of the tag by " code { "karpa reference" } "), its tokenizer, config and card, each verified against its crown note (" code { "karpa model verify" } "). The bpb columns are the crown's." }
         @if models.is_empty() { div.card { p { "No model is published yet." } } }
         @else {
             table.models {
@@ -370,7 +370,7 @@ pub async fn models(State(state): State<AppState>) -> Response {
                 tbody {
                     @for m in &models {
                         tr {
-                            td { a href={ "/models/" (m.id) } { (m.name) } div.muted.mono { (m.repo) } }
+                            td { a href={ "/models/" (m.id) } { (m.name) } div.muted { (weights_of(m)) } div.muted.mono { (m.repo) } }
                             td { (m.tag) } td { (m.config) } td.num { (m.params) }
                             td.num { (bpb(Some(m.hidden_bpb))) } td.num { (bpb(Some(m.sigma))) " (" (m.floor_n) ")" }
                             td.num { (bpb(Some(m.val_bpb))) } td.mono { (short(&m.weights_sha256)) }
@@ -398,11 +398,20 @@ pub async fn model(State(state): State<AppState>, Path(id): Path<String>) -> Res
         p.muted { a href="/models" { "Models" } " · " code { (m.repo) } " · " (m.tag) }
         div.card {
             div.muted { "hidden bpb" } div.bpb { (bpb(Some(m.hidden_bpb))) span.muted { " ± " (bpb(Some(m.sigma))) } }
-            p { "Weights " code { (m.weights_sha256) } " · " (download(&m)) }
+            p { "Weights " code { (m.weights_sha256) } " · " (weights_of(&m)) " · " (download(&m)) }
         }
         div.card.rationale { (markdown(body_text)) }
     };
     page(StatusCode::OK, &m.name, body)
+}
+
+/// Whose run a model's weights are, in words.
+fn weights_of(m: &query::Model) -> &'static str {
+    if m.provenance == "reference" {
+        "re-trained by karpa reference"
+    } else {
+        "the crowned bundle's weights"
+    }
 }
 
 fn download(m: &query::Model) -> Markup {
