@@ -7,13 +7,18 @@
 use crate::chain::epoch::{facts, plan, Subnet, Unplannable};
 use crate::chain::extrinsic::{Runtime, WeightsCall};
 use crate::chain::node::Node;
-use crate::chain::outbox::{self, EpochKey, Mode, Plan};
+use crate::chain::outbox::{self, EpochKey, Plan};
+use crate::chain::path::{choose, Choice, CommitReveal, Path};
+use crate::chain::schedule::{EpochModel, Schedule};
+use crate::chain::tlock::{self, WeightsPayload};
 use crate::chain::weights::Target;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub const FINNEY: &str = "wss://entrypoint-finney.opentensor.ai:443";
+/// Seconds per block on finney (the drand round of a reveal is a time).
+pub const BLOCK_SECONDS: f64 = 12.0;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ChainCommand {
@@ -48,9 +53,19 @@ pub enum ChainCommand {
         /// Offline: the subnet's weights version key.
         #[arg(long, default_value_t = 0)]
         version_key: u64,
-        /// Offline: commit-reveal on, revealing this many epochs later.
+        /// Offline: commit-reveal on, revealing this many epochs later
+        /// (RevealPeriodEpochs; legacy commit/reveal unless --commit-reveal-version).
         #[arg(long)]
         commit_reveal: Option<u64>,
+        /// Offline: the chain's CommitRevealWeightsVersion (4: timelocked commits).
+        #[arg(long, requires = "commit_reveal")]
+        commit_reveal_version: Option<u16>,
+        /// Offline: the subnet's tempo (for the reveal block and round).
+        #[arg(long, default_value_t = 360)]
+        tempo: u16,
+        /// Offline: the head block (default: the first block of --epoch).
+        #[arg(long)]
+        block: Option<u64>,
     },
     /// Plans the current epoch (once) and drives every due epoch: set, or commit
     /// then reveal; retried with backoff, idempotent across restarts.
@@ -111,6 +126,9 @@ pub fn run(cmd: ChainCommand) -> Result<bool> {
                 max_weight_limit,
                 version_key,
                 commit_reveal,
+                commit_reveal_version,
+                tempo,
+                block,
             } => {
                 let offline = match metagraph {
                     Some(m) => Some(Offline {
@@ -121,7 +139,13 @@ pub fn run(cmd: ChainCommand) -> Result<bool> {
                         epoch: epoch.context("--epoch is required offline")?,
                         max_weight_limit,
                         version_key,
-                        commit_reveal,
+                        commit_reveal: CommitReveal {
+                            enabled: commit_reveal.is_some(),
+                            version: commit_reveal_version,
+                            reveal_period: commit_reveal.unwrap_or(1),
+                        },
+                        tempo,
+                        block,
                     }),
                     None => None,
                 };
@@ -168,75 +192,152 @@ struct Offline {
     epoch: u64,
     max_weight_limit: u16,
     version_key: u64,
-    commit_reveal: Option<u64>,
+    commit_reveal: CommitReveal,
+    tempo: u16,
+    block: Option<u64>,
 }
 
-/// The subnet as the node (or the offline files) describes it, and the runtime.
-async fn subnet_plan(t: &ChainTarget, offline: Option<&Offline>, pool: &sqlx::PgPool) -> Result<(Plan, Runtime)> {
+/// An epoch's plan and how it goes to the chain.
+struct Planned {
+    plan: Plan,
+    runtime: Runtime,
+    choice: Choice,
+    schedule: Schedule,
+}
+
+/// The subnet as the node (or the offline files) describes it, the runtime,
+/// the path the weights take, and the epoch's plan (pre-flight checked online).
+async fn subnet_plan(t: &ChainTarget, offline: Option<&Offline>, pool: &sqlx::PgPool) -> Result<Planned> {
     let signer = t.signer()?;
     let me = signer.as_ref().map(|k| k.public_key().0).unwrap_or([0; 32]);
     let f = facts(pool, &t.repo, t.netuid).await?;
     let hotkeys: Vec<String> = f.king_hotkey.iter().chain(&f.meaningful).cloned().collect();
-    let (uids, runtime, epoch, limit, version_key, commit_reveal) = match offline {
+    let (uids, runtime, schedule, limit, version_key, commit_reveal, chain) = match offline {
         Some(o) => {
             let bytes = std::fs::read(&o.metadata).with_context(|| format!("cannot read {}", o.metadata.display()))?;
             let genesis: [u8; 32] = hex::decode(o.genesis.trim_start_matches("0x"))
                 .ok()
                 .and_then(|g| g.try_into().ok())
                 .context("--genesis must be 32 bytes of hex")?;
-            (
-                o.metagraph.clone(),
-                Runtime::from_metadata(&bytes, genesis)?,
-                o.epoch,
-                o.max_weight_limit,
-                o.version_key,
-                o.commit_reveal,
-            )
+            let first_block = (o.epoch * (u64::from(o.tempo) + 1)).saturating_sub(u64::from(t.netuid) + 1);
+            let schedule = Schedule {
+                netuid: t.netuid,
+                tempo: o.tempo,
+                block: o.block.unwrap_or(first_block),
+                reveal_period: o.commit_reveal.reveal_period,
+                model: EpochModel::Stateless,
+            };
+            if schedule.epoch() != o.epoch {
+                bail!(
+                    "block {} is in epoch {} of subnet {}, not --epoch {}",
+                    schedule.block,
+                    schedule.epoch(),
+                    t.netuid,
+                    o.epoch
+                );
+            }
+            let runtime = Runtime::from_metadata(&bytes, genesis)?;
+            (o.metagraph.clone(), runtime, schedule, o.max_weight_limit, o.version_key, o.commit_reveal, None)
         }
         None => {
             let node = Node::connect(&t.endpoint).await?;
-            let rules = node.rules(t.netuid).await?;
+            let runtime = node.runtime().await?;
+            let me = proof::hotkey::ss58(signer.as_ref().context("planning on a node needs the validator's hotkey")?);
+            let rules = node.rules(t.netuid, &me, &runtime).await?;
             let mut uids = BTreeMap::new();
             for h in &hotkeys {
                 if let Some(uid) = node.uid(t.netuid, h).await? {
                     uids.insert(h.clone(), uid);
                 }
             }
-            let reveal = rules.commit_reveal.then_some(rules.reveal_period);
-            (uids, node.runtime().await?, rules.epoch(), rules.max_weight_limit, rules.version_key, reveal)
+            let schedule = rules.schedule(t.netuid);
+            (
+                uids,
+                runtime,
+                schedule,
+                rules.max_weight_limit,
+                rules.version_key,
+                rules.commit_reveal,
+                Some(rules.preflight),
+            )
         }
     };
+    let choice = choose(&runtime.calls()?, t.netuid, commit_reveal).map_err(Unplannable)?;
     let uid_of = |h: &str| uids.get(h).copied();
     let subnet = Subnet {
         netuid: t.netuid,
-        epoch,
+        epoch: schedule.epoch(),
         max_weight_limit: limit,
         version_key,
-        commit_reveal,
+        path: choice.path,
+        preflight: chain,
         burn_uid: t.burn_uid,
         uid_of: &uid_of,
         account: me,
     };
-    Ok((plan(&t.repo, &f, &subnet)?, runtime))
+    Ok(Planned { plan: plan(&t.repo, &f, &subnet)?, runtime, choice, schedule })
 }
 
-/// The call an epoch's row needs next, if any is due.
-fn next_call(p: &Plan) -> WeightsCall {
-    match (p.mode, p.commit_hash) {
-        (Mode::Commit, Some(hash)) => WeightsCall::CommitWeights { netuid: p.netuid, commit_hash: hash },
-        _ => WeightsCall::SetWeights {
-            netuid: p.netuid,
-            uids: p.uids.clone(),
-            values: p.weights.clone(),
-            version_key: p.version_key,
-        },
-    }
+/// What an epoch owes, as its plan or its outbox row has it.
+struct Owed {
+    netuid: u16,
+    uids: Vec<u16>,
+    values: Vec<u16>,
+    version_key: u64,
+}
+
+/// A timelocked commit's drand round and reveal epoch.
+struct Reveal {
+    round: u64,
+    epoch: u64,
+}
+
+/// The call that sends an epoch's weights first: set, the legacy commit (its
+/// hash given), or the timelocked commit, encrypted now to the round the chain
+/// will reveal it at (so a retry never sends a round that has passed).
+fn first_call(
+    w: Owed,
+    path: Path,
+    hash: Option<[u8; 32]>,
+    schedule: &Schedule,
+    me: [u8; 32],
+) -> Result<(WeightsCall, Option<Reveal>)> {
+    Ok(match (path, hash) {
+        (Path::Legacy { .. }, Some(commit_hash)) => {
+            (WeightsCall::CommitWeights { netuid: w.netuid, commit_hash }, None)
+        }
+        (Path::Legacy { .. }, None) => bail!("a legacy commit without its hash"),
+        (Path::Timelocked { mechanism, version, .. }, _) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
+            let round = schedule.reveal_round(now, BLOCK_SECONDS)?;
+            let payload =
+                WeightsPayload { hotkey: me.to_vec(), uids: w.uids, values: w.values, version_key: w.version_key };
+            let commit = tlock::encrypt(&payload, round)?;
+            let mechanism = mechanism.then_some(0);
+            let call =
+                WeightsCall::CommitTimelocked { netuid: w.netuid, mechanism, commit, reveal_round: round, version };
+            (call, Some(Reveal { round, epoch: schedule.reveal_epoch()? }))
+        }
+        (Path::Set, _) => (
+            WeightsCall::SetWeights { netuid: w.netuid, uids: w.uids, values: w.values, version_key: w.version_key },
+            None,
+        ),
+    })
+}
+
+/// Whether the chain's weights for us are the ones a row committed (the
+/// chain may reorder them; values within 1 of ours, for its rounding).
+fn weights_seen(on_chain: &[(u16, u16)], uids: &[u16], values: &[u16]) -> bool {
+    let ours: BTreeMap<u16, u16> = uids.iter().copied().zip(values.iter().copied()).collect();
+    let theirs: BTreeMap<u16, u16> = on_chain.iter().copied().collect();
+    ours.len() == theirs.len() && ours.iter().all(|(u, w)| theirs.get(u).is_some_and(|t| t.abs_diff(*w) <= 1))
 }
 
 async fn dry_run(t: &ChainTarget, offline: Option<Offline>) -> Result<bool> {
     let pool = crate::db::connect(&t.db.database_url).await?;
-    let (p, runtime) = subnet_plan(t, offline.as_ref(), &pool).await?;
+    let Planned { plan: p, runtime, choice, schedule } = subnet_plan(t, offline.as_ref(), &pool).await?;
     println!("netuid {} epoch {} — king {} — {:?}", p.netuid, p.epoch, p.king_tag.as_deref().unwrap_or("none"), p.mode);
+    println!("  path: {}", choice.why);
     println!("\n  {:<50} {:>7}", "to", "share");
     for (target, share) in &p.scores {
         let who = match target {
@@ -246,11 +347,34 @@ async fn dry_run(t: &ChainTarget, offline: Option<Offline>) -> Result<bool> {
         println!("  {who:<50} {share:>7.4}");
     }
     println!("\n  uids    {:?}\n  weights {:?}  (u16, max-upscaled)", p.uids, p.weights);
-    let call = next_call(&p);
-    println!("\n  {}: 0x{}", call.name(), hex::encode(runtime.call_data(&call)?));
-    if let Some(k) = t.signer()? {
-        let (signed, _) = runtime.sign(&call, &k, 0)?;
-        println!("  signed by {} (nonce 0, immortal): 0x{}", proof::hotkey::ss58(&k), hex::encode(signed));
+    let signer = t.signer()?;
+    let me = signer.as_ref().map(|k| k.public_key().0).unwrap_or([0; 32]);
+    let owed = Owed { netuid: p.netuid, uids: p.uids.clone(), values: p.weights.clone(), version_key: p.version_key };
+    let (call, reveal) = first_call(owed, choice.path, p.commit_hash, &schedule, me)?;
+    if let Some(r) = reveal {
+        let block = schedule.first_reveal_block()?;
+        println!(
+            "\n  revealed by the chain in epoch {} (from block {block}), with drand quicknet round {}",
+            r.epoch, r.round
+        );
+    }
+    let data = runtime.call_data(&call)?;
+    match &call {
+        WeightsCall::CommitTimelocked { commit, .. } => {
+            println!(
+                "  {}: {} bytes, a {}-byte ciphertext (fresh each run): 0x{}…",
+                call.name(),
+                data.len(),
+                commit.len(),
+                hex::encode(&data[..16])
+            )
+        }
+        _ => println!("\n  {}: 0x{}", call.name(), hex::encode(&data)),
+    }
+    if let Some(k) = &signer {
+        let (signed, _) = runtime.sign(&call, k, 0, None)?;
+        let shown = if signed.len() > 96 { format!("{}…", hex::encode(&signed[..96])) } else { hex::encode(&signed) };
+        println!("  signed by {} (nonce 0, immortal offline): 0x{shown}", proof::hotkey::ss58(k));
     }
     println!("\n  (dry run: nothing submitted, nothing recorded)");
     Ok(true)
@@ -260,15 +384,18 @@ async fn run_epochs(t: &ChainTarget) -> Result<bool> {
     let Some(signer) = t.signer()? else { bail!("karpa chain run needs --hotkey-file or --hotkey-uri") };
     let pool = crate::db::connect(&t.db.database_url).await?;
     let node = Node::connect(&t.endpoint).await?;
-    let rules = node.rules(t.netuid).await?;
-    let epoch_now = rules.epoch();
+    let runtime = node.runtime().await?;
+    let me = proof::hotkey::ss58(&signer);
+    let rules = node.rules(t.netuid, &me, &runtime).await?;
+    let epoch_now = rules.epoch(t.netuid);
     match subnet_plan(t, None, &pool).await {
-        Ok((p, _)) => {
-            if outbox::plan(&pool, &p).await? {
-                tracing::info!(netuid = p.netuid, epoch = p.epoch, "planned");
+        Ok(planned) => {
+            if outbox::plan(&pool, &planned.plan).await? {
+                tracing::info!(netuid = planned.plan.netuid, epoch = planned.plan.epoch, "planned");
             }
         }
         Err(e) if e.downcast_ref::<Unplannable>().is_some() => {
+            // Not plannable, or refused by the pre-flight: kept with the reason.
             let king = facts(&pool, &t.repo, t.netuid).await?.king_tag;
             let key = EpochKey { netuid: t.netuid, epoch: epoch_now };
             tracing::warn!(netuid = t.netuid, epoch = epoch_now, "not planned: {e}");
@@ -276,17 +403,22 @@ async fn run_epochs(t: &ChainTarget) -> Result<bool> {
         }
         Err(e) => return Err(e),
     }
-    let me = proof::hotkey::ss58(&signer);
+    let path = choose(&runtime.calls()?, t.netuid, rules.commit_reveal).map_err(Unplannable)?.path;
     for row in outbox::due(&pool).await? {
         let (netuid, epoch) = (row.netuid as u16, row.epoch as u64);
         let key = EpochKey { netuid, epoch };
         let uids: Vec<u16> = serde_json::from_value(row.uids.clone())?;
         let values: Vec<u16> = serde_json::from_value(row.weights.clone())?;
         let version_key = row.version_key as u64;
+        if row.mode == "timelocked" && matches!(row.state.as_str(), "committed" | "revealed") {
+            watch_reveal(&pool, &node, &row, (&uids, &values), (epoch_now, rules.preflight.uid)).await?;
+            continue;
+        }
         // (the call, the state while it is in flight, the state once final)
+        let owed = Owed { netuid, uids: uids.clone(), values: values.clone(), version_key };
         let step = match (row.mode.as_str(), row.state.as_str()) {
             ("set", "pending" | "submitted") => {
-                Some((WeightsCall::SetWeights { netuid, uids, values, version_key }, "submitted", "finalized"))
+                Some((first_call(owed, Path::Set, None, &rules.schedule(netuid), [0; 32])?.0, "submitted", "finalized"))
             }
             ("commit", "pending" | "submitted") => {
                 let hash = commit_of(&pool, key).await?;
@@ -295,6 +427,17 @@ async fn run_epochs(t: &ChainTarget) -> Result<bool> {
             ("commit", "committed" | "revealing") if row.reveal_epoch.is_some_and(|r| epoch_now >= r as u64) => {
                 let salt: Vec<u16> = serde_json::from_value(row.salt.clone().context("a commit without its salt")?)?;
                 Some((WeightsCall::RevealWeights { netuid, uids, values, salt, version_key }, "revealing", "finalized"))
+            }
+            ("timelocked", "pending" | "submitted") => {
+                let Path::Timelocked { version, .. } = path else {
+                    let why = format!("subnet {netuid} no longer takes timelocked commits; planned again next epoch");
+                    outbox::failed_attempt(&pool, key, &why, std::time::Duration::from_secs(30)).await?;
+                    continue;
+                };
+                let (call, reveal) = first_call(owed, path, None, &rules.schedule(netuid), signer.public_key().0)?;
+                let (WeightsCall::CommitTimelocked { commit, .. }, Some(r)) = (&call, reveal) else { continue };
+                outbox::timelocked_sent(&pool, key, commit, r.round, r.epoch, version).await?;
+                Some((call, "submitted", "committed"))
             }
             _ => None,
         };
@@ -305,10 +448,11 @@ async fn run_epochs(t: &ChainTarget) -> Result<bool> {
             outbox::defer(&pool, key, &why, std::time::Duration::from_secs(12 * (allowed - rules.block))).await?;
             continue;
         }
+        let from = if row.mode == "timelocked" { "submitted" } else { row.state.as_str() };
         let result = async {
             let sent = node.submit(&call, &signer).await?;
             let tx = sent.tx_hash.clone();
-            outbox::advance(&pool, key, &row.state, flight, Some(&tx), None).await?;
+            outbox::advance(&pool, key, from, flight, Some(&tx), None).await?;
             let block = sent.finalized().await?;
             outbox::advance(&pool, key, flight, done, None, Some(&block)).await?;
             anyhow::Ok((tx, block))
@@ -324,6 +468,42 @@ async fn run_epochs(t: &ChainTarget) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// A committed timelocked epoch: from its reveal epoch on, are our weights on
+/// chain? Revealed when seen, finalized once that epoch is over, dropped when it
+/// ended unseen (the chain reports nothing; the current epoch commits again).
+async fn watch_reveal(
+    pool: &sqlx::PgPool,
+    node: &Node,
+    row: &outbox::Row,
+    (uids, values): (&[u16], &[u16]),
+    (epoch_now, my_uid): (u64, Option<u16>),
+) -> Result<()> {
+    let key = EpochKey { netuid: row.netuid as u16, epoch: row.epoch as u64 };
+    let Some(reveal_epoch) = row.reveal_epoch.map(|e| e as u64) else {
+        bail!("a timelocked commit without its reveal epoch")
+    };
+    if epoch_now < reveal_epoch {
+        return Ok(());
+    }
+    let seen = match my_uid {
+        Some(uid) => weights_seen(&node.weights(key.netuid, uid).await?, uids, values),
+        None => false,
+    };
+    match outbox::timelocked_next(&row.state, reveal_epoch, epoch_now, seen) {
+        Some("dropped") => {
+            let round = row.reveal_round.unwrap_or_default();
+            let why = format!("the chain did not apply the commit (drand round {round}) by the end of epoch {reveal_epoch}: dropped; the current epoch commits again");
+            tracing::warn!(netuid = key.netuid, epoch = key.epoch, "{why}");
+            outbox::dropped(pool, key, &why).await?;
+        }
+        Some(next) => {
+            outbox::advance(pool, key, &row.state, next, None, None).await?;
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 async fn commit_of(pool: &sqlx::PgPool, key: EpochKey) -> Result<[u8; 32]> {

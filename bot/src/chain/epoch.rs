@@ -1,9 +1,12 @@
 //! An epoch's plan from the corpus: the current king's miner and the
 //! meaningful failures judged since the last planned epoch, scored, mapped to
-//! uids, clipped and converted, and (with commit-reveal) salted and hashed.
+//! uids, clipped and converted, checked as the chain will check them, and
+//! (with legacy commit-reveal) salted and hashed.
 
 use super::commit::{new_salt, Commit};
 use super::outbox::{Mode, Plan};
+use super::path::Path;
+use super::preflight;
 use super::weights::{for_chain, scores, Target};
 use anyhow::Result;
 use sqlx::PgPool;
@@ -51,8 +54,10 @@ pub struct Subnet<'a> {
     pub epoch: u64,
     pub max_weight_limit: u16,
     pub version_key: u64,
-    /// Commit-reveal on: commit now, reveal `reveal_after` epochs later.
-    pub commit_reveal: Option<u64>,
+    /// How the weights go to the chain (`path::choose`).
+    pub path: Path,
+    /// The chain's checks at this block (None: not known, as offline).
+    pub preflight: Option<preflight::Subnet>,
     pub burn_uid: Option<u16>,
     pub uid_of: &'a dyn Fn(&str) -> Option<u16>,
     /// The validator's own account (part of the commit hash).
@@ -70,10 +75,15 @@ pub fn plan(repo: &str, facts: &Facts, subnet: &Subnet<'_>) -> Result<Plan> {
         Target::Hotkey(h) => (subnet.uid_of)(h),
         Target::Burn => subnet.burn_uid,
     };
-    let (uids, weights) = for_chain(&scores, uid, subnet.max_weight_limit).map_err(Unplannable)?;
-    let (mode, salt, hash, reveal_epoch) = match subnet.commit_reveal {
-        None => (Mode::Set, None, None, None),
-        Some(after) => {
+    let (mut uids, mut weights) = for_chain(&scores, uid, subnet.max_weight_limit).map_err(Unplannable)?;
+    if let Some(chain) = &subnet.preflight {
+        (uids, weights) = preflight::check(chain, subnet.version_key, &uids, &weights, subnet.burn_uid)
+            .map_err(|e| Unplannable(e.to_string()))?;
+    }
+    let (mode, salt, hash, reveal_epoch) = match subnet.path {
+        Path::Set => (Mode::Set, None, None, None),
+        Path::Timelocked { reveal_after, .. } => (Mode::Timelocked, None, None, Some(subnet.epoch + reveal_after)),
+        Path::Legacy { reveal_after: after } => {
             let salt = new_salt().map_err(|e| anyhow::anyhow!("no randomness for the commit salt: {e}"))?;
             let commit = Commit {
                 account: &subnet.account,

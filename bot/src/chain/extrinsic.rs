@@ -5,19 +5,61 @@
 use anyhow::{bail, Context, Result};
 use subxt::client::OfflineClient;
 use subxt::config::substrate::{SpecVersionForRange, SubstrateConfig, H256};
+use subxt::config::transaction_extensions::CheckMortality;
 use subxt::dynamic::Value;
 use subxt::ext::codec::Decode;
 use subxt::Metadata;
 
 pub const PALLET: &str = "SubtensorModule";
+/// How long a signed weights call stays valid: 64 blocks (about 13 minutes),
+/// so a call stuck in a pool cannot land epochs later.
+pub const MORTAL_BLOCKS: u64 = 64;
 
 /// One weights call of one epoch.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum WeightsCall {
-    SetWeights { netuid: u16, uids: Vec<u16>, values: Vec<u16>, version_key: u64 },
-    CommitWeights { netuid: u16, commit_hash: [u8; 32] },
-    RevealWeights { netuid: u16, uids: Vec<u16>, values: Vec<u16>, salt: Vec<u16>, version_key: u64 },
+    SetWeights {
+        netuid: u16,
+        uids: Vec<u16>,
+        values: Vec<u16>,
+        version_key: u64,
+    },
+    CommitWeights {
+        netuid: u16,
+        commit_hash: [u8; 32],
+    },
+    RevealWeights {
+        netuid: u16,
+        uids: Vec<u16>,
+        values: Vec<u16>,
+        salt: Vec<u16>,
+        version_key: u64,
+    },
+    /// A timelocked commit (`tlock`), revealed by the chain at `reveal_round`;
+    /// with a mechanism id, the mechanism variant (the SDK sends mechanism 0).
+    CommitTimelocked {
+        netuid: u16,
+        mechanism: Option<u8>,
+        commit: Vec<u8>,
+        reveal_round: u64,
+        version: u16,
+    },
+}
+
+/// The calls that weights can go through, by name.
+pub const SET: &str = "set_weights";
+pub const TIMELOCKED: &str = "commit_timelocked_weights";
+pub const TIMELOCKED_MECHANISM: &str = "commit_timelocked_mechanism_weights";
+
+/// Which weight calls the runtime has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Calls {
+    pub set: bool,
+    /// commit_weights and reveal_weights.
+    pub legacy: bool,
+    pub timelocked: bool,
+    pub timelocked_mechanism: bool,
 }
 
 impl WeightsCall {
@@ -26,6 +68,8 @@ impl WeightsCall {
             WeightsCall::SetWeights { .. } => "set_weights",
             WeightsCall::CommitWeights { .. } => "commit_weights",
             WeightsCall::RevealWeights { .. } => "reveal_weights",
+            WeightsCall::CommitTimelocked { mechanism: Some(_), .. } => TIMELOCKED_MECHANISM,
+            WeightsCall::CommitTimelocked { mechanism: None, .. } => TIMELOCKED,
         }
     }
 
@@ -45,6 +89,16 @@ impl WeightsCall {
                 list(salt),
                 Value::u128(u128::from(*version_key)),
             ],
+            WeightsCall::CommitTimelocked { netuid, mechanism, commit, reveal_round, version } => {
+                let mut fields = vec![Value::u128(u128::from(*netuid))];
+                fields.extend(mechanism.map(|m| Value::u128(u128::from(m))));
+                fields.extend([
+                    Value::from_bytes(commit),
+                    Value::u128(u128::from(*reveal_round)),
+                    Value::u128(u128::from(*version)),
+                ]);
+                fields
+            }
         }
     }
 }
@@ -89,15 +143,31 @@ impl Runtime {
         Ok(runtime)
     }
 
-    /// Refuses metadata without the weight calls (a runtime that renamed them).
+    /// Refuses metadata without any weight call (a runtime that renamed them).
     fn check_calls(&self) -> Result<()> {
-        let pallet = self.metadata.pallet_by_name(PALLET).with_context(|| format!("the runtime has no {PALLET}"))?;
-        for call in ["set_weights", "commit_weights", "reveal_weights"] {
-            if pallet.call_variant_by_name(call).is_none() {
-                bail!("the runtime's {PALLET} has no {call} call");
-            }
+        let calls = self.calls()?;
+        if !calls.set && !calls.legacy && !calls.timelocked && !calls.timelocked_mechanism {
+            bail!("the runtime's {PALLET} has none of the weight calls Karpa knows ({SET}, commit/reveal, timelocked)");
         }
         Ok(())
+    }
+
+    /// The weight calls the runtime's metadata has.
+    pub fn calls(&self) -> Result<Calls> {
+        let pallet = self.metadata.pallet_by_name(PALLET).with_context(|| format!("the runtime has no {PALLET}"))?;
+        let has = |call: &str| pallet.call_variant_by_name(call).is_some();
+        Ok(Calls {
+            set: has(SET),
+            legacy: has("commit_weights") && has("reveal_weights"),
+            timelocked: has(TIMELOCKED),
+            timelocked_mechanism: has(TIMELOCKED_MECHANISM),
+        })
+    }
+
+    /// Whether the metadata has storage item `entry` in the pallet (e.g. SubnetEpochIndex).
+    pub fn has_storage(&self, entry: &str) -> bool {
+        let pallet = self.metadata.pallet_by_name(PALLET);
+        pallet.and_then(|p| p.storage()).is_some_and(|s| s.entry_by_name(entry).is_some())
     }
 
     fn client(
@@ -122,16 +192,22 @@ impl Runtime {
         Ok(self.client()?.tx().call_data(&payload)?)
     }
 
-    /// A signed extrinsic, immortal, with this nonce; and the payload its
-    /// signature covers.
+    /// A signed extrinsic with this nonce, mortal from `mortal` (the block it
+    /// counts from) for [`MORTAL_BLOCKS`] blocks, immortal without; and the
+    /// payload its signature covers.
     pub fn sign(
         &self,
         call: &WeightsCall,
         signer: &subxt_signer::sr25519::Keypair,
         nonce: u64,
+        mortal: Option<(u64, [u8; 32])>,
     ) -> Result<(Vec<u8>, Vec<u8>)> {
         let payload = subxt::dynamic::tx(PALLET, call.name(), call.fields());
-        let params = subxt::config::DefaultExtrinsicParamsBuilder::<SubstrateConfig>::new().nonce(nonce).build();
+        let mut params = subxt::config::DefaultExtrinsicParamsBuilder::<SubstrateConfig>::new().nonce(nonce);
+        if let Some((block, hash)) = mortal {
+            params = params.mortal_from_unchecked(MORTAL_BLOCKS, block, H256(hash));
+        }
+        let params = params.build();
         let client = self.client()?;
         let mut signable = client.tx().create_v4_signable_offline(&payload, params)?;
         let signed_payload = signable.signer_payload()?;
@@ -153,6 +229,11 @@ impl Runtime {
             signature: x.signature_bytes().map(<[u8]>::to_vec),
             nonce: ext.as_ref().and_then(|e| e.nonce()),
             tip: ext.as_ref().and_then(|e| e.tip()),
+            mortal: ext
+                .as_ref()
+                .and_then(|e| e.find::<CheckMortality<SubstrateConfig>>())
+                .and_then(|r| r.ok())
+                .map(|era| era != subxt::utils::Era::Immortal),
             fields: x.decode_call_data_as::<Value>()?,
         })
     }
@@ -171,6 +252,8 @@ pub struct Decoded {
     pub signature: Option<Vec<u8>>,
     pub nonce: Option<u64>,
     pub tip: Option<u128>,
+    /// Whether the transaction is mortal (None when it carries no era).
+    pub mortal: Option<bool>,
     /// The call's arguments, by name.
     pub fields: Value,
 }

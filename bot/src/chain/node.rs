@@ -4,7 +4,10 @@
 //! part of the chain path the tests do not run; everything it feeds (plans,
 //! calls, signatures, the outbox) is tested offline.
 
-use super::extrinsic::{Runtime, WeightsCall, PALLET};
+use super::extrinsic::{Runtime, WeightsCall, MORTAL_BLOCKS, PALLET};
+use super::path::CommitReveal;
+use super::preflight;
+use super::schedule::{EpochModel, EpochState, Schedule};
 use anyhow::{bail, Context, Result};
 use subxt::config::SubstrateConfig;
 use subxt::dynamic::{storage, Value};
@@ -19,17 +22,29 @@ pub struct Node {
 pub struct Rules {
     pub block: u64,
     pub tempo: u16,
-    pub commit_reveal: bool,
-    /// Epochs between a commit and its reveal.
-    pub reveal_period: u64,
+    pub commit_reveal: CommitReveal,
     pub max_weight_limit: u16,
     pub version_key: u64,
+    /// Stateful epochs, where the runtime has `SubnetEpochIndex`.
+    pub model: EpochModel,
+    /// What the chain checks a weight vector against, for this validator.
+    pub preflight: preflight::Subnet,
 }
 
 impl Rules {
-    /// Subtensor's epochs: every tempo + 1 blocks.
-    pub fn epoch(&self) -> u64 {
-        self.block / (u64::from(self.tempo) + 1)
+    pub fn schedule(&self, netuid: u16) -> Schedule {
+        Schedule {
+            netuid,
+            tempo: self.tempo,
+            block: self.block,
+            reveal_period: self.commit_reveal.reveal_period,
+            model: self.model,
+        }
+    }
+
+    /// The chain's epoch index now.
+    pub fn epoch(&self, netuid: u16) -> u64 {
+        self.schedule(netuid).epoch()
     }
 }
 
@@ -72,20 +87,77 @@ impl Node {
         v.as_u128().with_context(|| format!("{PALLET}::{entry} is not a number"))
     }
 
-    pub async fn rules(&self, netuid: u16) -> Result<Rules> {
+    /// The subnet's rules, and this validator's standing in it (`hotkey`, SS58).
+    pub async fn rules(&self, netuid: u16, hotkey: &str, runtime: &Runtime) -> Result<Rules> {
         let block = self.api.at_current_block().await?.block_number();
-        let commit_reveal = match self.value("CommitRevealWeightsEnabled", (netuid,)).await? {
-            Some(v) => v.as_bool().unwrap_or(false),
-            None => false,
+        let flag = |v: Option<Value>| v.and_then(|v| v.as_bool()).unwrap_or(false);
+        let optional = |v: Result<u128>| v.ok();
+        let version = match runtime.has_storage("CommitRevealWeightsVersion") {
+            true => self.value("CommitRevealWeightsVersion", ()).await?.and_then(|v| v.as_u128()).map(|v| v as u16),
+            false => None,
         };
+        let commit_reveal = CommitReveal {
+            enabled: flag(self.value("CommitRevealWeightsEnabled", (netuid,)).await?),
+            version,
+            reveal_period: optional(self.number("RevealPeriodEpochs", netuid).await).unwrap_or(1) as u64,
+        };
+        let model = if runtime.has_storage("SubnetEpochIndex") {
+            EpochModel::Stateful(EpochState {
+                last_epoch_block: optional(self.number("LastEpochBlock", netuid).await).unwrap_or(0) as u64,
+                pending_epoch_at: optional(self.number("PendingEpochAt", netuid).await).unwrap_or(0) as u64,
+                subnet_epoch_index: self.number("SubnetEpochIndex", netuid).await? as u64,
+                blocks_since_last_step: optional(self.number("BlocksSinceLastStep", netuid).await).unwrap_or(0) as u64,
+            })
+        } else {
+            EpochModel::Stateless
+        };
+        let uid = self.uid(netuid, hotkey).await?;
+        let permits = self.value("ValidatorPermit", (netuid,)).await?;
+        let permit =
+            uid.is_some_and(|u| permits.as_ref().and_then(|p| nth(p, u)).and_then(|b| b.as_bool()) == Some(true));
+        // The chain weighs stake as alpha on the subnet plus root stake times TaoWeight (≤ 1):
+        // their sum bounds it from above, so the check never refuses a validator the chain would take.
+        let me = account(hotkey)?;
+        let mut stake = 0u128;
+        for on in [netuid, 0] {
+            stake += self.value("TotalHotkeyAlpha", (me, on)).await?.and_then(|v| v.as_u128()).unwrap_or(0);
+        }
+        let max_weight_limit =
+            optional(self.number("MaxWeightsLimit", netuid).await).unwrap_or(u128::from(u16::MAX)) as u16;
+        let version_key = optional(self.number("WeightsVersionKey", netuid).await).unwrap_or(0) as u64;
         Ok(Rules {
             block,
             tempo: self.number("Tempo", netuid).await? as u16,
             commit_reveal,
-            reveal_period: self.number("RevealPeriodEpochs", netuid).await.unwrap_or(1) as u64,
-            max_weight_limit: self.number("MaxWeightsLimit", netuid).await.unwrap_or(u128::from(u16::MAX)) as u16,
-            version_key: self.number("WeightsVersionKey", netuid).await.unwrap_or(0) as u64,
+            max_weight_limit,
+            version_key,
+            model,
+            preflight: preflight::Subnet {
+                netuid,
+                neurons: self.number("SubnetworkN", netuid).await? as u16,
+                min_allowed_weights: optional(self.number("MinAllowedWeights", netuid).await).unwrap_or(0) as u16,
+                max_weight_limit,
+                weights_version_key: version_key,
+                uid,
+                permit,
+                stake_upper_bound: stake,
+                stake_threshold: self.value("StakeThreshold", ()).await?.and_then(|v| v.as_u128()).unwrap_or(0),
+            },
         })
+    }
+
+    /// The weights `uid` has set on the subnet, as (uid, value) pairs.
+    pub async fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>> {
+        use subxt::ext::scale_value::{Composite, ValueDef};
+        let Some(v) = self.value("Weights", (netuid, uid)).await? else { return Ok(vec![]) };
+        let ValueDef::Composite(Composite::Unnamed(pairs)) = &v.value else { bail!("Weights is not a list") };
+        pairs
+            .iter()
+            .map(|p| match (nth(p, 0usize).and_then(|x| x.as_u128()), nth(p, 1usize).and_then(|x| x.as_u128())) {
+                (Some(u), Some(w)) => Ok((u as u16, w as u16)),
+                _ => bail!("a Weights entry is not a (uid, weight) pair"),
+            })
+            .collect()
     }
 
     /// A hotkey's uid on the subnet, if registered.
@@ -109,11 +181,15 @@ impl Node {
         Ok(last + limit)
     }
 
-    /// Signs and submits; the transaction's hash, and its progress to watch.
+    /// Signs and submits, mortal for [`MORTAL_BLOCKS`] from the current block
+    /// and with the account's nonce from the node; the transaction's hash, and
+    /// its progress to watch.
     pub async fn submit(&self, call: &WeightsCall, signer: &subxt_signer::sr25519::Keypair) -> Result<Submitted> {
         let at = self.api.at_current_block().await?;
         let payload = subxt::dynamic::tx(PALLET, call.name(), call.fields());
-        let progress = at.tx().sign_and_submit_then_watch_default(&payload, signer).await?;
+        let params =
+            subxt::config::DefaultExtrinsicParamsBuilder::<SubstrateConfig>::new().mortal(MORTAL_BLOCKS).build();
+        let progress = at.tx().sign_and_submit_then_watch(&payload, signer, params).await?;
         Ok(Submitted { tx_hash: format!("0x{}", hex::encode(progress.extrinsic_hash())), progress })
     }
 }
@@ -139,12 +215,15 @@ impl Submitted {
 
 /// Entry `uid` of a LastUpdate vector (block numbers by uid).
 fn last_update(v: &Value, uid: u16) -> u64 {
+    nth(v, uid).and_then(|b| b.as_u128()).unwrap_or(0) as u64
+}
+
+/// Item `i` of a list or tuple value.
+fn nth(v: &Value, i: impl Into<usize>) -> Option<&Value> {
     use subxt::ext::scale_value::{Composite, ValueDef};
     match &v.value {
-        ValueDef::Composite(Composite::Unnamed(blocks)) => {
-            blocks.get(usize::from(uid)).and_then(|b| b.as_u128()).unwrap_or(0) as u64
-        }
-        _ => 0,
+        ValueDef::Composite(Composite::Unnamed(items)) => items.get(i.into()),
+        _ => None,
     }
 }
 

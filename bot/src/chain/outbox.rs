@@ -3,6 +3,8 @@
 //! each transition names the state it leaves, so a stale or repeated step
 //! changes nothing; an error keeps the state, counts the attempt and sets the
 //! next try after a backoff; after `MAX_ATTEMPTS` the epoch is `failed`, kept.
+//! A timelocked commit is revealed by the chain: the validator only watches
+//! for its weights (`timelocked_next`), and a dropped one is kept as `dropped`.
 
 use super::weights::Target;
 use anyhow::Result;
@@ -19,6 +21,18 @@ pub enum Mode {
     Set,
     /// `commit_weights` now, `reveal_weights` at the reveal epoch.
     Commit,
+    /// A timelocked commit (commit-reveal v4) now; the chain reveals it.
+    Timelocked,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Set => "set",
+            Mode::Commit => "commit",
+            Mode::Timelocked => "timelocked",
+        }
+    }
 }
 
 /// What an epoch owes the chain.
@@ -60,6 +74,8 @@ pub struct Row {
     pub version_key: i64,
     pub salt: Option<serde_json::Value>,
     pub reveal_epoch: Option<i64>,
+    /// Timelocked: the drand round the chain reveals the commit at.
+    pub reveal_round: Option<i64>,
     pub tx_hash: Option<String>,
     pub block_hash: Option<String>,
     pub attempts: i32,
@@ -68,7 +84,7 @@ pub struct Row {
 }
 
 const COLUMNS: &str = "netuid, epoch, repo, king_tag, mode, state, uids, weights, version_key, salt, reveal_epoch, \
-     tx_hash, block_hash, attempts, last_error, \
+     reveal_round, tx_hash, block_hash, attempts, last_error, \
      to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS updated_at";
 
 /// Records the plan unless the epoch has one (a `blocked` epoch is re-planned);
@@ -95,10 +111,7 @@ pub async fn plan(pool: &PgPool, p: &Plan) -> Result<bool> {
     .bind(serde_json::to_value(&p.uids)?)
     .bind(serde_json::to_value(&p.weights)?)
     .bind(p.version_key as i64)
-    .bind(match p.mode {
-        Mode::Set => "set",
-        Mode::Commit => "commit",
-    })
+    .bind(p.mode.as_str())
     .bind(p.salt.as_ref().map(serde_json::to_value).transpose()?)
     .bind(p.commit_hash.map(hex::encode))
     .bind(p.reveal_epoch.map(|e| e as i64))
@@ -191,10 +204,65 @@ pub async fn failed_attempt(pool: &PgPool, key: EpochKey, error: &str, backoff: 
     Ok(())
 }
 
+/// A timelocked commit about to be sent: its ciphertext, drand round and the
+/// epoch the chain will reveal it in (made anew on each try, so a retry never
+/// sends a round that has passed). True when the row was `pending` or `submitted`.
+pub async fn timelocked_sent(
+    pool: &PgPool,
+    key: EpochKey,
+    commit: &[u8],
+    reveal_round: u64,
+    reveal_epoch: u64,
+    version: u16,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE chain_epochs SET tlock_commit = $3, reveal_round = $4, reveal_epoch = $5, commit_reveal_version = $6,
+                state = 'submitted', updated_at = now()
+         WHERE netuid = $1 AND epoch = $2 AND mode = 'timelocked' AND state IN ('pending', 'submitted')",
+    )
+    .bind(i32::from(key.netuid))
+    .bind(key.epoch as i64)
+    .bind(commit)
+    .bind(reveal_round as i64)
+    .bind(reveal_epoch as i64)
+    .bind(i32::from(version))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Where a committed timelocked epoch goes, given the chain's epoch now and
+/// whether its weights are on chain: revealed once seen from the reveal epoch
+/// on, finalized when that epoch is over, dropped when it ended unseen (the
+/// chain drops a commit whose pulse or weights fail, and says nothing).
+pub fn timelocked_next(state: &str, reveal_epoch: u64, epoch_now: u64, seen: bool) -> Option<&'static str> {
+    match state {
+        "committed" if epoch_now >= reveal_epoch && seen => Some("revealed"),
+        "committed" if epoch_now > reveal_epoch => Some("dropped"),
+        "revealed" if epoch_now > reveal_epoch => Some("finalized"),
+        _ => None,
+    }
+}
+
+/// A dropped commit: kept with the reason, never retried (its epoch is past;
+/// the current epoch's plan commits the weights again).
+pub async fn dropped(pool: &PgPool, key: EpochKey, why: &str) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE chain_epochs SET state = 'dropped', last_error = $3, updated_at = now()
+         WHERE netuid = $1 AND epoch = $2 AND state = 'committed'",
+    )
+    .bind(i32::from(key.netuid))
+    .bind(key.epoch as i64)
+    .bind(why)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Epochs with work left whose next try is due, oldest first.
 pub async fn due(pool: &PgPool) -> Result<Vec<Row>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM chain_epochs WHERE state NOT IN ('finalized', 'failed', 'blocked')
+        "SELECT {COLUMNS} FROM chain_epochs WHERE state NOT IN ('finalized', 'failed', 'blocked', 'dropped')
            AND next_try_at <= now()
          ORDER BY epoch, netuid"
     );

@@ -7,13 +7,13 @@ use karpa_bot::chain::commit::Commit;
 use karpa_bot::chain::epoch::{facts, plan, Subnet};
 use karpa_bot::chain::extrinsic::{Runtime, WeightsCall};
 use karpa_bot::chain::outbox::{self, EpochKey, Mode};
+use karpa_bot::chain::path::Path;
 use karpa_bot::chain::weights::{clip_to_max_weight, to_u16};
 use serde_json::Value;
 
 const KEY: EpochKey = EpochKey { netuid: 64, epoch: 1200 };
 
-/// Finney's genesis block hash.
-const FINNEY_GENESIS: &str = "2f0555cc76fc2840a25a6ea3b9637146806f1f44b090c175ffde2a7e5ab36c03";
+use karpa_tests::FINNEY_GENESIS;
 
 fn vectors() -> Value {
     serde_json::from_slice(&std::fs::read(karpa_tests::fixture("chain/vectors.json")).unwrap()).unwrap()
@@ -117,7 +117,7 @@ async fn weight_calls_encode_sign_and_decode_against_finney_metadata() {
     // Signed by //Alice with nonce 5, then read back field by field.
     let alice = proof::hotkey::keypair_from_uri("//Alice").unwrap();
     for call in [&set, &commit, &reveal] {
-        let (bytes, signed_payload) = rt.sign(call, &alice, 5).unwrap();
+        let (bytes, signed_payload) = rt.sign(call, &alice, 5, None).unwrap();
         let x = rt.decode(&bytes).await.unwrap();
         assert_eq!((x.pallet.as_str(), x.call.as_str()), ("SubtensorModule", call.name()));
         assert_eq!((x.pallet_index, x.call_index), index(call.name()));
@@ -172,7 +172,8 @@ async fn an_epoch_is_planned_once_and_its_outbox_row_survives_restarts() {
         epoch: 1200,
         max_weight_limit: u16::MAX,
         version_key: 1000,
-        commit_reveal: Some(1),
+        path: Path::Legacy { reveal_after: 1 },
+        preflight: None,
         burn_uid: Some(0),
         uid_of: &uid_of,
         account,
@@ -188,6 +189,20 @@ async fn an_epoch_is_planned_once_and_its_outbox_row_survives_restarts() {
     let only_alice = |h: &str| (h == alice).then_some(3);
     let err = plan(karpa_tests::corpus_seed::REPO, &f, &Subnet { uid_of: &only_alice, ..subnet }).unwrap_err();
     assert!(err.to_string().contains(&format!("hotkey {bob} is not in the subnet's metagraph")), "{err}");
+    // What the chain would refuse is refused at planning: here, no validator permit.
+    let chain = karpa_bot::chain::preflight::Subnet {
+        netuid: 64,
+        neurons: 256,
+        min_allowed_weights: 1,
+        max_weight_limit: u16::MAX,
+        weights_version_key: 0,
+        uid: Some(3),
+        permit: false,
+        stake_upper_bound: 10,
+        stake_threshold: 0,
+    };
+    let err = plan(karpa_tests::corpus_seed::REPO, &f, &Subnet { preflight: Some(chain), ..subnet }).unwrap_err();
+    assert!(err.to_string().contains("pre-flight: uid 3 holds no validator permit on subnet 64"), "{err}");
 
     assert!(outbox::plan(&pool, &p).await.unwrap(), "recorded");
     let mut again = p.clone();
@@ -218,47 +233,21 @@ async fn an_epoch_is_planned_once_and_its_outbox_row_survives_restarts() {
 
 #[tokio::test]
 async fn the_cli_dry_runs_offline_and_shows_the_outbox() {
-    let pool = karpa_tests::fresh_database().await;
-    let dir = tempfile::tempdir().unwrap();
-    karpa_tests::corpus_seed::seed(&pool, dir.path()).await;
-    let url = sqlx::ConnectOptions::to_url_lossy(&*pool.connect_options()).to_string();
+    let chain = karpa_tests::OfflineChain::new().await;
     let alice = proof::hotkey::ss58(&proof::hotkey::keypair_from_uri("//Alice").unwrap());
-    let metagraph = dir.path().join("metagraph.json");
-    std::fs::write(&metagraph, serde_json::json!({ alice.clone(): 3 }).to_string()).unwrap();
-    let karpa = karpa_tests::binary("karpa");
-    let metadata = karpa_tests::fixture("chain/finney.scale");
-    let base: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
-        &"chain",
-        &"dry-run",
-        &"--database-url",
-        &url,
-        &"--repo",
-        &karpa_tests::corpus_seed::REPO,
-        &"--netuid",
-        &"64",
-        &"--metadata",
-        &metadata,
-        &"--genesis",
-        &FINNEY_GENESIS,
-        &"--epoch",
-        &"7",
-        &"--hotkey-uri",
-        &"//Alice",
-    ];
-    let mut args = base.clone();
-    args.extend([&"--metagraph" as &dyn AsRef<std::ffi::OsStr>, &metagraph]);
-    let out = karpa_tests::run(&karpa, &args).ok();
+    let out = chain.dry_run(&[]).ok();
     assert!(out.stdout.contains("king recipe-v0.1.1") && out.stdout.contains("weights [65535]"), "{}", out.stdout);
     // set_weights(64, [3], [65535], 0) after pallet 7, call 0.
     assert!(out.stdout.contains("set_weights: 0x07004000040300"), "{}", out.stdout);
     assert!(out.stdout.contains("nothing submitted, nothing recorded"));
 
     // A king's miner who is not registered: a clear error, nothing planned.
-    std::fs::write(&metagraph, "{}").unwrap();
-    let missing = karpa_tests::run(&karpa, &args);
+    std::fs::write(&chain.metagraph, "{}").unwrap();
+    let missing = chain.dry_run(&[]);
     assert_ne!(missing.code, 0);
     assert!(missing.stderr.contains(&format!("hotkey {alice} is not in the subnet's metagraph")), "{}", missing.stderr);
-    let status = karpa_tests::run(&karpa, &[&"chain", &"status", &"--database-url", &url]).ok();
+    let status =
+        karpa_tests::run(&karpa_tests::binary("karpa"), &[&"chain", &"status", &"--database-url", &chain.url]).ok();
     assert!(status.stdout.starts_with("no epoch planned yet"), "{}", status.stdout);
 }
 

@@ -22,6 +22,7 @@ mod prove;
 mod reconcile;
 mod runners;
 mod submit;
+mod timelock;
 mod trainer_confined;
 mod trainer_micro;
 mod webhook;
