@@ -75,8 +75,21 @@ fn commits_open_both_ways_with_bittensor_drand() {
     assert!(tlock::open(&ours, &sig).is_err());
 }
 
+/// Our round at the wall times just before and after the SDK's call brackets its.
+fn assert_brackets(schedule: &Schedule, r: &Value, sig: &[u8]) {
+    let t = |k: &str| r[k].as_f64().unwrap();
+    let round = r["round"].as_u64().unwrap();
+    let early = schedule.reveal_round(t("now_before"), t("block_time")).unwrap();
+    let late = schedule.reveal_round(t("now_after"), t("block_time")).unwrap();
+    assert!(early <= round && round <= late, "{early}..{late} vs the SDK's {round}: {r}");
+    // The SDK's commit is a timelocked ciphertext (of another round: it does not open).
+    let commit = hex::decode(r["commit"].as_str().unwrap()).unwrap();
+    let err = tlock::decrypt(&commit, sig).unwrap_err().to_string();
+    assert!(err.contains("does not decrypt"), "{err}");
+}
+
 #[test]
-fn reveal_rounds_bracket_the_sdks_and_its_commits_parse() {
+fn reveal_rounds_bracket_the_sdks_stateful_and_stateless_and_its_commits_parse() {
     let v = vectors();
     let sig = hex::decode(v["signature"].as_str().unwrap()).unwrap();
     for r in v["reveal_rounds"].as_array().unwrap() {
@@ -93,16 +106,21 @@ fn reveal_rounds_bracket_the_sdks_and_its_commits_parse() {
                 blocks_since_last_step: n("blocks_since_last_step"),
             }),
         };
-        let t = |k: &str| r[k].as_f64().unwrap();
-        let (early, late) = (
-            schedule.reveal_round(t("now_before"), 12.0).unwrap(),
-            schedule.reveal_round(t("now_after"), 12.0).unwrap(),
-        );
-        assert!(early <= n("round") && n("round") <= late, "{early}..{late} vs the SDK's {}: {r}", n("round"));
-        // The SDK's commit is a timelocked ciphertext (of another round: it does not open).
-        let commit = hex::decode(r["commit"].as_str().unwrap()).unwrap();
-        let err = tlock::decrypt(&commit, &sig).unwrap_err().to_string();
-        assert!(err.contains("does not decrypt"), "{err}");
+        assert_brackets(&schedule, r, &sig);
+    }
+    // The stateless maths (spec 365), from bittensor-drand 1.3.0.
+    let path = karpa_tests::fixture("chain/tlock_stateless_vectors.json");
+    let stateless: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    for r in stateless["reveal_rounds"].as_array().unwrap() {
+        let n = |k: &str| r[k].as_u64().unwrap();
+        let schedule = Schedule {
+            netuid: n("netuid") as u16,
+            tempo: n("tempo") as u16,
+            block: n("current_block"),
+            reveal_period: n("reveal_period"),
+            model: EpochModel::Stateless,
+        };
+        assert_brackets(&schedule, r, &sig);
     }
 }
 
