@@ -5,8 +5,8 @@
 //! metadata file (SCALE, e.g. `subxt metadata --url … > finney.scale`).
 
 use crate::chain::epoch::{facts, plan, Subnet, Unplannable};
-use crate::chain::extrinsic::{Runtime, WeightsCall};
-use crate::chain::node::Node;
+use crate::chain::extrinsic::{Runtime, WeightsCall, MORTAL_BLOCKS};
+use crate::chain::node::{Node, Rules};
 use crate::chain::outbox::{self, EpochKey, Plan};
 use crate::chain::path::{choose, Choice, CommitReveal, Path};
 use crate::chain::schedule::{EpochModel, Schedule};
@@ -380,9 +380,28 @@ async fn dry_run(t: &ChainTarget, offline: Option<Offline>) -> Result<bool> {
     Ok(true)
 }
 
+/// What driving the due epochs needs, read once per run.
+struct Run<'a> {
+    pool: &'a sqlx::PgPool,
+    node: &'a Node,
+    runtime: &'a Runtime,
+    rules: Rules,
+    signer: &'a subxt_signer::sr25519::Keypair,
+    me: String,
+    path: Path,
+    epoch_now: u64,
+}
+
 async fn run_epochs(t: &ChainTarget) -> Result<bool> {
     let Some(signer) = t.signer()? else { bail!("karpa chain run needs --hotkey-file or --hotkey-uri") };
     let pool = crate::db::connect(&t.db.database_url).await?;
+    // One run at a time on this outbox: two would send an epoch twice.
+    let mut lock = pool.acquire().await?;
+    let held: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('karpa chain run'))").fetch_one(&mut *lock).await?;
+    if !held {
+        bail!("another karpa chain run is driving this outbox; this one stops");
+    }
     let node = Node::connect(&t.endpoint).await?;
     let runtime = node.runtime().await?;
     let me = proof::hotkey::ss58(&signer);
@@ -404,102 +423,157 @@ async fn run_epochs(t: &ChainTarget) -> Result<bool> {
         Err(e) => return Err(e),
     }
     let path = choose(&runtime.calls()?, t.netuid, rules.commit_reveal).map_err(Unplannable)?.path;
+    let run = Run { pool: &pool, node: &node, runtime: &runtime, rules, signer: &signer, me, path, epoch_now };
     for row in outbox::due(&pool).await? {
-        let (netuid, epoch) = (row.netuid as u16, row.epoch as u64);
-        let key = EpochKey { netuid, epoch };
-        let uids: Vec<u16> = serde_json::from_value(row.uids.clone())?;
-        let values: Vec<u16> = serde_json::from_value(row.weights.clone())?;
-        let version_key = row.version_key as u64;
-        if row.mode == "timelocked" && matches!(row.state.as_str(), "committed" | "revealed") {
-            watch_reveal(&pool, &node, &row, (&uids, &values), (epoch_now, rules.preflight.uid)).await?;
-            continue;
-        }
-        // (the call, the state while it is in flight, the state once final)
-        let owed = Owed { netuid, uids: uids.clone(), values: values.clone(), version_key };
-        let step = match (row.mode.as_str(), row.state.as_str()) {
-            ("set", "pending" | "submitted") => {
-                Some((first_call(owed, Path::Set, None, &rules.schedule(netuid), [0; 32])?.0, "submitted", "finalized"))
-            }
-            ("commit", "pending" | "submitted") => {
-                let hash = commit_of(&pool, key).await?;
-                Some((WeightsCall::CommitWeights { netuid, commit_hash: hash }, "submitted", "committed"))
-            }
-            ("commit", "committed" | "revealing") if row.reveal_epoch.is_some_and(|r| epoch_now >= r as u64) => {
-                let salt: Vec<u16> = serde_json::from_value(row.salt.clone().context("a commit without its salt")?)?;
-                Some((WeightsCall::RevealWeights { netuid, uids, values, salt, version_key }, "revealing", "finalized"))
-            }
-            ("timelocked", "pending" | "submitted") => {
-                let Path::Timelocked { version, .. } = path else {
-                    let why = format!("subnet {netuid} no longer takes timelocked commits; planned again next epoch");
-                    outbox::failed_attempt(&pool, key, &why, std::time::Duration::from_secs(30)).await?;
-                    continue;
-                };
-                let (call, reveal) = first_call(owed, path, None, &rules.schedule(netuid), signer.public_key().0)?;
-                let (WeightsCall::CommitTimelocked { commit, .. }, Some(r)) = (&call, reveal) else { continue };
-                outbox::timelocked_sent(&pool, key, commit, r.round, r.epoch, version).await?;
-                Some((call, "submitted", "committed"))
-            }
-            _ => None,
-        };
-        let Some((call, flight, done)) = step else { continue };
-        let allowed = node.next_allowed_block(netuid, &me).await?;
-        if rules.block < allowed {
-            let why = format!("rate limited: weights may be set again at block {allowed}");
-            outbox::defer(&pool, key, &why, std::time::Duration::from_secs(12 * (allowed - rules.block))).await?;
-            continue;
-        }
-        let from = if row.mode == "timelocked" { "submitted" } else { row.state.as_str() };
-        let result = async {
-            let sent = node.submit(&call, &signer).await?;
-            let tx = sent.tx_hash.clone();
-            outbox::advance(&pool, key, from, flight, Some(&tx), None).await?;
-            let block = sent.finalized().await?;
-            outbox::advance(&pool, key, flight, done, None, Some(&block)).await?;
-            anyhow::Ok((tx, block))
-        }
-        .await;
-        match result {
-            Ok((tx, block)) => println!("netuid {netuid} epoch {epoch}: {} final in {block} (tx {tx})", call.name()),
-            Err(e) => {
-                let why = format!("{}: {e:#}", call.name());
-                tracing::warn!(netuid, epoch, "{why}");
-                outbox::failed_attempt(&pool, key, &why, std::time::Duration::from_secs(30)).await?;
-            }
+        let key = EpochKey { netuid: row.netuid as u16, epoch: row.epoch as u64 };
+        // Each row on its own: one that fails counts an attempt and waits; the others go on.
+        if let Err(e) = drive(&run, &row).await {
+            let why = format!("{e:#}");
+            tracing::warn!(netuid = key.netuid, epoch = key.epoch, "{why}");
+            outbox::failed_attempt(&pool, key, &why, std::time::Duration::from_secs(30)).await?;
         }
     }
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('karpa chain run'))").execute(&mut *lock).await?;
     Ok(true)
 }
 
-/// A committed timelocked epoch: from its reveal epoch on, are our weights on
-/// chain? Revealed when seen, finalized once that epoch is over, dropped when it
-/// ended unseen (the chain reports nothing; the current epoch commits again).
-async fn watch_reveal(
-    pool: &sqlx::PgPool,
-    node: &Node,
-    row: &outbox::Row,
-    (uids, values): (&[u16], &[u16]),
-    (epoch_now, my_uid): (u64, Option<u16>),
-) -> Result<()> {
+/// One due epoch, one step.
+async fn drive(run: &Run<'_>, row: &outbox::Row) -> Result<()> {
+    let (netuid, epoch) = (row.netuid as u16, row.epoch as u64);
+    let key = EpochKey { netuid, epoch };
+    let uids: Vec<u16> = serde_json::from_value(row.uids.clone())?;
+    let values: Vec<u16> = serde_json::from_value(row.weights.clone())?;
+    let version_key = row.version_key as u64;
+    let owed = Owed { netuid, uids: uids.clone(), values: values.clone(), version_key };
+    let (call, flight, done) = match (row.mode.as_str(), row.state.as_str()) {
+        ("timelocked", "committed" | "revealed") => return watch_reveal(run, row, (&uids, &values)).await,
+        ("timelocked", "submitted") => return settle_unwatched(run, row).await,
+        ("timelocked", "pending") if epoch < run.epoch_now => {
+            let why =
+                format!("epoch {epoch} passed before its commit was sent: superseded by epoch {}'s", run.epoch_now);
+            outbox::dropped(run.pool, key, &why).await?;
+            return Ok(());
+        }
+        ("timelocked", "pending") => return send_timelocked(run, key, owed).await,
+        ("set", "pending" | "submitted") => {
+            let (call, _) = first_call(owed, Path::Set, None, &run.rules.schedule(netuid), [0; 32])?;
+            (call, "submitted", "finalized")
+        }
+        ("commit", "pending" | "submitted") => {
+            let hash = commit_of(run.pool, key).await?;
+            (WeightsCall::CommitWeights { netuid, commit_hash: hash }, "submitted", "committed")
+        }
+        ("commit", "committed" | "revealing") if row.reveal_epoch.is_some_and(|r| run.epoch_now >= r as u64) => {
+            let salt: Vec<u16> = serde_json::from_value(row.salt.clone().context("a commit without its salt")?)?;
+            (WeightsCall::RevealWeights { netuid, uids, values, salt, version_key }, "revealing", "finalized")
+        }
+        _ => return Ok(()),
+    };
+    if rate_limited(run, key).await? {
+        return Ok(());
+    }
+    let sent = run.node.submit(&call, run.signer).await.with_context(|| call.name().to_string())?;
+    let tx = sent.tx_hash.clone();
+    outbox::advance(run.pool, key, &row.state, flight, Some(&tx), None).await?;
+    let block = sent.finalized().await.with_context(|| call.name().to_string())?;
+    outbox::advance(run.pool, key, flight, done, None, Some(&block)).await?;
+    println!("netuid {netuid} epoch {epoch}: {} final in {block} (tx {tx})", call.name());
+    Ok(())
+}
+
+/// Defers the epoch while the subnet's weights rate limit holds; true when it does.
+async fn rate_limited(run: &Run<'_>, key: EpochKey) -> Result<bool> {
+    let allowed = run.node.next_allowed_block(key.netuid, &run.me).await?;
+    if run.rules.block >= allowed {
+        return Ok(false);
+    }
+    let why = format!("rate limited: weights may be set again at block {allowed}");
+    outbox::defer(run.pool, key, &why, std::time::Duration::from_secs(12 * (allowed - run.rules.block))).await?;
+    Ok(true)
+}
+
+/// A timelocked commit, encrypted now against a fresh read of the chain (so
+/// its round is this moment's), recorded once the pool accepts it.
+async fn send_timelocked(run: &Run<'_>, key: EpochKey, owed: Owed) -> Result<()> {
+    let Path::Timelocked { version, .. } = run.path else {
+        bail!("subnet {} no longer takes timelocked commits; the current epoch is planned anew", key.netuid)
+    };
+    if rate_limited(run, key).await? {
+        return Ok(());
+    }
+    let fresh = run.node.rules(key.netuid, &run.me, run.runtime).await?;
+    let schedule = fresh.schedule(key.netuid);
+    let (call, reveal) = first_call(owed, run.path, None, &schedule, run.signer.public_key().0)?;
+    let (WeightsCall::CommitTimelocked { commit, .. }, Some(r)) = (&call, reveal) else {
+        bail!("a timelocked path made another call")
+    };
+    let submitted = run.node.submit(&call, run.signer).await.context(call.name())?;
+    let sent = outbox::Sent {
+        commit,
+        reveal_round: r.round,
+        reveal_epoch: r.epoch,
+        reveal_block: schedule.first_reveal_block()?,
+        version,
+        tx_hash: &submitted.tx_hash,
+        block: fresh.block,
+    };
+    if !outbox::timelocked_sent(run.pool, key, &sent).await? {
+        bail!("epoch {} was sent by another run meanwhile", key.epoch);
+    }
+    let block = submitted.finalized().await.context(call.name())?;
+    outbox::advance(run.pool, key, "submitted", "committed", None, Some(&block)).await?;
+    println!(
+        "netuid {} epoch {}: {} final in {block}, revealed at round {}",
+        key.netuid,
+        key.epoch,
+        call.name(),
+        r.round
+    );
+    Ok(())
+}
+
+/// A timelocked commit the pool accepted but whose finalization was not seen
+/// (the watch failed): never sent again; once its mortality is over it either
+/// landed or never will, and the reveal watch tells which.
+async fn settle_unwatched(run: &Run<'_>, row: &outbox::Row) -> Result<()> {
+    let key = EpochKey { netuid: row.netuid as u16, epoch: row.epoch as u64 };
+    let sent = row.sent_block.context("a submitted timelocked commit without its block")? as u64;
+    if run.rules.block > sent + MORTAL_BLOCKS {
+        outbox::advance(run.pool, key, "submitted", "committed", None, None).await?;
+    }
+    Ok(())
+}
+
+/// A committed timelocked epoch: from its reveal epoch on, are its weights on
+/// chain, set at or after its reveal block? Revealed when so, finalized once that
+/// epoch is over, dropped when it ended without (the chain reports nothing; the
+/// current epoch commits again). The same weights from an earlier epoch, set
+/// before the reveal block, do not count.
+async fn watch_reveal(run: &Run<'_>, row: &outbox::Row, (uids, values): (&[u16], &[u16])) -> Result<()> {
     let key = EpochKey { netuid: row.netuid as u16, epoch: row.epoch as u64 };
     let Some(reveal_epoch) = row.reveal_epoch.map(|e| e as u64) else {
         bail!("a timelocked commit without its reveal epoch")
     };
-    if epoch_now < reveal_epoch {
+    if run.epoch_now < reveal_epoch {
         return Ok(());
     }
-    let seen = match my_uid {
-        Some(uid) => weights_seen(&node.weights(key.netuid, uid).await?, uids, values),
+    let reveal_block = row.reveal_block.context("a timelocked commit without its reveal block")? as u64;
+    let seen = match run.rules.preflight.uid {
+        Some(uid) => {
+            run.node.last_update(key.netuid, uid).await? >= reveal_block
+                && weights_seen(&run.node.weights(key.netuid, uid).await?, uids, values)
+        }
         None => false,
     };
-    match outbox::timelocked_next(&row.state, reveal_epoch, epoch_now, seen) {
+    match outbox::timelocked_next(&row.state, reveal_epoch, run.epoch_now, seen) {
         Some("dropped") => {
             let round = row.reveal_round.unwrap_or_default();
             let why = format!("the chain did not apply the commit (drand round {round}) by the end of epoch {reveal_epoch}: dropped; the current epoch commits again");
             tracing::warn!(netuid = key.netuid, epoch = key.epoch, "{why}");
-            outbox::dropped(pool, key, &why).await?;
+            outbox::dropped(run.pool, key, &why).await?;
         }
         Some(next) => {
-            outbox::advance(pool, key, &row.state, next, None, None).await?;
+            outbox::advance(run.pool, key, &row.state, next, None, None).await?;
         }
         None => {}
     }

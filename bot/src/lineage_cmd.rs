@@ -1,7 +1,7 @@
 //! `karpa pr …` (the local forge's pull requests) and `karpa lineage verify`.
 
 use crate::forge::local::LocalForge;
-use crate::lineage::verify::{verify, Report};
+use crate::lineage::verify::{verify_from, Report};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -35,6 +35,10 @@ pub enum LineageCommand {
     Verify {
         /// A clone of the recipe repository with refs/notes/karpa fetched.
         clone: PathBuf,
+        /// The genesis commit you trust (full id or ≥ 12 hex digits): the root of
+        /// the trusted set. Without it, the clone's own genesis is taken on trust.
+        #[arg(long)]
+        genesis: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -74,14 +78,14 @@ pub fn pr(command: PrCommand) -> Result<bool> {
 }
 
 pub fn lineage(command: LineageCommand) -> Result<bool> {
-    let (clone, json) = match command {
-        LineageCommand::Verify { clone, json } => (clone, json),
+    let (clone, genesis, json) = match command {
+        LineageCommand::Verify { clone, genesis, json } => (clone, genesis, json),
         LineageCommand::Keys { keys, name } => {
             print!("{}", keys.load("karpa lineage keys")?.entry(&name));
             return Ok(true);
         }
     };
-    let report = verify(&clone)?;
+    let report = verify_from(&clone, genesis.as_deref())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -105,7 +109,7 @@ fn print(report: &Report) {
         };
         let bundle = match (&l.king, &l.bundle_digest) {
             (None, _) => "genesis".to_string(),
-            (Some(_), Some(d)) => d[..16.min(d.len())].to_string(),
+            (Some(_), Some(d)) => d.chars().take(16).collect(),
             (Some(_), None) => "-".into(),
         };
         let mut signers = if l.signers.is_empty() { "-".to_string() } else { l.signers.join(", ") };
@@ -126,6 +130,9 @@ fn print(report: &Report) {
         }
     }
     let broken = report.links.iter().filter(|l| !l.problems.is_empty()).count();
+    if let Some(g) = report.links.first() {
+        println!("\ngenesis {} is commit {} (pin it: --genesis {})", g.tag, g.commit, g.commit);
+    }
     match broken {
         0 => println!("\nlineage holds: {} releases, each proven from the one before", report.links.len()),
         n => println!("\nlineage broken: {n} of {} releases do not hold", report.links.len()),

@@ -174,11 +174,15 @@ impl Node {
         let Some(uid) = self.uid(netuid, hotkey).await? else {
             bail!("the validator's hotkey {hotkey} is not registered on subnet {netuid}")
         };
-        let last = match self.value("LastUpdate", (netuid,)).await? {
+        Ok(self.last_update(netuid, uid).await? + limit)
+    }
+
+    /// The block at which `uid` last set weights on the subnet (0: never).
+    pub async fn last_update(&self, netuid: u16, uid: u16) -> Result<u64> {
+        Ok(match self.value("LastUpdate", (netuid,)).await? {
             Some(v) => last_update(&v, uid),
             None => 0,
-        };
-        Ok(last + limit)
+        })
     }
 
     /// Signs and submits, mortal for [`MORTAL_BLOCKS`] from the current block

@@ -74,8 +74,11 @@ pub struct Row {
     pub version_key: i64,
     pub salt: Option<serde_json::Value>,
     pub reveal_epoch: Option<i64>,
-    /// Timelocked: the drand round the chain reveals the commit at.
+    /// Timelocked: the drand round the chain reveals the commit at, the first
+    /// block it can, and the block it was sent at.
     pub reveal_round: Option<i64>,
+    pub reveal_block: Option<i64>,
+    pub sent_block: Option<i64>,
     pub tx_hash: Option<String>,
     pub block_hash: Option<String>,
     pub attempts: i32,
@@ -84,7 +87,7 @@ pub struct Row {
 }
 
 const COLUMNS: &str = "netuid, epoch, repo, king_tag, mode, state, uids, weights, version_key, salt, reveal_epoch, \
-     reveal_round, tx_hash, block_hash, attempts, last_error, \
+     reveal_round, reveal_block, sent_block, tx_hash, block_hash, attempts, last_error, \
      to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS updated_at";
 
 /// Records the plan unless the epoch has one (a `blocked` epoch is re-planned);
@@ -204,28 +207,37 @@ pub async fn failed_attempt(pool: &PgPool, key: EpochKey, error: &str, backoff: 
     Ok(())
 }
 
-/// A timelocked commit about to be sent: its ciphertext, drand round and the
-/// epoch the chain will reveal it in (made anew on each try, so a retry never
-/// sends a round that has passed). True when the row was `pending` or `submitted`.
-pub async fn timelocked_sent(
-    pool: &PgPool,
-    key: EpochKey,
-    commit: &[u8],
-    reveal_round: u64,
-    reveal_epoch: u64,
-    version: u16,
-) -> Result<bool> {
+/// A timelocked commit accepted into the node's pool.
+pub struct Sent<'a> {
+    pub commit: &'a [u8],
+    pub reveal_round: u64,
+    pub reveal_epoch: u64,
+    /// The first block the chain can reveal it at.
+    pub reveal_block: u64,
+    pub version: u16,
+    pub tx_hash: &'a str,
+    /// The head block it was signed at (its mortality counts from there).
+    pub block: u64,
+}
+
+/// Records a timelocked commit the pool accepted: `pending` → `submitted`.
+/// False when the row was not pending (another run sent it): the caller stops.
+pub async fn timelocked_sent(pool: &PgPool, key: EpochKey, s: &Sent<'_>) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE chain_epochs SET tlock_commit = $3, reveal_round = $4, reveal_epoch = $5, commit_reveal_version = $6,
-                state = 'submitted', updated_at = now()
-         WHERE netuid = $1 AND epoch = $2 AND mode = 'timelocked' AND state IN ('pending', 'submitted')",
+        "UPDATE chain_epochs SET tlock_commit = $3, reveal_round = $4, reveal_epoch = $5, reveal_block = $6,
+                commit_reveal_version = $7, tx_hash = $8, sent_block = $9, state = 'submitted', last_error = NULL,
+                updated_at = now()
+         WHERE netuid = $1 AND epoch = $2 AND mode = 'timelocked' AND state = 'pending'",
     )
     .bind(i32::from(key.netuid))
     .bind(key.epoch as i64)
-    .bind(commit)
-    .bind(reveal_round as i64)
-    .bind(reveal_epoch as i64)
-    .bind(i32::from(version))
+    .bind(s.commit)
+    .bind(s.reveal_round as i64)
+    .bind(s.reveal_epoch as i64)
+    .bind(s.reveal_block as i64)
+    .bind(i32::from(s.version))
+    .bind(s.tx_hash)
+    .bind(s.block as i64)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -244,12 +256,13 @@ pub fn timelocked_next(state: &str, reveal_epoch: u64, epoch_now: u64, seen: boo
     }
 }
 
-/// A dropped commit: kept with the reason, never retried (its epoch is past;
-/// the current epoch's plan commits the weights again).
+/// A dropped epoch: a commit the chain did not apply, or a timelocked one
+/// whose epoch passed before it was sent. Kept with the reason, never retried
+/// (the current epoch's plan commits the weights again).
 pub async fn dropped(pool: &PgPool, key: EpochKey, why: &str) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE chain_epochs SET state = 'dropped', last_error = $3, updated_at = now()
-         WHERE netuid = $1 AND epoch = $2 AND state = 'committed'",
+         WHERE netuid = $1 AND epoch = $2 AND (state = 'committed' OR (mode = 'timelocked' AND state = 'pending'))",
     )
     .bind(i32::from(key.netuid))
     .bind(key.epoch as i64)

@@ -64,10 +64,12 @@ impl Schedule {
         Ok(self.commit_epoch()? + self.reveal_period)
     }
 
-    /// The epoch the chain files a commit sent now under.
+    /// The epoch the chain files a commit sent now under: that of the block it
+    /// lands in. (The SDK 1.x used the head's, one epoch early on an epoch's
+    /// last block: its ciphertext then opened an epoch before the chain revealed it.)
     fn commit_epoch(&self) -> Result<u64> {
         match self.model {
-            EpochModel::Stateless => Ok(self.epoch()),
+            EpochModel::Stateless => Ok(stateless_epoch(self.block + 1, self.netuid, self.tempo)),
             EpochModel::Stateful(s) => {
                 let (state, landing) = self.at_landing(s)?;
                 Ok(epoch_before_step(&state, landing, self.tempo))
@@ -82,7 +84,7 @@ impl Schedule {
         }
         let tempo = u64::from(self.tempo) + 1;
         match self.model {
-            EpochModel::Stateless => Ok((self.epoch() + self.reveal_period) * tempo - (u64::from(self.netuid) + 1)),
+            EpochModel::Stateless => Ok(self.reveal_epoch()? * tempo - (u64::from(self.netuid) + 1)),
             EpochModel::Stateful(s) => {
                 let (mut state, landing) = self.at_landing(s)?;
                 let target = epoch_before_step(&state, landing, self.tempo) + self.reveal_period;
@@ -168,6 +170,9 @@ mod tests {
         // Epoch 3 starts at 3·361 − 65 = 1018, which is indeed epoch 3's first block.
         assert_eq!(s.first_reveal_block().unwrap(), 1018);
         assert_eq!((stateless(1017).epoch(), stateless(1018).epoch()), (2, 3));
+        // Sent from epoch 2's last block, a commit lands in epoch 3: revealed in 4, from block 1379.
+        let last = stateless(1017);
+        assert_eq!((last.reveal_epoch().unwrap(), last.first_reveal_block().unwrap()), (4, 1379));
         // 21 blocks of 12 s (to 1021) past a time at round r's start.
         let now = (QUICKNET_GENESIS + 3 * 1_000_000) as f64;
         assert_eq!(s.reveal_round(now, 12.0).unwrap(), 1_000_000 + 21 * 12 / 3);

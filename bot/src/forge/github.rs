@@ -229,14 +229,56 @@ impl Installation {
         match self.gh.post::<_, Value>(format!("/repos/{repo}/git/refs"), Some(&refb)).await {
             Ok(_) => Ok(()),
             Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 422 => {
-                if self.tag_commit(repo, tag).await?.as_ref() == Some(commit) {
+                if self.holds_our_tag(repo, tag, commit, signer).await? {
                     Ok(())
                 } else {
-                    bail!("tag {tag} already exists on another commit")
+                    bail!("tag {tag} already exists, and is not this validator's signed tag on {}", commit.as_str())
                 }
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether `refs/tags/<tag>` is a tag object on `commit` signed by `signer`:
+    /// an earlier try's, not a tag someone else put there first. GitHub's JSON
+    /// gives the fields, not the bytes, so the object is rebuilt from them and
+    /// must hash to its id before its signature counts.
+    async fn holds_our_tag(
+        &self,
+        repo: &RepoName,
+        tag: &str,
+        commit: &CommitSha,
+        signer: &crate::lineage::signed_tag::TagSigner,
+    ) -> Result<bool> {
+        use crate::lineage::signed_tag::{tag_bytes, verify};
+        let r: Value = match self.gh.get(format!("/repos/{repo}/git/ref/tags/{tag}"), None::<&()>).await {
+            Ok(v) => v,
+            Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 404 => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(sha) = r["object"]["sha"].as_str().filter(|_| r["object"]["type"] == "tag") else { return Ok(false) };
+        let t: Value = self.gh.get(format!("/repos/{repo}/git/tags/{sha}"), None::<&()>).await?;
+        let (Some(name), Some(email), Some(date), Some(message)) = (
+            t["tagger"]["name"].as_str(),
+            t["tagger"]["email"].as_str(),
+            t["tagger"]["date"].as_str(),
+            t["message"].as_str(),
+        ) else {
+            return Ok(false);
+        };
+        let Ok(when) = humantime::parse_rfc3339(date) else { return Ok(false) };
+        let seconds = when.duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let bytes = tag_bytes(
+            git2::Oid::from_str(commit.as_str())?,
+            tag,
+            &format!("{name} <{email}> {seconds} +0000"),
+            message,
+        );
+        let ours = [("this validator", signer.public_key())];
+        let ours: Vec<(&str, &str)> = ours.iter().map(|(n, k)| (*n, k.as_str())).collect();
+        Ok(t["object"]["sha"].as_str() == Some(commit.as_str())
+            && git2::Oid::hash_object(git2::ObjectType::Tag, &bytes)?.to_string() == sha
+            && verify(&bytes, &ours).is_ok())
     }
 
     /// The commit `tag` points at (through its tag object when annotated); None when absent.

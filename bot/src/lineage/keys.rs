@@ -58,8 +58,9 @@ impl ValidatorKeys {
 
     /// This validator's entry for validators.toml.
     pub fn entry(&self, name: &str) -> String {
-        let name = toml::Value::String(name.to_string());
-        format!("[[validator]]\nname = {name}\nss58 = \"{}\"\ntag_key = \"{}\"\n", self.ss58(), self.tags.public_key())
+        let quoted = |s: String| toml::Value::String(s).to_string();
+        let (name, ss58, tag_key) = (quoted(name.into()), quoted(self.ss58()), quoted(self.tags.public_key()));
+        format!("[[validator]]\nname = {name}\nss58 = {ss58}\ntag_key = {tag_key}\n")
     }
 
     /// Fails unless the set in force at `king` names both keys: a crown signed

@@ -53,9 +53,12 @@ impl TagSigner {
         Ok(TagSigner { key, name, email })
     }
 
-    /// The public key as validators.toml and an allowed-signers file name it.
+    /// The public key as validators.toml and an allowed-signers file name it
+    /// (without the key file's comment).
     pub fn public_key(&self) -> String {
-        self.key.public_key().to_openssh().expect("an ed25519 key always encodes")
+        let mut public = self.key.public_key().clone();
+        public.set_comment("");
+        public.to_openssh().expect("an ed25519 key always encodes")
     }
 
     /// The signed tag object for `tag` on the commit `object`, tagged at `time`
@@ -111,8 +114,9 @@ fn parse_tagger(tagger: &str) -> Result<(String, String)> {
     Ok((name.trim().to_string(), email.to_string()))
 }
 
-/// The bytes of an annotated tag object on a commit, as git writes them.
-fn tag_bytes(object: Oid, tag: &str, tagger: &str, message: &str) -> Vec<u8> {
+/// The bytes of an annotated tag object on a commit, as git writes them;
+/// `tagger` is `Name <email> <seconds> <zone>`.
+pub fn tag_bytes(object: Oid, tag: &str, tagger: &str, message: &str) -> Vec<u8> {
     format!("object {object}\ntype commit\ntag {tag}\ntagger {tagger}\n\n{message}").into_bytes()
 }
 

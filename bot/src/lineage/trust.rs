@@ -45,12 +45,18 @@ impl TrustedSet {
                 set.validators.len()
             );
         }
+        // Each validator once: one key listed twice (an SS58 address has many
+        // prefixes) would count as two signers.
+        let (mut keys, mut names, mut tag_keys) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for v in &set.validators {
-            if proof::hotkey::public_key_of(&v.ss58).is_err() {
+            let Ok(key) = proof::hotkey::public_key_of(&v.ss58) else {
                 bail!("{TRUST_FILE}: {:?} ({}) is not an SS58 sr25519 address", v.ss58, v.name);
-            }
-            super::signed_tag::parse_public_key(&v.tag_key)
+            };
+            let tag_key = super::signed_tag::parse_public_key(&v.tag_key)
                 .with_context(|| format!("{TRUST_FILE}: the tag key of {}", v.name))?;
+            if !keys.insert(key.0) || !names.insert(v.name.clone()) || !tag_keys.insert(tag_key.key_data().clone()) {
+                bail!("{TRUST_FILE}: {} ({}) repeats a validator's name, hotkey or tag key", v.name, v.ss58);
+            }
         }
         Ok(set)
     }
@@ -67,8 +73,10 @@ impl TrustedSet {
     pub fn check(&self, note: &CrownNote, tag: &str) -> (Vec<String>, Vec<Problem>) {
         let message = proof::hotkey::crown_message(&note.signed_digest());
         let (mut signers, mut problems) = (BTreeSet::new(), Vec::new());
+        let key_of = |ss58: &str| proof::hotkey::public_key_of(ss58).ok().map(|k| k.0);
         for sig in &note.signatures {
-            let Some(trusted) = self.validators.iter().find(|v| v.ss58 == sig.validator) else {
+            let signer = key_of(&sig.validator);
+            let Some(trusted) = self.validators.iter().find(|v| signer.is_some() && key_of(&v.ss58) == signer) else {
                 problems.push(Problem {
                     code: "lineage.signer-unknown",
                     message: format!("{tag} is signed by {}, which {TRUST_FILE} does not trust", sig.validator),
@@ -121,6 +129,8 @@ mod tests {
     use super::*;
 
     const ALICE: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+    /// //Alice's hotkey with Kusama's SS58 prefix.
+    const ALICE_ON_KUSAMA: &str = "HNZata7iMYWmk5RvZRTiAsSDhV8366zq2YGb3tLH5Upf74F";
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs";
 
     #[test]
@@ -139,6 +149,13 @@ mod tests {
             ("signatures_needed = 1\nvalidator = []\n".to_string(), "signatures_needed"),
             (one(1, ALICE) + "extra = 1\n", "does not parse"),
             (one(1, ALICE).replace(KEY, "ssh-ed25519 AAAA"), "tag key"),
+            // Alice's key again under the generic Substrate prefix 42's sibling (Kusama's, 2): one signer, not two.
+            (
+                one(1, ALICE)
+                    + &one(1, ALICE_ON_KUSAMA).replace("signatures_needed = 1\n", "").replace("\"a\"", "\"b\""),
+                "repeats",
+            ),
+            (one(1, ALICE) + &one(1, ALICE).replace("signatures_needed = 1\n", ""), "repeats"),
         ] {
             let err = format!("{:#}", TrustedSet::parse(&text).unwrap_err());
             assert!(err.contains(why), "{text:?}: {err}");

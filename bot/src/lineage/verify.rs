@@ -63,6 +63,17 @@ impl Report {
 }
 
 pub fn verify(clone: &Path) -> Result<Report> {
+    verify_from(clone, None)
+}
+
+/// [`verify`], with the genesis pinned: the clone's first release must be the
+/// commit `genesis` names (its full id, or a prefix of at least 12 hex digits).
+/// Without a pin, whoever serves the clone chooses the root of trust: another
+/// history with another trusted set verifies just as well.
+pub fn verify_from(clone: &Path, genesis: Option<&str>) -> Result<Report> {
+    if let Some(g) = genesis.filter(|g| g.len() < 12 || g.len() > 40 || !g.bytes().all(|b| b.is_ascii_hexdigit())) {
+        anyhow::bail!("--genesis {g:?} is not a commit id (12 to 40 hex digits)");
+    }
     let repo = RecipeRepo::open(clone)?;
     let releases = repo.releases()?;
     let has_notes = repo.git().find_reference(NOTES_REF).is_ok();
@@ -83,6 +94,14 @@ pub fn verify(clone: &Path) -> Result<Report> {
         if let Some(king) = i.checked_sub(1).map(|k| &releases[k]) {
             link.king = Some(king.tag.clone());
             check_link(&repo, king, release, has_notes, &mut link);
+        } else if let Some(pin) = genesis.filter(|g| !release.commit.to_string().starts_with(&g.to_ascii_lowercase())) {
+            link.problems.push(Problem {
+                code: "lineage.genesis",
+                message: format!(
+                    "the clone's genesis {} is commit {}, not the pinned {pin}",
+                    release.tag, release.commit
+                ),
+            });
         }
         links.push(link);
     }

@@ -125,6 +125,15 @@ fn one_crown_from_two_winners_and_a_complete_record() {
         let commit = CommitSha::parse(KING_COMMIT).unwrap();
         let err = inst.create_tag(&repo, "recipe-v9.9.9", "m\n", &commit, &alice.tags).await.unwrap_err();
         assert!(format!("{err:#}").contains("not the signed"), "{err:#}");
+        gh.ledger.lock().unwrap().repos.get_mut(REPO).unwrap().trim_tag_messages = false;
+        // A retry finds its own signed tag and counts it done; a tag someone else
+        // signed in its place is not taken for it.
+        let released = inst.tag_commit(&repo, "recipe-v0.1.1").await.unwrap().unwrap();
+        inst.create_tag(&repo, "recipe-v0.1.1", "again\n", &released, &alice.tags).await.unwrap();
+        let bob = karpa_bot::lineage::signed_tag::TagSigner::load("//Bob", "bob <bob@localhost>").unwrap();
+        inst.create_tag(&repo, "recipe-v0.3.0", "first\n", &commit, &bob).await.unwrap();
+        let err = inst.create_tag(&repo, "recipe-v0.3.0", "m\n", &commit, &alice.tags).await.unwrap_err();
+        assert!(format!("{err:#}").contains("is not this validator's signed tag"), "{err:#}");
     });
 
     gh.assert_clean();
@@ -132,6 +141,7 @@ fn one_crown_from_two_winners_and_a_complete_record() {
     let state = &l.repos[REPO];
     assert_eq!(state.commits.len(), 6, "the king, a squash merge and a CHANGELOG commit per crown, validators.toml");
     assert!(!state.tag_refs.contains_key("recipe-v9.9.9"));
+    assert!(state.tag_refs.contains_key("recipe-v0.3.0"), "Bob's tag stays where it was");
     assert_eq!(state.files["validators.toml"], NEW_SET);
     let v2 = &state.tag_objects[&state.tag_refs["recipe-v0.2.0"]];
     assert_eq!(v2["object"]["sha"], state.commits[5], "the tag names the commit with the new set");

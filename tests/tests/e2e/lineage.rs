@@ -15,7 +15,7 @@ use karpa_bot::judge::decision::{Decision, Outcome};
 use karpa_bot::judge::verdict::{StageReport, Verdict, VerdictClass};
 use karpa_bot::lineage::keys::{ValidatorKeys, DEFAULT_TAGGER};
 use karpa_bot::lineage::note::{self, NOTES_REF};
-use karpa_bot::lineage::verify::{verify, Report};
+use karpa_bot::lineage::verify::{verify, verify_from, Report};
 use karpa_tests::{binary, git, run};
 use proof::bundle::BundleManifest;
 use std::path::{Path, PathBuf};
@@ -234,6 +234,16 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     // The CLI says the same, and exits 0.
     let cli = run(&binary("karpa"), &[&"lineage", &"verify", &clone]).ok();
     assert!(cli.stdout.contains("lineage holds: 3 releases"), "{}", cli.stdout);
+    // Pinned to its genesis it holds; pinned to another (a clone served with another
+    // history and another trusted set) it does not.
+    let genesis = git(&clone, &["rev-parse", "recipe-v0.1.0^{commit}"]).trim().to_string();
+    assert!(cli.stdout.contains(&format!("pin it: --genesis {genesis}")), "{}", cli.stdout);
+    assert!(verify_from(&clone, Some(&genesis[..12])).unwrap().holds());
+    let other = verify_from(&clone, Some(&"ab".repeat(20))).unwrap();
+    assert_eq!(codes(&other), ["lineage.genesis"]);
+    assert!(verify_from(&clone, Some("abc")).is_err(), "a pin too short to mean anything");
+    let pinned = run(&binary("karpa"), &[&"lineage", &"verify", &clone, &"--genesis", &"ab".repeat(20)]);
+    assert!(pinned.code == 1 && pinned.stdout.contains("not the pinned"), "{}", pinned.stdout);
     assert_eq!(git(&bare, &["for-each-ref", "--format=%(refname)", "refs/pull"]).lines().count(), 3);
 
     // Without the notes fetched, it says how to get them.

@@ -8,7 +8,7 @@
 
 use karpa_bot::chain::extrinsic::{Runtime, WeightsCall};
 use karpa_bot::chain::outbox::{self, EpochKey, Mode};
-use karpa_bot::chain::schedule::{EpochModel, EpochState, Schedule};
+use karpa_bot::chain::schedule::{stateless_epoch, EpochModel, EpochState, Schedule};
 use karpa_bot::chain::tlock::{self, WeightsPayload};
 use parity_scale_codec::Encode;
 use serde_json::Value;
@@ -75,10 +75,11 @@ fn commits_open_both_ways_with_bittensor_drand() {
     assert!(tlock::open(&ours, &sig).is_err());
 }
 
-/// Our round at the wall times just before and after the SDK's call brackets its.
-fn assert_brackets(schedule: &Schedule, r: &Value, sig: &[u8]) {
+/// Our round at the wall times just before and after the SDK's call brackets
+/// its, `shift` rounds later where we knowingly differ.
+fn assert_brackets(schedule: &Schedule, r: &Value, sig: &[u8], shift: u64) {
     let t = |k: &str| r[k].as_f64().unwrap();
-    let round = r["round"].as_u64().unwrap();
+    let round = r["round"].as_u64().unwrap() + shift;
     let early = schedule.reveal_round(t("now_before"), t("block_time")).unwrap();
     let late = schedule.reveal_round(t("now_after"), t("block_time")).unwrap();
     assert!(early <= round && round <= late, "{early}..{late} vs the SDK's {round}: {r}");
@@ -106,7 +107,7 @@ fn reveal_rounds_bracket_the_sdks_stateful_and_stateless_and_its_commits_parse()
                 blocks_since_last_step: n("blocks_since_last_step"),
             }),
         };
-        assert_brackets(&schedule, r, &sig);
+        assert_brackets(&schedule, r, &sig, 0);
     }
     // The stateless maths (spec 365), from bittensor-drand 1.3.0.
     let path = karpa_tests::fixture("chain/tlock_stateless_vectors.json");
@@ -120,7 +121,13 @@ fn reveal_rounds_bracket_the_sdks_stateful_and_stateless_and_its_commits_parse()
             reveal_period: n("reveal_period"),
             model: EpochModel::Stateless,
         };
-        assert_brackets(&schedule, r, &sig);
+        // Sent on an epoch's last block, the commit lands in the next epoch: the SDK 1.x
+        // targeted the head's epoch (a round an epoch early); we target the chain's, one
+        // epoch of rounds later (tempo + 1 blocks of 12 s, 3 s a round).
+        let (block, netuid, tempo) = (schedule.block, schedule.netuid, schedule.tempo);
+        let crosses = stateless_epoch(block + 1, netuid, tempo) != stateless_epoch(block, netuid, tempo);
+        let shift = if crosses { (u64::from(tempo) + 1) * 4 } else { 0 };
+        assert_brackets(&schedule, r, &sig, shift);
     }
 }
 
@@ -198,17 +205,26 @@ async fn a_timelocked_epoch_is_committed_revealed_and_finalized_or_found_dropped
     let (a, b) = (EpochKey { netuid: 64, epoch: 20 }, EpochKey { netuid: 64, epoch: 21 });
     for key in [a, b] {
         assert!(outbox::plan(&pool, &plan(key.epoch)).await.unwrap());
-        // A retry re-encrypts: the row keeps the latest ciphertext and round.
-        assert!(outbox::timelocked_sent(&pool, key, b"first", 100, key.epoch + 1, 4).await.unwrap());
-        assert!(outbox::timelocked_sent(&pool, key, b"second", 104, key.epoch + 1, 4).await.unwrap());
-        assert!(outbox::advance(&pool, key, "submitted", "committed", Some("0xt"), Some("0xb")).await.unwrap());
-        assert!(
-            !outbox::timelocked_sent(&pool, key, b"late", 9, 9, 4).await.unwrap(),
-            "a committed epoch is not re-sent"
-        );
+        // Recorded once the pool accepts it; a second run cannot record (or send) it again.
+        let sent = outbox::Sent {
+            commit: b"ciphertext",
+            reveal_round: 104,
+            reveal_epoch: key.epoch + 1,
+            reveal_block: 5000,
+            version: 4,
+            tx_hash: "0xt",
+            block: 4000,
+        };
+        assert!(outbox::timelocked_sent(&pool, key, &sent).await.unwrap());
+        assert!(!outbox::timelocked_sent(&pool, key, &sent).await.unwrap(), "an epoch is sent once");
+        assert!(outbox::advance(&pool, key, "submitted", "committed", None, Some("0xb")).await.unwrap());
     }
     let r = row(&pool, a).await;
-    assert_eq!((r.reveal_round, r.reveal_epoch), (Some(104), Some(21)));
+    assert_eq!(
+        (r.reveal_round, r.reveal_epoch, r.reveal_block, r.sent_block),
+        (Some(104), Some(21), Some(5000), Some(4000))
+    );
+    assert_eq!((r.tx_hash.as_deref(), r.block_hash.as_deref()), (Some("0xt"), Some("0xb")));
 
     // Epoch 20's weights show up in its reveal epoch, 21; then 21 ends.
     assert_eq!(outbox::timelocked_next("committed", 21, 20, false), None, "not yet");
@@ -227,6 +243,11 @@ async fn a_timelocked_epoch_is_committed_revealed_and_finalized_or_found_dropped
     let r = row(&pool, b).await;
     assert_eq!((r.state.as_str(), r.last_error.as_deref()), ("dropped", Some(why)));
     assert!(outbox::due(&pool).await.unwrap().is_empty(), "neither is worked on again");
+    // An epoch whose commit was never sent before its epoch passed is superseded, not sent late.
+    let late = EpochKey { netuid: 64, epoch: 22 };
+    assert!(outbox::plan(&pool, &plan(22)).await.unwrap());
+    assert!(outbox::dropped(&pool, late, "epoch 22 passed before its commit was sent").await.unwrap());
+    assert_eq!(row(&pool, late).await.state, "dropped");
     // The current epoch is planned afresh: the weights are committed again, never silently lost.
     assert!(outbox::plan(&pool, &plan(23)).await.unwrap());
     assert_eq!(outbox::due(&pool).await.unwrap()[0].epoch, 23);
