@@ -84,3 +84,66 @@ fn a_bad_token_or_a_broken_bundle_opens_nothing() {
     assert!(gh.pulls(REPO).is_empty());
     gh.assert_clean();
 }
+
+/// `karpa mine`'s GitHub step on a proved change: the branch pushed to the
+/// miner's fork, the packed bundle hosted by the miner's upload command, and the
+/// pull request opened with the hosted file's locator; once, and nothing when
+/// the upload fails.
+#[test]
+fn karpa_mine_opens_its_pull_request_on_github() {
+    use karpa_bot::miner::mine::submit::{open_on_github, SubmitTo};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let bundle = dir.join("bundle");
+    let manifest = make_bundle(&bundle);
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    karpa_tests::git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("recipe.toml"), "[micro]\nlr = 1e-3\n").unwrap();
+    karpa_tests::git(&repo, &["add", "-A"]);
+    karpa_tests::git(&repo, &["-c", "user.name=m", "-c", "user.email=m@x", "commit", "-q", "-m", "lr"]);
+    let commit = git2::Oid::from_str(karpa_tests::git(&repo, &["rev-parse", "HEAD"]).trim()).unwrap();
+    let fork = dir.join("fork.git");
+    karpa_tests::git(dir, &["init", "-q", "--bare", fork.to_str().unwrap()]);
+    let hosted = dir.join("hosted");
+    std::fs::create_dir_all(&hosted).unwrap();
+    let gh = FakeGitHub::start(&[REPO], TOKEN);
+    let to = |upload: &str| SubmitTo {
+        github: Some(REPO.into()),
+        push_to: Some(fork.to_string_lossy().into_owned()),
+        bundle_upload: Some(upload.into()),
+        github_api: gh.url.clone(),
+        github_login: Some("octo".into()),
+        ..Default::default()
+    };
+    let upload = format!(
+        "cp \"$KARPA_BUNDLE_FILE\" {} && echo uploaded && echo https://bundles.example/b.tar",
+        hosted.display()
+    );
+
+    let pr = open_on_github(&to(&upload), &repo, &bundle, (commit, "karpa-mine/trial-3"), ("octo", TOKEN)).unwrap();
+    assert_eq!((pr.number, pr.existing), (1, false));
+    let pushed = karpa_tests::git(&fork, &["rev-parse", "refs/heads/karpa-mine/trial-3"]);
+    assert_eq!(pushed.trim(), commit.to_string(), "the fork holds the branch");
+    let pulls = gh.pulls(REPO);
+    assert_eq!(pulls[0]["head"]["label"], "octo:karpa-mine/trial-3");
+    let loc = Locator::parse_from_body(pulls[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(loc.url, "https://bundles.example/b.tar");
+    assert_eq!(
+        loc.sha256,
+        proof::sha256_file(&hosted.join("bundle.tar")).unwrap(),
+        "the locator names the hosted file"
+    );
+    assert_eq!(loc.bundle_digest, manifest.digest());
+    let again = open_on_github(&to(&upload), &repo, &bundle, (commit, "karpa-mine/trial-3"), ("octo", TOKEN)).unwrap();
+    assert_eq!((again.number, again.existing), (1, true));
+
+    // An upload that fails, or that names no https URL, opens nothing.
+    for (upload, why) in [("exit 3", "upload command failed"), ("echo ftp://b.tar", "not the bundle's https URL")] {
+        let err =
+            open_on_github(&to(upload), &repo, &bundle, (commit, "karpa-mine/trial-4"), ("octo", TOKEN)).unwrap_err();
+        assert!(format!("{err:#}").contains(why), "{err:#}");
+    }
+    assert_eq!(gh.pulls(REPO).len(), 1);
+    gh.assert_clean();
+}
