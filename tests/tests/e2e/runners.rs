@@ -1,8 +1,10 @@
 //! Three `karpa runner` processes, as validators run them on their GPU hosts
-//! (here on the CPU, on micro), draining one queue of floor and confirmation
-//! runs (two seeds of the king's floor, one run of a challenger) while one of them is killed with SIGKILL in the middle of a run: its
-//! lease lapses, another runner redoes that run with the same seed, and every
-//! run is stored exactly once.
+//! (here on the CPU, on micro), draining one queue of floor, confirmation and
+//! judge jobs (two seeds of the king's floor, one run of a challenger, and the
+//! judgment of a pull request whose bundle was trained on another commit) while
+//! one of them is killed with SIGKILL in the middle of a run: its lease lapses,
+//! another runner redoes that run with the same seed, every run is stored
+//! exactly once, and the judgment is posted once, stale for its base.
 
 use karpa_bot::db::confirmations::ConfirmRunJob;
 use karpa_bot::db::floors::{FloorKey, FloorRunJob};
@@ -13,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn runner(i: usize, db: &str, gh: &str, dir: &Path, remote: &Path, data: &Path) -> Child {
+    let rewrite = format!("https://bundles.example/={gh}/files/");
     let log = std::fs::File::create(dir.join(format!("runner-{i}.log"))).unwrap();
     Command::new(karpa_tests::binary("karpa"))
         .args([
@@ -46,6 +49,8 @@ fn runner(i: usize, db: &str, gh: &str, dir: &Path, remote: &Path, data: &Path) 
         .arg(karpa_tests::workspace_root().join("target/recipes"))
         .arg("--rule")
         .arg(dir.join("rule.toml"))
+        .arg("--bundle-url-rewrite")
+        .arg(rewrite)
         .env("RUST_LOG", "karpa_bot=info")
         .stdout(Stdio::null())
         .stderr(log)
@@ -68,6 +73,21 @@ fn three_runners_one_killed_mid_run_store_every_run_once() {
     let king = git(&repo, &["rev-parse", "recipe-v0.1.0^{commit}"]).trim().to_string();
     git(&remote, &["update-ref", "refs/pull/1/head", &king]);
     let gh = karpa_tests::fake_github_for_app(REPO, 1);
+    // PR 2: a real signed bundle, but trained (on paper) against another commit than the king's.
+    let manifest = karpa_tests::make_bundle(&dir.join("bundle"));
+    karpa_bot::archive::pack(&dir.join("bundle"), &dir.join("bundle.tar")).unwrap();
+    gh.add_file("bundle.tar", std::fs::read(dir.join("bundle.tar")).unwrap());
+    let locator = proof::locator::Locator {
+        url: "https://bundles.example/bundle.tar".into(),
+        sha256: proof::sha256_file(&dir.join("bundle.tar")).unwrap(),
+        bundle_digest: manifest.digest(),
+    };
+    git(&remote, &["update-ref", "refs/pull/2/head", &king]);
+    gh.add_pull(
+        REPO,
+        serde_json::json!({"number": 2, "state": "open", "body": format!("Faster.\n\n{}", locator.render()),
+                           "head": {"sha": king}, "base": {"ref": "main"}}),
+    );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(karpa_tests::fresh_database_url());
@@ -94,6 +114,9 @@ fn three_runners_one_killed_mid_run_store_every_run_once() {
             jobs::enqueue(&pool, &FloorRunJob { key: floor.clone(), installation: 1, seed }.job()).await.unwrap();
         }
         jobs::enqueue(&pool, &confirm.job()).await.unwrap();
+        let payload = serde_json::json!({"repo": REPO, "installation": 1, "pr": 2, "head_sha": king});
+        let judge = jobs::NewJob { kind: "judge".into(), dedupe_key: format!("judge:{REPO}#2@{king}"), payload };
+        jobs::enqueue(&pool, &judge).await.unwrap();
     });
 
     let mut runners: Vec<Child> = (0..3).map(|i| runner(i, &db, &gh.url, dir, &remote, &data)).collect();
@@ -125,7 +148,7 @@ fn three_runners_one_killed_mid_run_store_every_run_once() {
         rt.block_on(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM jobs WHERE state = 'done'").fetch_one(pool))
             .unwrap()
     };
-    while done(&pool) < 3 {
+    while done(&pool) < 4 {
         let dead: i64 =
             rt.block_on(sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'dead'").fetch_one(&pool)).unwrap();
         assert_eq!(dead, 0, "a job died: see {}/runner-*.log", dir.display());
@@ -156,6 +179,20 @@ fn three_runners_one_killed_mid_run_store_every_run_once() {
         assert!(attempts.iter().all(|a| a.1 == 1 || a.1 == 2), "{attempts:?}");
         // Two seeds of one floor differ; the same floor run is never stored twice (the key).
         assert!(floor_runs[0].1 != floor_runs[1].1);
+        // The judgment: recorded once, in the corpus, with its verdict.
+        let verdicts: Vec<(String,)> = sqlx::query_as("SELECT class FROM verdicts").fetch_all(&pool).await.unwrap();
+        assert_eq!(verdicts, [("stale".to_string(),)]);
     });
+    // Posted once on PR 2's head: stale, for the base the bundle was trained on.
+    let checks = gh.check_runs();
+    assert_eq!(checks.len(), 1, "one check run for PR 2");
+    let check = &checks[0].state;
+    assert_eq!(
+        (check["status"].as_str(), check["conclusion"].as_str()),
+        (Some("completed"), Some("neutral")),
+        "{check:#}"
+    );
+    assert_eq!(check["head_sha"].as_str(), Some(king.as_str()));
+    assert!(check["output"]["summary"].as_str().unwrap().contains("`base.stale`"), "{check:#}");
     gh.assert_clean();
 }
