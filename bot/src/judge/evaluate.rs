@@ -192,6 +192,19 @@ pub fn run_harness(
     read_write: Vec<PathBuf>,
     args: Vec<OsString>,
 ) -> Result<(crate::sandbox::Finished, serde_json::Value)> {
+    super::gpu_check::ensure_usable(sandbox, setup, bin)?;
+    run_sandboxed(sandbox, setup, bin, (read_only, read_write), args)
+}
+
+/// [`run_harness`] without the GPU self-test (which runs through this): the
+/// read-only and read-write mounts besides the harness, its libraries and data.
+pub(super) fn run_sandboxed(
+    sandbox: &Sandbox,
+    setup: &EvalSetup,
+    bin: &Path,
+    (read_only, read_write): (Vec<PathBuf>, Vec<PathBuf>),
+    args: Vec<OsString>,
+) -> Result<(crate::sandbox::Finished, serde_json::Value)> {
     let mounts = Mounts {
         read_only: [vec![bin.to_path_buf(), site_packages(setup)?, setup.data.clone()], read_only].concat(),
         read_write,

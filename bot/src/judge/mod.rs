@@ -6,6 +6,7 @@ pub mod decision;
 pub mod duplicate;
 pub mod evaluate;
 pub mod finding;
+pub mod gpu_check;
 pub mod ledger;
 pub mod noise_floor;
 pub mod pipeline;

@@ -107,7 +107,15 @@ async fn healthz(State(state): State<AppState>) -> Reply {
     .await;
     match checked {
         Ok(Ok(())) => {
-            Reply(StatusCode::OK, serde_json::json!({"status": "ok", "sandbox": "ok", "device": device.class()}))
+            // The GPU itself is proven by the sandboxed calibration before the first model runs on it.
+            let gpu = match device {
+                crate::sandbox::gpu::Device::Cuda(n) if crate::judge::gpu_check::proven().contains(&n) => "passed",
+                crate::sandbox::gpu::Device::Cuda(_) => "pending: runs before the first model on the GPU",
+                crate::sandbox::gpu::Device::Cpu => "not needed",
+            };
+            let body =
+                serde_json::json!({"status": "ok", "sandbox": "ok", "device": device.class(), "gpu_self_test": gpu});
+            Reply(StatusCode::OK, body)
         }
         Ok(Err(e)) => Reply::error(StatusCode::SERVICE_UNAVAILABLE, format!("judging: {e:#}")),
         Err(e) => Reply::error(StatusCode::SERVICE_UNAVAILABLE, format!("judging: {e}")),

@@ -14,6 +14,7 @@ mod corpus;
 mod crown;
 mod deploy;
 mod floors;
+mod gpu_check;
 mod jobs;
 mod judge_log;
 mod lineage;

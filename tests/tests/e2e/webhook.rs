@@ -302,7 +302,7 @@ async fn healthz_reports_the_sandbox_and_the_device() {
     assert_eq!(health(None).await, (StatusCode::OK, json!({"status": "ok"})));
     assert_eq!(
         health(Some(Device::Cpu)).await,
-        (StatusCode::OK, json!({"status": "ok", "sandbox": "ok", "device": "cpu-f32"}))
+        (StatusCode::OK, json!({"status": "ok", "sandbox": "ok", "device": "cpu-f32", "gpu_self_test": "not needed"}))
     );
     let (status, body) = health(Some(Device::Cuda(63))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
