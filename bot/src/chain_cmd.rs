@@ -207,13 +207,28 @@ struct Planned {
 
 /// The subnet as the node (or the offline files) describes it, the runtime,
 /// the path the weights take, and the epoch's plan (pre-flight checked online).
-async fn subnet_plan(t: &ChainTarget, offline: Option<&Offline>, pool: &sqlx::PgPool) -> Result<Planned> {
+/// Where the subnet's facts come from: the offline files, or a node already
+/// connected and read (so a run reads the chain once).
+enum Source<'a> {
+    Offline(&'a Offline),
+    Node { node: &'a Node, runtime: &'a Runtime, rules: &'a Rules },
+}
+
+/// A node, its runtime, and the subnet's rules for this validator's `hotkey`.
+async fn online(t: &ChainTarget, hotkey: &str) -> Result<(Node, Runtime, Rules)> {
+    let node = Node::connect(&t.endpoint).await?;
+    let runtime = node.runtime().await?;
+    let rules = node.rules(t.netuid, hotkey, &runtime).await?;
+    Ok((node, runtime, rules))
+}
+
+async fn subnet_plan(t: &ChainTarget, source: Source<'_>, pool: &sqlx::PgPool) -> Result<Planned> {
     let signer = t.signer()?;
     let me = signer.as_ref().map(|k| k.public_key().0).unwrap_or([0; 32]);
     let f = facts(pool, &t.repo, t.netuid).await?;
     let hotkeys: Vec<String> = f.king_hotkey.iter().chain(&f.meaningful).cloned().collect();
-    let (uids, runtime, schedule, limit, version_key, commit_reveal, chain) = match offline {
-        Some(o) => {
+    let (uids, runtime, schedule, limit, version_key, commit_reveal, chain) = match source {
+        Source::Offline(o) => {
             let bytes = std::fs::read(&o.metadata).with_context(|| format!("cannot read {}", o.metadata.display()))?;
             let genesis: [u8; 32] = hex::decode(o.genesis.trim_start_matches("0x"))
                 .ok()
@@ -239,11 +254,7 @@ async fn subnet_plan(t: &ChainTarget, offline: Option<&Offline>, pool: &sqlx::Pg
             let runtime = Runtime::from_metadata(&bytes, genesis)?;
             (o.metagraph.clone(), runtime, schedule, o.max_weight_limit, o.version_key, o.commit_reveal, None)
         }
-        None => {
-            let node = Node::connect(&t.endpoint).await?;
-            let runtime = node.runtime().await?;
-            let me = proof::hotkey::ss58(signer.as_ref().context("planning on a node needs the validator's hotkey")?);
-            let rules = node.rules(t.netuid, &me, &runtime).await?;
+        Source::Node { node, runtime, rules } => {
             let mut uids = BTreeMap::new();
             for h in &hotkeys {
                 if let Some(uid) = node.uid(t.netuid, h).await? {
@@ -253,7 +264,7 @@ async fn subnet_plan(t: &ChainTarget, offline: Option<&Offline>, pool: &sqlx::Pg
             let schedule = rules.schedule(t.netuid);
             (
                 uids,
-                runtime,
+                runtime.clone(),
                 schedule,
                 rules.max_weight_limit,
                 rules.version_key,
@@ -335,7 +346,15 @@ fn weights_seen(on_chain: &[(u16, u16)], uids: &[u16], values: &[u16]) -> bool {
 
 async fn dry_run(t: &ChainTarget, offline: Option<Offline>) -> Result<bool> {
     let pool = crate::db::connect(&t.db.database_url).await?;
-    let Planned { plan: p, runtime, choice, schedule } = subnet_plan(t, offline.as_ref(), &pool).await?;
+    let planned = match &offline {
+        Some(o) => subnet_plan(t, Source::Offline(o), &pool).await?,
+        None => {
+            let signer = t.signer()?.context("a dry run on a node needs the validator's hotkey")?;
+            let (node, runtime, rules) = online(t, &proof::hotkey::ss58(&signer)).await?;
+            subnet_plan(t, Source::Node { node: &node, runtime: &runtime, rules: &rules }, &pool).await?
+        }
+    };
+    let Planned { plan: p, runtime, choice, schedule } = planned;
     println!("netuid {} epoch {} — king {} — {:?}", p.netuid, p.epoch, p.king_tag.as_deref().unwrap_or("none"), p.mode);
     println!("  path: {}", choice.why);
     println!("\n  {:<50} {:>7}", "to", "share");
@@ -402,12 +421,10 @@ async fn run_epochs(t: &ChainTarget) -> Result<bool> {
     if !held {
         bail!("another karpa chain run is driving this outbox; this one stops");
     }
-    let node = Node::connect(&t.endpoint).await?;
-    let runtime = node.runtime().await?;
     let me = proof::hotkey::ss58(&signer);
-    let rules = node.rules(t.netuid, &me, &runtime).await?;
+    let (node, runtime, rules) = online(t, &me).await?;
     let epoch_now = rules.epoch(t.netuid);
-    match subnet_plan(t, None, &pool).await {
+    match subnet_plan(t, Source::Node { node: &node, runtime: &runtime, rules: &rules }, &pool).await {
         Ok(planned) => {
             if outbox::plan(&pool, &planned.plan).await? {
                 tracing::info!(netuid = planned.plan.netuid, epoch = planned.plan.epoch, "planned");

@@ -13,9 +13,9 @@ use super::crown::{next_release, with_changelog_entry, CrownOutcome, ReleaseText
 use super::github::CommitSha;
 use crate::db::kings::Bump;
 use crate::judge::verdict::{Verdict, VerdictClass};
-use crate::lineage::keys::{trusted_set_change, ValidatorKeys};
+use crate::lineage::keys::ValidatorKeys;
 use crate::lineage::note::{self, CrownFacts, CrownNote};
-use crate::lineage::trust::{TrustedSet, TRUST_FILE};
+use crate::lineage::trust::TRUST_FILE;
 use crate::repo::RecipeRepo;
 use anyhow::{bail, Context, Result};
 use git2::{Oid, Signature};
@@ -155,8 +155,7 @@ impl LocalForge {
         // Everything that can fail on the miner's side comes before any ref moves.
         let facts =
             CrownFacts { tag: &tag, king: &king.tag, pr: &pull.label(), head: &head.to_string(), bundle_url: None };
-        validator.check_trusted(TrustedSet::of_tree(&self.repo, king.tree)?.as_ref(), &king.tag)?;
-        let change = trusted_set_change(self.repo.file(king.tree, TRUST_FILE)?.as_deref(), trusted_set)?;
+        let change = validator.crown_over(&king.tag, self.repo.file(king.tree, TRUST_FILE)?.as_deref(), trusted_set)?;
         let mut crown_note = CrownNote::from_bundle(&pull.bundle, &facts, verdict)?;
         crown_note.trusted_set = change.clone();
         crown_note.sign(&validator.hotkey);

@@ -273,14 +273,12 @@ async fn publish_crown_note(
 async fn trust_at_crown(s: &Services, repo: &RepoName, king: String) -> Result<Option<String>> {
     let mirror = mirror_dir(s, repo);
     let tag = king.clone();
-    let (set, current) = tokio::task::spawn_blocking(move || -> Result<_> {
+    let current = tokio::task::spawn_blocking(move || -> Result<_> {
         let repo = crate::repo::RecipeRepo::open(&mirror)?;
-        let tree = repo.king(Some(&tag))?.tree;
-        Ok((crate::lineage::trust::TrustedSet::of_tree(&repo, tree)?, repo.file(tree, TRUST_FILE)?))
+        repo.file(repo.king(Some(&tag))?.tree, TRUST_FILE)
     })
     .await??;
-    s.validator.check_trusted(set.as_ref(), &king)?;
-    crate::lineage::keys::trusted_set_change(current.as_deref(), s.judge.trusted_set.as_deref())
+    s.validator.crown_over(&king, current.as_deref(), s.judge.trusted_set.as_deref())
 }
 
 /// The class of numbers this validator makes (no hidden eval: the CPU's, unused).

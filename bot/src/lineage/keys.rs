@@ -78,12 +78,21 @@ impl ValidatorKeys {
         }
         Ok(())
     }
+
+    /// Before a crown over `king`, whose tree carries `current` (its
+    /// validators.toml, if any): these keys must be trusted there, and the new
+    /// trusted set the crown carries is `proposed` when it changes the set.
+    pub fn crown_over(&self, king: &str, current: Option<&[u8]>, proposed: Option<&str>) -> Result<Option<String>> {
+        let set = current.map(TrustedSet::from_bytes).transpose()?;
+        self.check_trusted(set.as_ref(), king)?;
+        trusted_set_change(current, proposed)
+    }
 }
 
 /// The new trusted set a crown over `current` (the king's validators.toml)
 /// should carry: `proposed` when it parses and differs, None when it is the set
 /// already in force.
-pub fn trusted_set_change(current: Option<&[u8]>, proposed: Option<&str>) -> Result<Option<String>> {
+fn trusted_set_change(current: Option<&[u8]>, proposed: Option<&str>) -> Result<Option<String>> {
     let Some(proposed) = proposed else { return Ok(None) };
     TrustedSet::parse(proposed).context("the proposed trusted set")?;
     Ok((current != Some(proposed.as_bytes())).then(|| proposed.to_string()))
@@ -119,7 +128,9 @@ mod tests {
         assert_eq!(trusted_set_change(Some(dev.as_bytes()), None).unwrap(), None);
         assert_eq!(trusted_set_change(Some(dev.as_bytes()), Some(dev)).unwrap(), None);
         let two = dev.replace("signatures_needed = 1", "signatures_needed = 1\n# two");
-        assert_eq!(trusted_set_change(Some(dev.as_bytes()), Some(&two)).unwrap(), Some(two));
+        assert_eq!(trusted_set_change(Some(dev.as_bytes()), Some(&two)).unwrap(), Some(two.clone()));
         assert!(trusted_set_change(Some(dev.as_bytes()), Some("signatures_needed = 0")).is_err());
+        let alice = ValidatorKeys::load("//Alice", "//Alice", DEFAULT_TAGGER).unwrap();
+        assert_eq!(alice.crown_over("recipe-v0.1.0", Some(dev.as_bytes()), Some(&two)).unwrap(), Some(two));
     }
 }

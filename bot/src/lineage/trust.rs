@@ -63,8 +63,12 @@ impl TrustedSet {
 
     /// The set `tree` carries, or None when it has no [`TRUST_FILE`].
     pub fn of_tree(repo: &RecipeRepo, tree: git2::Oid) -> Result<Option<Self>> {
-        let Some(bytes) = repo.file(tree, TRUST_FILE)? else { return Ok(None) };
-        Self::parse(std::str::from_utf8(&bytes).with_context(|| format!("{TRUST_FILE} is not UTF-8"))?).map(Some)
+        repo.file(tree, TRUST_FILE)?.map(|bytes| Self::from_bytes(&bytes)).transpose()
+    }
+
+    /// The set a [`TRUST_FILE`]'s bytes name.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::parse(std::str::from_utf8(bytes).with_context(|| format!("{TRUST_FILE} is not UTF-8"))?)
     }
 
     /// The note's signatures against this set: each must be by a trusted key and
