@@ -7,86 +7,23 @@
 //! the judge's comparison (`proof::causality::compare`). Honest recipes of other
 //! shapes pass over 200 judgments' worth of checks.
 //!
-//! The same path through `karpa judge` and the sandbox, with real patches, is in
-//! tests/tests/e2e/prove.rs.
+//! The cheats are tests/fixtures/lookahead.rs; the same catalog as real patches
+//! of the canonical recipe, proved and judged by `karpa judge` in the sandbox,
+//! is tests/tests/e2e/lookahead.rs.
 
 use proof::causality::{compare, CausalityReport, Tolerance};
 use recipe::{ModelSpec, Recipe, RecipeError, StepCtx, StepStats};
-use std::cell::RefCell;
 use tch::{Device, Kind, Tensor};
 use trainer::data::dataset::{Dataset, Windows};
 
-/// The ways a recipe might look at what it is scored on.
-#[derive(Debug, Clone, Copy)]
-enum Cheat {
-    /// A bonus on the next token's logit at every position but the probe's cuts.
-    Everywhere,
-    /// The same, only when a call has more rows than the probe sends.
-    BigBatches,
-    /// Only in the second half of each window.
-    SecondHalf,
-    /// A nudge sized like a real improvement, everywhere.
-    Nudge,
-    /// A lot, at a few percent of positions (those whose next token is ≡ 0 mod 16).
-    Rare,
-    /// Only for some contents: windows whose first token is even.
-    SomeContents,
-    /// Each row's last position reads the next row's first token.
-    AcrossRows,
-    /// State across calls: a unigram cache of every token seen in earlier calls.
-    Cache,
-    /// The lookahead through arithmetic instead of indexing: embeddings shifted by a matmul.
-    ShiftMatrix,
-    /// Tells the check from the scoring pass and is honest in it: the check
-    /// re-scores some windows more than once, the scoring pass never, so a window
-    /// prefix seen twice means "checked" and the recipe stops cheating for good.
-    HonestWhenChecked,
-    /// The most concentrated cheat: only at the dearest 0.4 % of positions (its
-    /// own honest loss on the true next token above a fixed bar, so the same
-    /// positions in any call), where a cheat buys most per position touched.
-    /// Uniform cuts see it in about half the judgments; the pairs aimed where the
-    /// recipe beats the king see it.
-    Dearest,
-}
-
-const CHEATS: [Cheat; 11] = [
-    Cheat::Everywhere,
-    Cheat::BigBatches,
-    Cheat::SecondHalf,
-    Cheat::Nudge,
-    Cheat::Rare,
-    Cheat::SomeContents,
-    Cheat::AcrossRows,
-    Cheat::Cache,
-    Cheat::ShiftMatrix,
-    Cheat::HonestWhenChecked,
-    Cheat::Dearest,
-];
+#[path = "../fixtures/lookahead.rs"]
+mod lookahead;
+use lookahead::{Cheat, Lookahead, CATALOG};
 
 /// The canonical recipe with one cheat in `logits`; honest in `train_step`.
 struct Cheating {
     honest: Box<dyn Recipe>,
-    cheat: Cheat,
-    cache: RefCell<Option<Tensor>>,
-    /// HonestWhenChecked: window prefixes seen, and whether one came twice.
-    seen: RefCell<(std::collections::HashSet<Vec<i64>>, bool)>,
-    /// Dearest: the honest loss above which it cheats, in nats.
-    dear_above: f64,
-}
-
-impl Cheating {
-    /// A `[B, T, V]` mask of the next token at each position (zero at the last).
-    fn next_token(x: &Tensor, vocab: i64) -> Tensor {
-        let (b, t) = x.size2().unwrap();
-        let next = x.narrow(1, 1, t - 1);
-        let hot = next.one_hot(vocab).to_kind(Kind::Float);
-        Tensor::cat(&[hot, Tensor::zeros([b, 1, vocab], (Kind::Float, Device::Cpu))], 1)
-    }
-
-    fn positions(t: i64, keep: impl Fn(i64) -> bool) -> Tensor {
-        let v: Vec<f32> = (0..t).map(|p| if keep(p) { 1.0 } else { 0.0 }).collect();
-        Tensor::from_slice(&v).view([1, t, 1])
-    }
+    look: Lookahead,
 }
 
 impl Recipe for Cheating {
@@ -105,80 +42,8 @@ impl Recipe for Cheating {
     fn num_params(&self) -> i64 {
         self.honest.num_params()
     }
-
     fn logits(&self, x: &Tensor) -> Tensor {
-        let logits = self.honest.logits(x);
-        let (b, t, v) = logits.size3().unwrap();
-        let probe_cuts = [0, t / 4, t / 2, t - 2];
-        let not_probed = Cheating::positions(t, |p| !probe_cuts.contains(&p));
-        let next = Cheating::next_token(x, v);
-        let bonus = match self.cheat {
-            Cheat::Everywhere => next * not_probed * 4.0,
-            Cheat::BigBatches if b > 2 => next * not_probed * 4.0,
-            Cheat::BigBatches => return logits,
-            Cheat::SecondHalf => next * Cheating::positions(t, |p| p >= t / 2) * 4.0,
-            Cheat::Nudge => next * not_probed * 0.3,
-            Cheat::Rare => {
-                let rare = x.narrow(1, 1, t - 1).remainder(16).eq(0).to_kind(Kind::Float);
-                let rare = Tensor::cat(&[rare, Tensor::zeros([b, 1], (Kind::Float, Device::Cpu))], 1);
-                next * rare.unsqueeze(-1) * not_probed * 6.0
-            }
-            Cheat::SomeContents => {
-                let even = x.narrow(1, 0, 1).remainder(2).eq(0).to_kind(Kind::Float).view([b, 1, 1]);
-                next * even * not_probed * 4.0
-            }
-            Cheat::AcrossRows => {
-                let mut bonus = Tensor::zeros([b, t, v], (Kind::Float, Device::Cpu));
-                if b > 1 {
-                    let first = x.narrow(1, 0, 1).narrow(0, 1, b - 1).one_hot(v).to_kind(Kind::Float);
-                    bonus =
-                        Tensor::cat(&[Tensor::zeros([b - 1, t - 1, v], (Kind::Float, Device::Cpu)), first * 4.0], 1);
-                    bonus = Tensor::cat(&[bonus, Tensor::zeros([1, t, v], (Kind::Float, Device::Cpu))], 0);
-                }
-                bonus
-            }
-            Cheat::Cache => {
-                let seen = x.one_hot(v).to_kind(Kind::Float).sum_dim_intlist(&[0i64, 1][..], false, Kind::Float);
-                let mut cache = self.cache.borrow_mut();
-                let before = cache.as_ref().map(|c| c.shallow_clone());
-                *cache = Some(match &before {
-                    Some(c) => c + &seen,
-                    None => seen,
-                });
-                match before {
-                    Some(c) => (c + 1.0).log().view([1, 1, v]).expand([b, t, v], false) * 0.5,
-                    None => return logits,
-                }
-            }
-            Cheat::HonestWhenChecked => {
-                let mut seen = self.seen.borrow_mut();
-                for r in 0..b {
-                    let prefix = Vec::<i64>::try_from(x.get(r).narrow(0, 0, 4)).unwrap();
-                    seen.1 |= !seen.0.insert(prefix);
-                }
-                if seen.1 {
-                    return logits;
-                }
-                next * not_probed * 4.0
-            }
-            Cheat::Dearest => {
-                let next_id = Tensor::cat(&[x.narrow(1, 1, t - 1), x.narrow(1, t - 1, 1)], 1);
-                let nats =
-                    -logits.log_softmax(-1, Kind::Float).gather(2, &next_id.unsqueeze(-1), false).squeeze_dim(-1);
-                let dear = nats.gt(self.dear_above).to_kind(Kind::Float).unsqueeze(-1);
-                next * dear * 8.0
-            }
-            Cheat::ShiftMatrix => {
-                // next = S·onehot(x) with S the shift-by-one matrix: no indexing of the inputs.
-                let shift = Tensor::eye(t, (Kind::Float, Device::Cpu)).roll([-1], [0]);
-                let shift = shift.narrow(0, 0, t - 1);
-                let hot = x.one_hot(v).to_kind(Kind::Float);
-                let shifted = shift.matmul(&hot);
-                let shifted = Tensor::cat(&[shifted, Tensor::zeros([b, 1, v], (Kind::Float, Device::Cpu))], 1);
-                shifted * not_probed * 4.0
-            }
-        };
-        logits + bonus
+        self.look.apply(x, self.honest.logits(x))
     }
 }
 
@@ -250,8 +115,15 @@ fn dearest_bar(king: &[f32]) -> f64 {
     sorted[sorted.len() * 4 / 1000] as f64
 }
 
-fn cheating(cheat: Cheat, dear_above: f64) -> Box<dyn Recipe> {
-    Box::new(Cheating { honest: honest(&[]), cheat, cache: RefCell::new(None), seen: Default::default(), dear_above })
+/// The recipe.toml name `name` as a cheat (the dearest with its bar, from the
+/// canonical recipe's own losses).
+fn cheat(name: &str, dear_above: f64) -> Cheat {
+    let text = if name == "dearest" { format!("dearest {dear_above}") } else { name.to_string() };
+    Cheat::parse(&text).unwrap_or_else(|| panic!("no cheat {text:?}"))
+}
+
+fn cheating(cheat: Cheat) -> Box<dyn Recipe> {
+    Box::new(Cheating { honest: honest(&[]), look: Lookahead::new(cheat) })
 }
 
 fn judge(data: &Dataset, make: &dyn Fn() -> Box<dyn Recipe>, keys: &[String], king: Option<&[f32]>) -> Vec<Judged> {
@@ -296,9 +168,10 @@ fn every_cheat_of_the_catalog_is_refused_and_honest_recipes_never_are() {
     let canonical = judge(&data, &|| honest(&[]), &keys(1, "canonical"), Some(&king)).remove(0);
     let (honest_bpb, bar) = (canonical.bpb, dearest_bar(&canonical.nats));
 
-    for cheat in CHEATS {
-        let make = || cheating(cheat, bar);
-        let judged = judge(&data, &make, &keys(10, &format!("{cheat:?}")), Some(&king));
+    for name in CATALOG {
+        let cheat = cheat(name, bar);
+        let make = || cheating(cheat);
+        let judged = judge(&data, &make, &keys(10, name), Some(&king));
         let refused = judged.iter().filter(|j| !j.report.passed).count();
         let gain = honest_bpb - judged[0].bpb;
         match cheat {
@@ -328,7 +201,7 @@ fn aimed_pairs_see_the_cheat_that_uniform_pairs_miss() {
     let (_dir, data) = data();
     let king = king_nats(&data);
     let bar = dearest_bar(&judge(&data, &|| honest(&[]), &keys(1, "canonical"), None)[0].nats);
-    let make = || cheating(Cheat::Dearest, bar);
+    let make = || cheating(Cheat::Dearest(bar));
     let refused = |king: Option<&[f32]>| {
         judge(&data, &make, &keys(20, "dearest"), king).iter().filter(|j| !j.report.passed).count()
     };

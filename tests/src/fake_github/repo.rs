@@ -1,8 +1,9 @@
 //! The repository side of the fake: the PR merge (guarded by the head sha),
 //! CHANGELOG.md through the contents API (guarded by the blob sha), annotated
-//! tags and their refs, releases. Commit ids are made up but consistent.
+//! tags and their refs, releases. Commit ids are made up but consistent, or,
+//! when the test gives the repository its bare remote, real (remote.rs).
 
-use super::{error, Ctx};
+use super::{error, remote, Ctx};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +12,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Default)]
 pub struct RepoState {
@@ -32,14 +34,37 @@ pub struct RepoState {
     /// Store tag messages with trailing newlines trimmed, as a forge that
     /// normalises text would (the signed bytes then differ from the stored ones).
     pub trim_tag_messages: bool,
+    /// The bare repository behind the API, when the test has one: merges,
+    /// contents commits, tags and their refs are then made there for real.
+    pub git: Option<PathBuf>,
 }
 
 impl RepoState {
     fn new_sha(&mut self, what: &str) -> String {
         let sha = format!("{:08x}{:032x}", what.len() as u32, self.commits.len() + 1);
+        self.record(sha)
+    }
+
+    /// `sha` is main's new head.
+    fn record(&mut self, sha: String) -> String {
         self.commits.push(sha.clone());
         self.main = sha.clone();
         sha
+    }
+
+    /// A file on main: (its blob sha, its text).
+    fn file(&self, path: &str) -> Option<(String, String)> {
+        match &self.git {
+            Some(git) => remote::file(git, &self.main, path),
+            None => self.files.get(path).map(|t| (blob_sha(t), t.clone())),
+        }
+    }
+
+    fn knows_commit(&self, sha: &str) -> bool {
+        match &self.git {
+            Some(git) => remote::has_commit(git, sha),
+            None => self.commits.iter().any(|c| c == sha),
+        }
     }
 }
 
@@ -80,7 +105,18 @@ async fn merge(
         if p["head"]["sha"] != req["sha"] {
             return error(StatusCode::CONFLICT, "Head branch was modified. Review and try the merge again.");
         }
-        let sha = l.repos.entry(slug.to_string()).or_default().new_sha("merge");
+        let state = l.repos.entry(slug.to_string()).or_default();
+        let sha = match state.git.clone() {
+            Some(git) => {
+                let title = req["commit_title"].as_str().unwrap_or_default();
+                let message = format!("{title}\n\n{}", req["commit_message"].as_str().unwrap_or_default());
+                match remote::squash(&git, &state.main, req["sha"].as_str().unwrap_or_default(), &message) {
+                    Ok(sha) => state.record(sha),
+                    Err(why) => return error(StatusCode::METHOD_NOT_ALLOWED, &why),
+                }
+            }
+            None => state.new_sha("merge"),
+        };
         let p = &mut l.pulls.get_mut(slug).expect("found above")[pr];
         p["state"] = json!("closed");
         p["merged"] = json!(true);
@@ -95,9 +131,9 @@ async fn get_content(
     headers: HeaderMap,
 ) -> Response {
     ctx.with_repo(&headers, "GET contents", &owner, &repo, |l, slug| {
-        match l.repos.get(slug).and_then(|r| r.files.get(&path)) {
-            Some(text) => Json(json!({
-                "path": path, "sha": blob_sha(text), "encoding": "base64",
+        match l.repos.get(slug).and_then(|r| r.file(&path)) {
+            Some((sha, text)) => Json(json!({
+                "path": path, "sha": sha, "encoding": "base64",
                 "content": base64::engine::general_purpose::STANDARD.encode(text),
             }))
             .into_response(),
@@ -119,7 +155,7 @@ async fn put_content(
 ) -> Response {
     ctx.with_repo(&headers, "PUT contents", &owner, &repo, |l, slug| {
         let state = l.repos.entry(slug.to_string()).or_default();
-        let current = state.files.get(&path).map(|t| blob_sha(t));
+        let current = state.file(&path).map(|(sha, _)| sha);
         if req["sha"].as_str().map(str::to_string) != current {
             return error(StatusCode::CONFLICT, "sha does not match");
         }
@@ -130,8 +166,18 @@ async fn put_content(
         else {
             return error(StatusCode::UNPROCESSABLE_ENTITY, "content is not base64");
         };
-        state.files.insert(path.clone(), text);
-        let sha = state.new_sha("contents");
+        let sha = match state.git.clone() {
+            Some(git) => {
+                match remote::commit_file(&git, &state.main, &path, &text, req["message"].as_str().unwrap_or("")) {
+                    Ok(sha) => state.record(sha),
+                    Err(why) => return error(StatusCode::UNPROCESSABLE_ENTITY, &why),
+                }
+            }
+            None => {
+                state.files.insert(path.clone(), text);
+                state.new_sha("contents")
+            }
+        };
         (StatusCode::OK, Json(json!({"commit": {"sha": sha}, "content": {"path": path}}))).into_response()
     })
 }
@@ -157,13 +203,19 @@ async fn create_tag(
 ) -> Response {
     ctx.with_repo(&headers, "POST git/tags", &owner, &repo, |l, slug| {
         let state = l.repos.entry(slug.to_string()).or_default();
-        let known = req["object"].as_str().is_some_and(|o| state.commits.iter().any(|c| c == o));
+        let known = req["object"].as_str().is_some_and(|o| state.knows_commit(o));
         let (Some(bytes), true) = (tag_object_bytes(&req, state.trim_tag_messages), req["type"] == "commit" && known)
         else {
             l.unexpected.push(format!("POST git/tags: {req}"));
             return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
         };
         let sha = git2::Oid::hash_object(git2::ObjectType::Tag, &bytes).expect("hashing").to_string();
+        if let Some(git) = &state.git {
+            if remote::write_tag(git, &bytes).as_deref() != Ok(sha.as_str()) {
+                l.unexpected.push(format!("POST git/tags: the remote would not store {sha}"));
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error");
+            }
+        }
         let obj = json!({"sha": sha, "tag": req["tag"], "message": req["message"], "tagger": req["tagger"],
                          "object": {"sha": req["object"], "type": "commit"}});
         state.tag_bytes.insert(sha.clone(), bytes);
@@ -217,6 +269,11 @@ async fn create_ref(
         };
         if state.tag_refs.contains_key(tag) {
             return error(StatusCode::UNPROCESSABLE_ENTITY, "Reference already exists");
+        }
+        if let Some(git) = &state.git {
+            if let Err(why) = remote::create_tag_ref(git, tag, sha) {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, &why);
+            }
         }
         state.tag_refs.insert(tag.to_string(), sha.to_string());
         (StatusCode::CREATED, Json(json!({"ref": name, "object": {"sha": sha, "type": "tag"}}))).into_response()

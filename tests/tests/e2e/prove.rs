@@ -18,17 +18,18 @@ fn lr_patch(repo: &Path, out: &Path) -> PathBuf {
     patch
 }
 
-/// `karpa judge --json` of PR `pr/1` with the hidden evaluation (micro's data in
+/// `karpa judge --json` of PR `pr` with the hidden evaluation (micro's data in
 /// `data`), against `floor` when given.
-fn judge_with_hidden_eval(
+pub(crate) fn judge_with_hidden_eval(
     repo: &Path,
+    pr: &str,
     bundle: &Path,
     ledger: &Path,
     data: &Path,
     secret: &Path,
     floor: Option<&Path>,
 ) -> karpa_tests::Run {
-    let mut owned: Vec<std::ffi::OsString> = ["judge", "--json", "--pr", "pr/1"].iter().map(Into::into).collect();
+    let mut owned: Vec<std::ffi::OsString> = ["judge", "--json", "--pr", pr].iter().map(Into::into).collect();
     for (flag, path) in [
         ("--repo", repo.to_path_buf()),
         ("--bundle", bundle.to_path_buf()),
@@ -125,7 +126,7 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     let secret = tmp.join("secret");
     std::fs::write(&secret, "a validator secret of some length").unwrap();
     let judge_eval_of = |bundle: &Path, floor: Option<&Path>| {
-        let r = judge_with_hidden_eval(repo, bundle, &ledger, data, &secret, floor);
+        let r = judge_with_hidden_eval(repo, "pr/1", bundle, &ledger, data, &secret, floor);
         assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
         r.json()
     };
@@ -175,7 +176,8 @@ fn judge_the_bundle(repo: &Path, patch: &Path, bundle: &Path, data: &Path, tmp: 
     // everything after is real — bundle download, mirror, sandboxed eval, the
     // guard's runs, the crown on (fake) GitHub.
     bot_crowns_the_pr(repo, &file, data, &secret, &floor(bpb + 0.2));
-    bot_waits_for_the_kings_floor(repo, &file, data, &secret);
+    // A judgment waiting for its king's floor, measured by the runners: two
+    // crowns in a row, tests/tests/e2e/two_crowns.rs.
 
     // The local forge's crown through the CLI, a measured floor and the lineage
     // from a clone: tests/tests/e2e/mine.rs, on the pull request `karpa mine` opens.
@@ -267,7 +269,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Runs `karpa prove` for config micro as //Alice, building into the shared
 /// recipe target folder.
-fn run_prove(repo: &Path, patch: &Path, data: &Path, rationale: &Path, out: &Path) -> karpa_tests::Run {
+pub(crate) fn run_prove(repo: &Path, patch: &Path, data: &Path, rationale: &Path, out: &Path) -> karpa_tests::Run {
     let root = workspace_root();
     run(
         &binary("karpa"),
@@ -412,7 +414,7 @@ fn app_with_pr(
 }
 
 /// The validator's hidden evaluation on micro's `data`, with a floor file and a rule file when given.
-fn validator(
+pub(crate) fn validator(
     data: &Path,
     secret: &Path,
     floor: Option<&Path>,
@@ -566,120 +568,7 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
     }
 }
 
-/// The same PR on a validator with no floor file: the judgment waits for the
-/// king's floor (its check says so, its attempt not counted), the runners'
-/// floor-run jobs measure it into PostgreSQL, and the judgment resumes by itself
-/// and is decided against that floor, its causality pairs aimed with the
-/// floor's per-token nats.
-fn bot_waits_for_the_kings_floor(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path) {
-    let (gh, head, remote, _) = app_with_pr(repo, bundle_file, "github-remote-floor");
-    let rule = bundle_file.parent().unwrap().join("rule-floor.toml");
-    std::fs::write(&rule, "floor_seeds = 2\nconfirmation_runs = 0\n").unwrap();
-    let (eval, _, rule) = validator(data, secret, None, &rule);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let pool = karpa_tests::fresh_database().await;
-        queue_judgment(&pool, &head).await;
-        let mut settings = karpa_tests::judge_settings(
-            &bundle_file.parent().unwrap().join("bot-state-floor"),
-            &remote.to_string_lossy(),
-            &gh,
-        );
-        settings.eval = Some(eval);
-        settings.rule = rule;
-        let services = karpa_tests::services(pool.clone(), &gh, settings);
-        let judge_job = || async {
-            sqlx::query_as::<_, (String, i32, Option<String>)>(
-                "SELECT state, attempts, last_error FROM jobs WHERE kind = 'judge'",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-        };
-
-        // First claim: the integrity stages pass, then the judgment waits.
-        assert!(karpa_bot::jobs::run_one(&services, "w").await.unwrap());
-        assert_eq!(judge_job().await, ("queued".to_string(), 0, None));
-        let waiting = gh.check_runs()[0].state.clone();
-        assert_eq!(waiting["status"], "in_progress", "{waiting}");
-        assert_eq!(waiting["output"]["title"], "waiting for recipe-v0.1.0's noise floor on micro: 0 of 2 runs");
-        let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'floor-run'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(queued, 2);
-
-        // The runner drains the floor's jobs; the judgment comes back and is decided.
-        for _ in 0..400 {
-            karpa_bot::jobs::run_one(&services, "w").await.unwrap();
-            if judge_job().await.0 != "queued" {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        let (state, attempts, err) = judge_job().await;
-        assert_eq!((state.as_str(), attempts), ("done", 1), "{err:?}");
-        let runs: Vec<(i64, f64, i32, String)> = sqlx::query_as(
-            "SELECT seed, hidden_bpb, length(nats), runner FROM floor_runs WHERE king_tag = 'recipe-v0.1.0' ORDER BY seed",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        assert_eq!(runs.len(), 2, "{runs:?}");
-        assert_eq!((runs[0].0, runs[1].0, runs[0].2, runs[0].3.as_str()), (0, 1, 8192 * 4, "w"));
-        assert!(runs[0].1 != runs[1].1, "two seeds, one bpb: {runs:?}");
-        let mean = (runs[0].1 + runs[1].1) / 2.0;
-        let done = &gh.check_runs()[0].state;
-        assert_eq!(done["status"], "completed", "{done}");
-        let summary = done["output"]["summary"].as_str().unwrap();
-        assert!(summary.contains(&format!("{mean:.4}")), "decided against the measured floor {mean:.4}: {summary}");
-        assert!(summary.contains("(64 aimed)"), "{summary}");
-    });
-    gh.assert_clean();
-}
-
 /// The manifest of the bundle packed at `file` (its folder sits next to it).
 fn tmp_bundle_manifest(file: &Path) -> PathBuf {
     file.parent().unwrap().join("bundle/manifest.json")
-}
-
-/// A hostile recipe as a real patch: `logits` adds a bonus to the logit of the
-/// token that follows each position, everywhere but the probe's four cuts. The
-/// probe passes; the causality check of the hidden score refuses it.
-#[test]
-fn a_recipe_that_looks_ahead_where_the_probe_does_not_is_refused_by_the_causality_check() {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = recipe_repo(tmp.path());
-    let model = repo.join("recipe/src/model.rs");
-    let text = std::fs::read_to_string(&model).unwrap();
-    let honest = "    fn logits(&self, inputs: &Tensor) -> Tensor {\n        tch::no_grad(|| tch::autocast(self.on_cuda(), || self.forward(inputs)).to_kind(Kind::Float))\n    }\n";
-    let cheat = r#"    fn logits(&self, inputs: &Tensor) -> Tensor {
-        let honest = tch::no_grad(|| tch::autocast(self.on_cuda(), || self.forward(inputs)).to_kind(Kind::Float));
-        let (b, t) = (inputs.size()[0], inputs.size()[1]);
-        let v = self.spec.vocab_size;
-        let next = inputs.narrow(1, 1, t - 1).one_hot(v).to_kind(Kind::Float);
-        let pad = Tensor::zeros([b, 1, v], (Kind::Float, inputs.device()));
-        let weight: Vec<f32> = (0..t).map(|p| if [0, t / 4, t / 2, t - 2].contains(&p) { 0.0 } else { 3.0 }).collect();
-        let weight = Tensor::from_slice(&weight).view([1, t, 1]).to_device(inputs.device());
-        honest + Tensor::cat(&[next, pad], 1) * weight
-    }
-"#;
-    assert!(text.contains(honest), "the canonical logits changed; update this attack");
-    std::fs::write(&model, text.replacen(honest, cheat, 1)).unwrap();
-    let patch = tmp.path().join("lookahead.diff");
-    std::fs::write(&patch, git(&repo, &["diff"])).unwrap();
-    git(&repo, &["checkout", "-q", "-b", "pr/1"]);
-    git(&repo, &["commit", "-q", "-am", "sharper logits"]);
-    git(&repo, &["checkout", "-q", "main"]);
-
-    let (data, bundle) = prove_on_micro(&repo, &patch, tmp.path(), "Sharper logits.\n");
-
-    let secret = tmp.path().join("secret");
-    std::fs::write(&secret, "a validator secret of some length").unwrap();
-    let r = judge_with_hidden_eval(&repo, &bundle, &tmp.path().join("ledger"), &data, &secret, None);
-    let v = r.json();
-    assert_eq!(v["class"], "rejected", "{v:#}\n{}", r.stderr);
-    let finding = v["findings"].as_array().unwrap().iter().find(|f| f["code"] == "eval.causality");
-    let message = finding.unwrap_or_else(|| panic!("no eval.causality finding: {v:#}"))["message"].as_str().unwrap();
-    assert!(message.contains("hidden window") && message.contains("replaced"), "{message}");
 }
