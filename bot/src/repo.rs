@@ -39,11 +39,16 @@ impl RecipeRepo {
 
     /// Every release, oldest (lowest version) first.
     pub fn releases(&self) -> Result<Vec<King>> {
+        self.release_tags()?.into_iter().map(|t| self.king(Some(&t))).collect()
+    }
+
+    /// The names of every `recipe-vX.Y.Z` tag, lowest version first, whatever they point at.
+    pub fn release_tags(&self) -> Result<Vec<String>> {
         let names = self.repo.tag_names(Some(&format!("{TAG_PREFIX}*")))?;
         let mut tags: Vec<_> =
             names.iter().flatten().flatten().filter_map(|n| Some((tag_version(n)?, n.to_string()))).collect();
         tags.sort();
-        tags.into_iter().map(|(_, t)| self.king(Some(&t))).collect()
+        Ok(tags.into_iter().map(|(_, t)| t).collect())
     }
 
     /// The named release, or the highest `recipe-vX.Y.Z` tag.

@@ -62,6 +62,23 @@ impl Report {
     }
 }
 
+impl Link {
+    fn new(tag: String, commit: String) -> Self {
+        Link {
+            tag,
+            commit,
+            king: None,
+            hidden_bpb: None,
+            king_bpb: None,
+            bundle_digest: None,
+            signers: Vec::new(),
+            tag_signer: None,
+            trusted_set_changed: false,
+            problems: Vec::new(),
+        }
+    }
+}
+
 pub fn verify(clone: &Path) -> Result<Report> {
     verify_from(clone, None)
 }
@@ -75,25 +92,25 @@ pub fn verify_from(clone: &Path, genesis: Option<&str>) -> Result<Report> {
         anyhow::bail!("--genesis {g:?} is not a commit id (12 to 40 hex digits)");
     }
     let repo = RecipeRepo::open(clone)?;
-    let releases = repo.releases()?;
     let has_notes = repo.git().find_reference(NOTES_REF).is_ok();
     let mut links = Vec::new();
-    for (i, release) in releases.iter().enumerate() {
-        let mut link = Link {
-            tag: release.tag.clone(),
-            commit: release.commit.to_string(),
-            king: None,
-            hidden_bpb: None,
-            king_bpb: None,
-            bundle_digest: None,
-            signers: Vec::new(),
-            tag_signer: None,
-            trusted_set_changed: false,
-            problems: Vec::new(),
+    // The release before, once one is a commit: the king each link is checked against.
+    let mut king: Option<King> = None;
+    for tag in repo.release_tags()? {
+        let release = match repo.king(Some(&tag)) {
+            Ok(release) => release,
+            // A release tag on a blob or a tree names nothing that could be a king.
+            Err(e) => {
+                let mut link = Link::new(tag, String::new());
+                link.problems.push(Problem { code: "lineage.tag-target", message: format!("{e:#}") });
+                links.push(link);
+                continue;
+            }
         };
-        if let Some(king) = i.checked_sub(1).map(|k| &releases[k]) {
+        let mut link = Link::new(release.tag.clone(), release.commit.to_string());
+        if let Some(king) = &king {
             link.king = Some(king.tag.clone());
-            check_link(&repo, king, release, has_notes, &mut link);
+            check_link(&repo, king, &release, has_notes, &mut link);
         } else if let Some(pin) = genesis.filter(|g| !release.commit.to_string().starts_with(&g.to_ascii_lowercase())) {
             link.problems.push(Problem {
                 code: "lineage.genesis",
@@ -104,6 +121,7 @@ pub fn verify_from(clone: &Path, genesis: Option<&str>) -> Result<Report> {
             });
         }
         links.push(link);
+        king = Some(release);
     }
     Ok(Report { links })
 }

@@ -324,6 +324,13 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
         });
     });
     assert!(found.contains(&"lineage.attestation"), "{found:?}");
+    // A release tag on a blob: a finding, not an error, and the next release is
+    // still checked against the last one that is a commit.
+    let found = tamper("blob-tag", &|c| {
+        let blob = git(c, &["hash-object", "-w", "--stdin"]);
+        git(c, &["tag", "recipe-v0.1.5", blob.trim()]);
+    });
+    assert_eq!(found, ["lineage.tag-target"]);
     // The release tag moved onto a commit with more in it than the crowned patch.
     let found = tamper("retagged", &|c| {
         git(c, &["checkout", "-q", "recipe-v0.1.1"]);

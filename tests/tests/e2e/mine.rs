@@ -3,8 +3,8 @@
 //! allowlist dropped, a scan-refused change reported back in the next prompt,
 //! a no-op change trained and discarded as noise, a duplicate skipped, crashes
 //! and a timeout recorded, resume after SIGKILL), and the built-in search finds
-//! a real improvement, keeps it, proves it and opens a pull request that
-//! `karpa judge` crowns.
+//! a real improvement (two workers training side by side), keeps it, proves it
+//! and opens a pull request that `karpa judge` crowns.
 
 use karpa_tests::{binary, git, micro_data, recipe_repo, workspace_root};
 use std::path::{Path, PathBuf};
@@ -171,8 +171,16 @@ fn the_builtin_search_keeps_a_real_improvement_and_its_pull_request_is_crowned()
     std::fs::write(&rule, RULE).unwrap();
     let out = dir.join("results");
 
+    // Two workers: the king's seeds, then both trials, trained side by side.
     let mut cmd = mine(&forge, &data, &out, "builtin", 2);
-    cmd.arg("--rule").arg(&rule).args(["--spare", "1.0", "--hotkey", "//Alice", "--github-login", "miner-bot"]);
+    cmd.args(["--workers", "2"]).arg("--rule").arg(&rule).args([
+        "--spare",
+        "1.0",
+        "--hotkey",
+        "//Alice",
+        "--github-login",
+        "miner-bot",
+    ]);
     let done = cmd.arg("--forge").arg(&forge).output().unwrap();
     let stderr = String::from_utf8_lossy(&done.stderr);
     assert!(done.status.success(), "{stderr}");
@@ -182,6 +190,11 @@ fn the_builtin_search_keeps_a_real_improvement_and_its_pull_request_is_crowned()
     let rows = tsv(&out);
     assert_eq!(rows.iter().map(|r| r[4].as_str()).collect::<Vec<_>>(), ["discard", "keep"], "{rows:?}\n{stderr}");
     assert_eq!(rows[1][6], "micro.lr 5e-4 → 0.001");
+    // Trial 2 was proposed while trial 1 was in flight (so not the same move) and trained beside it.
+    for (n, worker) in [(1, "worker 1 of 2 (cpu)"), (2, "worker 2 of 2 (cpu)")] {
+        let log = std::fs::read_to_string(out.join(format!("trials/{n:04}/log.txt"))).unwrap();
+        assert!(log.contains(&format!("on {worker}\n")), "trial {n}: {log}");
+    }
     let s = state(&out);
     assert_eq!(s["trials"][0]["runs"].as_array().unwrap().len(), 1);
     assert_eq!(s["trials"][1]["runs"].as_array().unwrap().len(), 2);

@@ -24,6 +24,13 @@ pub struct MineArgs {
     /// A variable of this environment the agent gets (its own API key, say); repeatable.
     #[arg(long)]
     pub agent_env: Vec<String>,
+    /// Trials trained at a time, each by its own worker on `--device`.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// One worker per GPU, each training its own trial (e.g. 0,1,2,3);
+    /// overrides `--device`.
+    #[arg(long, value_delimiter = ',')]
+    pub gpus: Vec<u32>,
     /// The results folder (results.tsv, progress.svg, trials/); a run there resumes.
     #[arg(long)]
     pub out: PathBuf,

@@ -6,7 +6,8 @@
 //!    (`network`, by normalised-diff digest), and one the judge's rules refuse
 //!    costs no training (`judge::rules`), its finding shown to the agent next trial;
 //! 3. the official harness trains it in the validator's sandbox on the public
-//!    split and scores it on public val (`measure`);
+//!    split and scores it on public val (`measure`), one trial per worker at a
+//!    time (`--workers`, or one per GPU with `--gpus`);
 //! 4. it is kept only past the validator's margin, twice (`keep`);
 //! 5. a best that clears the rule against the king with room to spare is
 //!    re-measured with fresh seeds, proved and opened as a pull request (`submit`).
@@ -49,7 +50,8 @@ struct Miner<'a> {
     repo: &'a RecipeRepo,
     rule: DecisionRule,
     record: Record,
-    bench: Bench<'a>,
+    /// One per worker; the first also measures the king and the best.
+    benches: Vec<Bench<'a>>,
     network: Vec<network::Judged>,
     /// The king `network` was read for (None: not read yet).
     network_king: Option<String>,
@@ -68,42 +70,52 @@ pub fn mine(args: &MineArgs) -> Result<State> {
     args.submit.check(args.dry_run)?;
     let repo = RecipeRepo::open(&args.repo)?;
     let sandbox = Sandbox::new()?;
-    let setup = args.sandbox.setup(&args.repo)?;
     let work = tempfile::Builder::new().prefix("karpa-mine-").tempdir()?;
-    let bench = Bench::new(&sandbox, &setup, &repo, &args.config, work.path());
+    let setups = worker_setups(args)?;
+    let count = setups.len();
+    let benches = setups
+        .into_iter()
+        .enumerate()
+        .map(|(i, setup)| {
+            let label = format!("worker {} of {count} ({})", i + 1, device_name(setup.device));
+            Bench::new(&sandbox, setup, &args.repo, &args.config, &work.path().join(format!("worker-{i}")), label)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let record = Record::open(&args.out)?;
-    let mut m = Miner { args, repo: &repo, rule, record, bench, network: Vec::new(), network_king: None };
+    let mut m = Miner { args, repo: &repo, rule, record, benches, network: Vec::new(), network_king: None };
     let mut state = m.start(agent.name())?;
     let started = Instant::now();
     let progress = progress_bar(args.trials.map(|t| t.saturating_sub(state.trials.len() as u32)));
     loop {
-        if args.trials.is_some_and(|t| state.trials.len() as u32 >= t)
-            || args.time.is_some_and(|t| started.elapsed() >= t)
-        {
+        let room = args.trials.map_or(usize::MAX, |t| (t as usize).saturating_sub(state.trials.len()));
+        if room == 0 || args.time.is_some_and(|t| started.elapsed() >= t) {
             break;
         }
         m.follow_the_king(&mut state)?;
         if state.next_number() % NETWORK_EVERY == 1 || m.network_king.as_deref() != Some(state.king.as_str()) {
             m.refresh_network(&state);
         }
-        let Some(trial) = m.trial(agent.as_mut(), &state)? else {
+        let (trials, exhausted) = m.round(agent.as_mut(), &state, room)?;
+        for trial in trials {
+            let line = format!(
+                "trial {}: {} {}{}",
+                trial.number,
+                trial.status.as_str(),
+                trial.description,
+                trial.bpb().map_or(String::new(), |b| format!(" ({b:.5})"))
+            );
+            // A terminal shows it above the bar; a log (nohup, CI) gets one line per trial.
+            match progress.is_hidden() {
+                true => eprintln!("karpa mine: {line}"),
+                false => progress.println(&line),
+            }
+            progress.inc(1);
+            m.settle(&mut state, trial)?;
+        }
+        if exhausted {
             eprintln!("karpa mine: the agent has nothing left to try");
             break;
-        };
-        let line = format!(
-            "trial {}: {} {}{}",
-            trial.number,
-            trial.status.as_str(),
-            trial.description,
-            trial.bpb().map_or(String::new(), |b| format!(" ({b:.5})"))
-        );
-        // A terminal shows it above the bar; a log (nohup, CI) gets one line per trial.
-        match progress.is_hidden() {
-            true => eprintln!("karpa mine: {line}"),
-            false => progress.println(&line),
         }
-        progress.inc(1);
-        m.settle(&mut state, trial)?;
         submit::maybe_submit(&mut m, &mut state)?;
     }
     progress.finish_and_clear();
@@ -147,10 +159,13 @@ impl Miner<'_> {
     /// `--seeds` public-val runs of `tree` (`what` names it), seed offsets from
     /// `first` on. Every one must succeed: the king or a kept best failing is the
     /// miner's problem.
+    /// The seeds run side by side, one per worker.
     fn runs_of(&mut self, what: &str, tree: git2::Oid, first: u64) -> Result<Vec<f64>> {
+        let seeds: Vec<u64> = (first..first + self.args.seeds as u64).collect();
+        let scored = measure::on_workers(&mut self.benches, seeds.clone(), |bench, seed| bench.score(tree, seed));
         let mut runs = Vec::new();
-        for seed in first..first + self.args.seeds as u64 {
-            match self.bench.score(tree, seed)? {
+        for (seed, scored) in seeds.into_iter().zip(scored) {
+            match scored? {
                 Ok(bpb) => runs.push(bpb),
                 Err(why) => bail!("{what} ({tree}) seed {seed}: {why}"),
             }
@@ -218,6 +233,39 @@ impl Miner<'_> {
         }
         state.trials.push(trial);
         self.record.save(state)
+    }
+}
+
+/// One sandbox setup per worker: one per GPU with `--gpus`, else `--workers`
+/// on `--device`. Refused before anything runs when they disagree.
+fn worker_setups(args: &MineArgs) -> Result<Vec<crate::judge::evaluate::EvalSetup>> {
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    if args.gpus.is_empty() {
+        return Ok(vec![args.sandbox.setup(&args.repo)?; args.workers]);
+    }
+    if args.workers != 1 {
+        bail!("--gpus runs one worker per GPU; leave out --workers");
+    }
+    let mut seen = HashSet::new();
+    if let Some(twice) = args.gpus.iter().find(|g| !seen.insert(**g)) {
+        bail!("--gpus names GPU {twice} twice");
+    }
+    args.gpus
+        .iter()
+        .map(|&gpu| {
+            let mut sandbox = args.sandbox.clone();
+            sandbox.device = crate::sandbox::gpu::DeviceChoice::Cuda(gpu);
+            sandbox.setup(&args.repo)
+        })
+        .collect()
+}
+
+fn device_name(device: crate::sandbox::gpu::Device) -> String {
+    match device {
+        crate::sandbox::gpu::Device::Cpu => "cpu".into(),
+        crate::sandbox::gpu::Device::Cuda(n) => format!("cuda:{n}"),
     }
 }
 

@@ -170,13 +170,19 @@ impl Record {
     }
 
     /// A fresh folder for trial `n` (an unfinished one is started over).
+    /// Trial n's folder, made afresh (a trial redone after a kill starts clean).
     pub fn trial_dir(&self, n: u32) -> Result<PathBuf> {
-        let dir = self.dir.join("trials").join(format!("{n:04}"));
+        let dir = self.trial_dir_path(n);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
         std::fs::create_dir_all(&dir)?;
         Ok(dir)
+    }
+
+    /// Where trial n's folder is.
+    pub fn trial_dir_path(&self, n: u32) -> PathBuf {
+        self.dir.join("trials").join(format!("{n:04}"))
     }
 
     /// Saves the state, then the table made from it; each file is replaced whole.

@@ -1,18 +1,93 @@
-//! One trial, start to finish: the agent's proposal, the checks that cost no
-//! training (duplicate, the judge's rules), then the screening run and, when it
-//! earns one, the confirming run; everything it did goes to its folder's log.txt.
+//! Trials, a round at a time: the agent's proposals one after another, the
+//! checks that cost no training (duplicate, the judge's rules), then the
+//! scoring of every proposal that earned it side by side, one per worker (the
+//! screening run and, when it earns one, the confirming run). Everything a
+//! trial did goes to its folder's log.txt.
 
 use super::agent::{Agent, Context, Proposal, Proposed};
+use super::measure::{on_workers, Bench};
 use super::record::{mean, State, Status, Trial};
 use super::{keep, program, Miner};
+use crate::judge::decision::DecisionRule;
 use anyhow::Result;
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::Instant;
 
+/// At most this many proposals per worker in a round, however many of them
+/// need no training: a round always ends, and its trials are recorded.
+const PROPOSALS_PER_WORKER: usize = 4;
+
+/// A proposal that needs training, waiting for a worker.
+struct Pending {
+    number: u32,
+    started: Instant,
+    dir: PathBuf,
+    log: TrialLog,
+    proposal: Proposal,
+}
+
+/// What a proposal became before any training.
+enum Planned {
+    /// The agent failed, or the change is a duplicate or refused: no training.
+    Done(Trial),
+    Score(Pending),
+}
+
 impl Miner<'_> {
-    /// One trial, start to finish; None when the agent has nothing left to try.
-    pub(super) fn trial(&mut self, agent: &mut dyn Agent, state: &State) -> Result<Option<Trial>> {
+    /// One round of at most `room` trials, in number order, and whether the
+    /// agent had nothing left to try. Proposals come until every worker has a
+    /// tree to score; those changes in flight count as tried, so that no two
+    /// workers train the same one. A first proposal that needs no training is
+    /// a round of its own, recorded before anything else runs.
+    pub(super) fn round(&mut self, agent: &mut dyn Agent, state: &State, room: usize) -> Result<(Vec<Trial>, bool)> {
+        let workers = self.benches.len();
+        let (mut done, mut pending, mut in_flight) = (Vec::new(), Vec::new(), HashSet::new());
+        let mut exhausted = false;
+        while pending.len() < workers && done.len() + pending.len() < room.min(PROPOSALS_PER_WORKER * workers) {
+            let number = state.next_number() + (done.len() + pending.len()) as u32;
+            match self.plan(agent, state, number, &in_flight)? {
+                None => {
+                    exhausted = true;
+                    break;
+                }
+                Some(Planned::Done(trial)) => {
+                    in_flight.extend(trial.digest.clone());
+                    done.push(trial);
+                    // Recorded at once when nothing is in flight before it.
+                    if pending.is_empty() {
+                        break;
+                    }
+                }
+                Some(Planned::Score(p)) => {
+                    in_flight.extend(p.log.digest.clone());
+                    pending.push(p);
+                }
+            }
+        }
+        let (rule, best, sigma) = (&self.rule, mean(&state.best.runs), state.sigma());
+        let scored = on_workers(&mut self.benches, pending, |bench, p| p.score(bench, rule, best, sigma));
+        let mut trials = done;
+        trials.extend(scored.into_iter().collect::<Result<Vec<_>>>()?);
+        trials.sort_by_key(|t| t.number);
+        for t in demote_second_bests(&self.rule, &mut trials, sigma) {
+            let log = self.record.trial_dir_path(t.number).join("log.txt");
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            std::fs::write(&log, format!("{text}discard: {}\n", t.note))?;
+        }
+        Ok((trials, exhausted))
+    }
+
+    /// Trial `number`'s proposal and the checks that cost no training; None
+    /// when the agent has nothing left to try.
+    fn plan(
+        &mut self,
+        agent: &mut dyn Agent,
+        state: &State,
+        number: u32,
+        in_flight: &HashSet<String>,
+    ) -> Result<Option<Planned>> {
         let started = Instant::now();
-        let number = state.next_number();
         let dir = self.record.trial_dir(number)?;
         let (king_tree, best_tree) = (state.king_tree.parse()?, state.best.tree.parse()?);
         let sigma = state.sigma();
@@ -22,7 +97,8 @@ impl Miner<'_> {
             margin: keep::margin(&self.rule, sigma, 2),
             network: &self.network,
         });
-        let seen = self.seen(state);
+        let mut seen = self.seen(state);
+        seen.extend(in_flight.iter().cloned());
         let cx = Context {
             repo: self.repo,
             config: &self.args.config,
@@ -38,57 +114,27 @@ impl Miner<'_> {
             Proposed::Exhausted => return Ok(None),
             Proposed::Failed { status, description, note, dropped } => {
                 log.dropped(&dropped);
-                return Ok(Some(log.end(status, None, description, note, started, &dir)?));
+                return Ok(Some(Planned::Done(log.end(status, None, description, note, started, &dir)?)));
             }
             Proposed::Change(p) => p,
         };
         log.dropped(&proposal.dropped);
         self.write_change(&dir, king_tree, best_tree, &proposal)?;
-        let (status, note) = self.judge_change(&mut log, number, king_tree, proposal.tree, &seen, state)?;
-        Ok(Some(log.end(status, Some(proposal.tree), proposal.description, note, started, &dir)?))
-    }
-
-    /// What becomes of a proposed tree: skipped as a duplicate, refused by the
-    /// judge's rules (neither costs a training), or scored.
-    fn judge_change(
-        &mut self,
-        log: &mut TrialLog,
-        number: u32,
-        king_tree: git2::Oid,
-        tree: git2::Oid,
-        seen: &std::collections::HashSet<String>,
-        state: &State,
-    ) -> Result<(Status, String)> {
-        let digest = crate::judge::duplicate::normalized_diff_digest(self.repo, king_tree, tree)?;
+        let digest = crate::judge::duplicate::normalized_diff_digest(self.repo, king_tree, proposal.tree)?;
         log.digest = Some(digest.clone());
-        if seen.contains(&digest) {
-            return Ok((Status::Duplicate, "the same change was already tried here or judged by the network".into()));
-        }
-        let findings = crate::judge::rules::findings(self.repo, king_tree, tree)?;
-        if !findings.is_empty() {
-            return Ok((Status::Refused, findings.iter().map(finding_line).collect::<Vec<_>>().join("; ")));
-        }
-        self.score(log, number, tree, state)
-    }
-
-    /// The screening run, and the confirming one when the first earns it.
-    fn score(&mut self, log: &mut TrialLog, number: u32, tree: git2::Oid, state: &State) -> Result<(Status, String)> {
-        let (best, sigma) = (mean(&state.best.runs), state.sigma());
-        for (i, seed) in trial_seeds(number).into_iter().enumerate() {
-            match self.bench.score(tree, seed)? {
-                Ok(bpb) => log.run(seed, bpb),
-                Err(why) => return Ok((Status::Crash, why)),
-            }
-            if i == 0 && keep::screen(&self.rule, best, sigma, log.runs[0]) == keep::Screen::Discard {
-                let need = keep::gate(&self.rule, sigma);
-                return Ok((Status::Discard, format!("not better than the best by {need:.5}")));
-            }
-        }
-        if keep::confirmed(&self.rule, best, sigma, &log.runs) {
-            Ok((Status::Keep, "better by the margin on two seeds".into()))
+        let refusal = if seen.contains(&digest) {
+            Some((Status::Duplicate, "the same change was already tried here or judged by the network".to_string()))
         } else {
-            Ok((Status::Discard, "the second seed did not confirm the first".into()))
-        }
+            let findings = crate::judge::rules::findings(self.repo, king_tree, proposal.tree)?;
+            (!findings.is_empty())
+                .then(|| (Status::Refused, findings.iter().map(finding_line).collect::<Vec<_>>().join("; ")))
+        };
+        Ok(Some(match refusal {
+            Some((status, note)) => {
+                Planned::Done(log.end(status, Some(proposal.tree), proposal.description, note, started, &dir)?)
+            }
+            None => Planned::Score(Pending { number, started, dir, log, proposal }),
+        }))
     }
 
     fn write_change(&self, dir: &std::path::Path, king: git2::Oid, best: git2::Oid, p: &Proposal) -> Result<()> {
@@ -97,6 +143,53 @@ impl Miner<'_> {
         std::fs::write(dir.join("rationale.md"), &p.rationale)?;
         Ok(())
     }
+}
+
+impl Pending {
+    /// The screening run on `bench`, and the confirming one when the first
+    /// earns it, against the best's runs (mean `best`, spread `sigma`).
+    fn score(mut self, bench: &mut Bench<'_>, rule: &DecisionRule, best: f64, sigma: f64) -> Result<Trial> {
+        self.log.lines.push(format!("on {}", bench.label));
+        let tree = self.proposal.tree;
+        let (status, note) = 'outcome: {
+            for (i, seed) in trial_seeds(self.number).into_iter().enumerate() {
+                match bench.score(tree, seed)? {
+                    Ok(bpb) => self.log.run(seed, bpb),
+                    Err(why) => break 'outcome (Status::Crash, why),
+                }
+                if i == 0 && keep::screen(rule, best, sigma, self.log.runs[0]) == keep::Screen::Discard {
+                    let need = keep::gate(rule, sigma);
+                    break 'outcome (Status::Discard, format!("not better than the best by {need:.5}"));
+                }
+            }
+            if keep::confirmed(rule, best, sigma, &self.log.runs) {
+                (Status::Keep, "better by the margin on two seeds".into())
+            } else {
+                (Status::Discard, "the second seed did not confirm the first".into())
+            }
+        };
+        let p = self.proposal;
+        self.log.end(status, Some(tree), p.description, note, self.started, &self.dir)
+    }
+}
+
+/// Every trial of a round was measured against the best before the round; a
+/// kept one must also beat the one kept before it in the round, or it is
+/// discarded. The trials demoted.
+fn demote_second_bests<'t>(rule: &DecisionRule, trials: &'t mut [Trial], sigma: f64) -> Vec<&'t Trial> {
+    let mut kept: Option<(u32, Vec<f64>)> = None;
+    let mut demoted = Vec::new();
+    for t in trials.iter_mut().filter(|t| t.status == Status::Keep) {
+        match &kept {
+            Some((number, runs)) if !keep::confirmed(rule, mean(runs), sigma, &t.runs) => {
+                t.status = Status::Discard;
+                t.note = format!("trial {number}, kept in the same round, is as good");
+                demoted.push(&*t);
+            }
+            _ => kept = Some((t.number, t.runs.clone())),
+        }
+    }
+    demoted
 }
 
 /// The seed offsets of trial n's screening and confirming runs: never the king's
@@ -157,5 +250,42 @@ impl TrialLog {
             description,
             note,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(number: u32, status: Status, runs: &[f64]) -> Trial {
+        Trial {
+            number,
+            tree: None,
+            digest: None,
+            runs: runs.to_vec(),
+            best: 4.0,
+            status,
+            seconds: 1.0,
+            description: format!("trial {number}"),
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_round_keeps_a_second_best_only_if_it_beats_the_first() {
+        let rule = DecisionRule { min_delta: 0.0, floor_seeds: 3, ..Default::default() };
+        let sigma = 0.01;
+        // Trials 1, 2 and 4 each beat the old best (4.0); 2 is no better than 1, 4 beats 1 by far.
+        let mut round = vec![
+            trial(1, Status::Keep, &[3.8, 3.8]),
+            trial(2, Status::Keep, &[3.79, 3.8]),
+            trial(3, Status::Discard, &[3.95]),
+            trial(4, Status::Keep, &[3.5, 3.5]),
+        ];
+        let demoted: Vec<u32> = demote_second_bests(&rule, &mut round, sigma).iter().map(|t| t.number).collect();
+        assert_eq!(demoted, [2]);
+        let statuses: Vec<Status> = round.iter().map(|t| t.status).collect();
+        assert_eq!(statuses, [Status::Keep, Status::Discard, Status::Discard, Status::Keep]);
+        assert_eq!(round[1].note, "trial 1, kept in the same round, is as good");
     }
 }
