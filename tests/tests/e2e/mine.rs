@@ -481,3 +481,26 @@ fn export_and_verify_the_model(clone: &Path, bundle: &Path, data: &Path, verdict
     assert!(r.code == 2 && r.stderr.contains("is not an http(s) link"), "{}", r.stderr);
     assert!(publish(&model, "https://models.example/m.tar").ok().stdout.starts_with("published karpa-micro-v0.1.1"));
 }
+
+/// Workers are checked before anything runs or is written: a GPU named twice,
+/// `--gpus` with `--workers`, no workers, and a GPU this machine does not have
+/// (fails closed, never falls back to the CPU).
+#[test]
+fn bad_worker_arguments_are_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = recipe_repo(tmp.path());
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("results"));
+    let cases: [(&[&str], &str); 4] = [
+        (&["--gpus", "0,0"], "--gpus names GPU 0 twice"),
+        (&["--gpus", "0", "--workers", "2"], "leave out --workers"),
+        (&["--workers", "0"], "--workers must be at least 1"),
+        (&["--gpus", "7"], "cuda:7 was asked for"),
+    ];
+    for (extra, says) in cases {
+        let mut cmd = mine(&repo, &data, &out, "builtin", 1);
+        let done = cmd.arg("--dry-run").args(extra).output().unwrap();
+        let stderr = String::from_utf8_lossy(&done.stderr);
+        assert!(!done.status.success() && stderr.contains(says), "{extra:?}: {stderr}");
+        assert!(!out.exists(), "{extra:?} wrote {}", out.display());
+    }
+}

@@ -68,10 +68,10 @@ pub fn mine(args: &MineArgs) -> Result<State> {
         external::Options { timeout: args.agent_timeout, pass_env: args.agent_env.clone() },
     )?;
     args.submit.check(args.dry_run)?;
+    let setups = worker_setups(args)?;
     let repo = RecipeRepo::open(&args.repo)?;
     let sandbox = Sandbox::new()?;
     let work = tempfile::Builder::new().prefix("karpa-mine-").tempdir()?;
-    let setups = worker_setups(args)?;
     let count = setups.len();
     let benches = setups
         .into_iter()
