@@ -4,15 +4,16 @@
 //! judgment as `rejected` (or `stale`), so no miner code runs on a broken proof.
 
 use super::confirmation::{guard, Challenger, Confirmations, Guard};
-use super::decision::{decide, DecisionRule, Outcome};
+use super::decision::{decide, DecisionRule, NoiseFloor, Outcome};
 use super::evaluate::{evaluate, EvalResult, EvalSetup};
 use super::ledger::{Claim, Kind, Ledger};
 use super::noise_floor::{FloorLookup, Floors};
 use super::verdict::{Confirmation, StageReport, Verdict, VerdictClass};
 use super::{plausibility, Finding};
-use crate::repo::RecipeRepo;
+use crate::repo::{King, RecipeRepo};
 use anyhow::{Context, Result};
 use proof::bundle::{verify_dir, BundleManifest};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -75,6 +76,36 @@ fn bundle_finding(f: proof::bundle::Finding) -> Finding {
     Finding::reject(f.code, f.file.as_deref().unwrap_or("bundle"), None, f.message)
 }
 
+/// Where a stage leaves the judgment: on to the next stage with what it
+/// found, or ended with this class and summary.
+type Step<T = ()> = Result<ControlFlow<(VerdictClass, String), T>>;
+
+fn stop<T>(class: VerdictClass, summary: impl Into<String>) -> Step<T> {
+    Ok(ControlFlow::Break((class, summary.into())))
+}
+
+/// A stage's outcome, or the end of the judgment.
+macro_rules! step {
+    ($stage:expr) => {
+        match $stage? {
+            ControlFlow::Continue(v) => v,
+            ControlFlow::Break(end) => return Ok(end),
+        }
+    };
+}
+
+/// What every stage after intake reads.
+struct Case<'a> {
+    input: &'a JudgeInput,
+    repo: &'a RecipeRepo,
+    king: &'a King,
+    /// The unpacked bundle.
+    dir: &'a Path,
+    manifest: &'a BundleManifest,
+    /// The PR head's tree.
+    head_tree: git2::Oid,
+}
+
 pub fn judge(input: &JudgeInput) -> Result<Verdict> {
     let repo = RecipeRepo::open(&input.repo)?;
     let king = repo.king(None)?;
@@ -87,30 +118,60 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
         decision: None,
         confirmation: None,
     };
-
-    // 1. Intake: unpack safely, verify structure, digests, attestation, hotkey.
     let unpacked = tempfile::tempdir()?;
-    let dir: &Path = if input.bundle.is_file() {
+    let (class, summary) = stages(input, &repo, &king, &mut run, unpacked.path())?;
+    Ok(run.verdict(class, summary))
+}
+
+/// The stages of docs/PROTOCOL.md in order; the first that decides ends the judgment.
+fn stages(
+    input: &JudgeInput,
+    repo: &RecipeRepo,
+    king: &King,
+    run: &mut Run,
+    unpacked: &Path,
+) -> Result<(VerdictClass, String)> {
+    let (dir, manifest) = step!(intake(input, run, unpacked));
+    let head_tree = step!(base(input, repo, king, &manifest, run));
+    let case = Case { input, repo, king, dir: &dir, manifest: &manifest, head_tree };
+    step!(diff_scan(&case, run));
+    step!(attestation(&case, run));
+    step!(log_plausibility(&case, run));
+    let evaluated = step!(hidden_eval(&case, run));
+    Ok(step!(decision(&case, run, &evaluated)))
+}
+
+/// 1. Intake: unpack safely, verify structure, digests, attestation, hotkey.
+fn intake(input: &JudgeInput, run: &mut Run, unpacked: &Path) -> Step<(PathBuf, BundleManifest)> {
+    let dir = if input.bundle.is_file() {
         let file = std::fs::File::open(&input.bundle)?;
-        if let Err(e) = crate::archive::unpack(std::io::BufReader::new(file), unpacked.path(), &[]) {
+        if let Err(e) = crate::archive::unpack(std::io::BufReader::new(file), unpacked, &[]) {
             run.findings.push(Finding::reject("intake.archive", "bundle", None, format!("{e:#}")));
-            return Ok(run.verdict(VerdictClass::Rejected, "the bundle file does not unpack"));
+            return stop(VerdictClass::Rejected, "the bundle file does not unpack");
         }
-        unpacked.path()
+        unpacked.to_path_buf()
     } else {
-        &input.bundle
+        input.bundle.clone()
     };
     let intake = run.stage("intake", |r| {
-        let (manifest, findings) = verify_dir(dir);
+        let (manifest, findings) = verify_dir(&dir);
         r.manifest = manifest;
         Ok(findings.into_iter().map(bundle_finding).collect())
     })?;
-    if !intake {
-        return Ok(run.verdict(VerdictClass::Rejected, "the bundle's proof does not hold"));
+    match (intake, run.manifest.clone()) {
+        (true, Some(manifest)) => Ok(ControlFlow::Continue((dir, manifest))),
+        _ => stop(VerdictClass::Rejected, "the bundle's proof does not hold"),
     }
-    let manifest = run.manifest.clone().expect("intake passed");
+}
 
-    // 2. Base: the bundle and the PR must build on the current king.
+/// 2. Base: the bundle and the PR must build on the current king. The PR head's tree.
+fn base(
+    input: &JudgeInput,
+    repo: &RecipeRepo,
+    king: &King,
+    manifest: &BundleManifest,
+    run: &mut Run,
+) -> Step<git2::Oid> {
     let (head, head_tree) = repo.commit(&input.pr_head)?;
     if manifest.king_tag != king.tag
         || manifest.king_commit != king.commit.to_string()
@@ -125,16 +186,19 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
                 manifest.king_tag, king.tag
             ),
         ));
-        return Ok(run.verdict(VerdictClass::Stale, format!("the king is now {}", king.tag)));
+        return stop(VerdictClass::Stale, format!("the king is now {}", king.tag));
     }
+    Ok(ControlFlow::Continue(head_tree))
+}
 
-    // 3. Diff scan: PR tree = bundle patch applied to the king (compared as tree
-    //    ids); allowlisted paths; the recipe's code scanned.
+/// 3. Diff scan: PR tree = bundle patch applied to the king (compared as tree
+///    ids); allowlisted paths; the recipe's code scanned.
+fn diff_scan(c: &Case<'_>, run: &mut Run) -> Step {
     let diff_ok = run.stage("diff-scan", |_| {
         let mut out = Vec::new();
-        let patch = std::fs::read(dir.join("patch.diff"))?;
-        let bundle_tree = git2::Diff::from_buffer(&patch).ok().and_then(|d| repo.apply_patch(king.tree, &d).ok());
-        if bundle_tree.map(|t| t.to_string()) != Some(manifest.patched_tree.clone()) {
+        let patch = std::fs::read(c.dir.join("patch.diff"))?;
+        let bundle_tree = git2::Diff::from_buffer(&patch).ok().and_then(|d| c.repo.apply_patch(c.king.tree, &d).ok());
+        if bundle_tree.map(|t| t.to_string()) != Some(c.manifest.patched_tree.clone()) {
             out.push(Finding::reject(
                 "diff.patch",
                 "patch.diff",
@@ -142,7 +206,7 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
                 "the bundle's patch does not produce its claimed tree",
             ));
         }
-        if head_tree.to_string() != manifest.patched_tree {
+        if c.head_tree.to_string() != c.manifest.patched_tree {
             out.push(Finding::reject(
                 "diff.mismatch",
                 "patch.diff",
@@ -150,26 +214,30 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
                 "the PR's tree differs from the tree the bundle was trained on",
             ));
         }
-        out.extend(super::rules::findings(&repo, king.tree, head_tree)?);
+        out.extend(super::rules::findings(c.repo, c.king.tree, c.head_tree)?);
         Ok(out)
     })?;
     if !diff_ok {
-        return Ok(run.verdict(VerdictClass::Rejected, "the patch breaks the rules"));
+        return stop(VerdictClass::Rejected, "the patch breaks the rules");
     }
+    Ok(ControlFlow::Continue(()))
+}
 
-    // 4. Attestation against what this validator expects for this king.
+/// 4. Attestation against what this validator expects for this king.
+fn attestation(c: &Case<'_>, run: &mut Run) -> Step {
     let attest_ok = run.stage("attestation", |_| {
         let mut out = Vec::new();
-        let ours = repo.harness_digest(king.tree)?;
-        if manifest.harness_digest != ours {
+        let ours = c.repo.harness_digest(c.king.tree)?;
+        if c.manifest.harness_digest != ours {
             out.push(Finding::reject(
                 "attestation.harness",
                 "manifest.json",
                 None,
-                format!("harness digest {} is not {}'s ({ours})", manifest.harness_digest, king.tag),
+                format!("harness digest {} is not {}'s ({ours})", c.manifest.harness_digest, c.king.tag),
             ));
         }
-        if let Claim::Taken(other) = input.ledger.claim(Kind::Nonce, &manifest.nonce, manifest.digest().as_str())? {
+        let digest = c.manifest.digest();
+        if let Claim::Taken(other) = c.input.ledger.claim(Kind::Nonce, &c.manifest.nonce, digest.as_str())? {
             out.push(Finding::reject(
                 "attestation.nonce",
                 "manifest.json",
@@ -180,44 +248,63 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
         Ok(out)
     })?;
     if !attest_ok {
-        return Ok(run.verdict(VerdictClass::Rejected, "the attestation does not hold for this king"));
+        return stop(VerdictClass::Rejected, "the attestation does not hold for this king");
     }
+    Ok(ControlFlow::Continue(()))
+}
 
-    // 5. Log plausibility under the king's config.
+/// 5. Log plausibility under the king's config.
+fn log_plausibility(c: &Case<'_>, run: &mut Run) -> Step {
     let plausible = run.stage("log-plausibility", |_| {
-        let cfg_path = format!("trainer/configs/{}.toml", manifest.config);
-        let files = repo.files(king.tree)?;
+        let cfg_path = format!("trainer/configs/{}.toml", c.manifest.config);
+        let files = c.repo.files(c.king.tree)?;
         let Some((_, text)) = files.iter().find(|(p, _)| *p == cfg_path) else {
             return Ok(vec![Finding::reject(
                 "log.config",
                 "manifest.json",
                 None,
-                format!("{} has no config {}", king.tag, manifest.config),
+                format!("{} has no config {}", c.king.tag, c.manifest.config),
             )]);
         };
-        let cfg = proof::config::ProtocolConfig::from_toml(&manifest.config, &String::from_utf8_lossy(text))?;
+        let cfg = proof::config::ProtocolConfig::from_toml(&c.manifest.config, &String::from_utf8_lossy(text))?;
         let calibration =
-            serde_json::from_slice(&std::fs::read(dir.join("calibration.json"))?).context("calibration.json")?;
-        Ok(plausibility::check_log(&std::fs::read_to_string(dir.join("log.jsonl"))?, &cfg, &calibration))
+            serde_json::from_slice(&std::fs::read(c.dir.join("calibration.json"))?).context("calibration.json")?;
+        Ok(plausibility::check_log(&std::fs::read_to_string(c.dir.join("log.jsonl"))?, &cfg, &calibration))
     })?;
     if !plausible {
-        return Ok(run.verdict(VerdictClass::Rejected, "the training log is not plausible"));
+        return stop(VerdictClass::Rejected, "the training log is not plausible");
     }
+    Ok(ControlFlow::Continue(()))
+}
 
-    // 6. Hidden eval: build, probe, eval, replay — all sandboxed; no sandbox, no eval.
-    let Some(setup) = &input.eval else {
-        return Ok(run.verdict(
+/// What the hidden evaluation leaves for the decision and the guard.
+struct Evaluated<'a> {
+    setup: &'a EvalSetup,
+    sandbox: crate::sandbox::Sandbox,
+    work: tempfile::TempDir,
+    protocol: proof::config::ProtocolConfig,
+    floor: Option<NoiseFloor>,
+    /// The challenger's built harness.
+    bin: PathBuf,
+    bpb: f64,
+}
+
+/// 6. Hidden eval: the king's floor first (the decision needs it and the check
+///    aims with it, so a judgment whose floor is still being measured waits
+///    before it runs anything), then build, probe, eval, causality check and
+///    replay, all sandboxed; no sandbox, no eval.
+fn hidden_eval<'a>(c: &Case<'a>, run: &mut Run) -> Step<Evaluated<'a>> {
+    let Some(setup) = &c.input.eval else {
+        return stop(
             VerdictClass::Error,
             "integrity checks passed; this validator has no hidden evaluation configured",
-        ));
+        );
     };
-    // The king's floor first: the decision needs it and the check aims with it,
-    // so a judgment whose floor is still being measured waits before it runs anything.
-    let floor = match input.floors.lookup(&king.tag, &manifest.config)? {
+    let floor = match c.input.floors.lookup(&c.king.tag, &c.manifest.config)? {
         FloorLookup::Ready(f) => Some(f),
         FloorLookup::Measuring { done, of } => {
-            let why = format!("waiting for {}'s noise floor on {}: {done} of {of} runs", king.tag, manifest.config);
-            return Ok(run.verdict(VerdictClass::Waiting, why));
+            let why = format!("waiting for {}'s noise floor on {}: {done} of {of} runs", c.king.tag, c.manifest.config);
+            return stop(VerdictClass::Waiting, why);
         }
         FloorLookup::Missing => None,
     };
@@ -225,16 +312,15 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
         Ok(s) => s,
         Err(e) => {
             run.findings.push(Finding::reject("sandbox.unavailable", "validator", None, format!("{e:#}")));
-            return Ok(run.verdict(VerdictClass::Error, "the sandbox is unavailable; nothing was run"));
+            return stop(VerdictClass::Error, "the sandbox is unavailable; nothing was run");
         }
     };
     let t = std::time::Instant::now();
     let work = tempfile::Builder::new().prefix("karpa-judge-").tempdir()?;
-    let protocol = repo.protocol_config(king.tree, &manifest.config)?;
-    let floor = floor.as_ref();
-    let aim_at = floor.and_then(|f| f.reference.as_deref());
-    let what = (&manifest, &protocol, aim_at);
-    let evaluated = evaluate(&sandbox, setup, &repo, (head_tree, king.tree), dir, what, work.path());
+    let protocol = c.repo.protocol_config(c.king.tree, &c.manifest.config)?;
+    let aim_at = floor.as_ref().and_then(|f| f.reference.as_deref());
+    let what = (c.manifest, &protocol, aim_at);
+    let evaluated = evaluate(&sandbox, setup, c.repo, (c.head_tree, c.king.tree), c.dir, what, work.path());
     let passed = matches!(evaluated, Ok(Ok(_)));
     run.stages.push(StageReport { stage: "hidden-eval".into(), passed, seconds: t.elapsed().as_secs_f64() });
     // The causality check runs inside the hidden eval; it gets its own line.
@@ -250,87 +336,105 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
         Ok(Ok(done)) => done,
         Ok(Err(findings)) => {
             run.findings.extend(findings);
-            return Ok(run.verdict(VerdictClass::Rejected, "the recipe failed the hidden evaluation's checks"));
+            return stop(VerdictClass::Rejected, "the recipe failed the hidden evaluation's checks");
         }
         Err(e) => {
             run.findings.push(Finding::reject("eval.infrastructure", "validator", None, format!("{e:#}")));
-            return Ok(
-                run.verdict(VerdictClass::Error, "the evaluation could not run on this validator; it will be retried")
-            );
+            return stop(VerdictClass::Error, "the evaluation could not run on this validator; it will be retried");
         }
     };
     let bpb = result.hidden_bpb;
     run.eval = Some(result);
+    Ok(ControlFlow::Continue(Evaluated { setup, sandbox, work, protocol, floor, bin, bpb }))
+}
 
-    // 7. Decision against the king's noise floor.
-    let Some(floor) = floor else {
-        return Ok(run.verdict(
-            VerdictClass::Error,
-            format!("hidden bpb {bpb:.4}; no noise floor for {} on {}", king.tag, manifest.config),
-        ));
+/// 7. Decision against the king's noise floor, a change submitted before
+///    earning nothing new, and the seed-hacking guard.
+fn decision(c: &Case<'_>, run: &mut Run, e: &Evaluated<'_>) -> Step<(VerdictClass, String)> {
+    let bpb = e.bpb;
+    let Some(floor) = &e.floor else {
+        let why = format!("hidden bpb {bpb:.4}; no noise floor for {} on {}", c.king.tag, c.manifest.config);
+        return stop(VerdictClass::Error, why);
     };
-    let rationale = std::fs::read_to_string(dir.join("rationale.md")).unwrap_or_default();
-    let d = decide(&input.rule, floor, bpb, &rationale);
-    let (mean, threshold) = (d.king_mean, d.threshold);
+    let rationale = std::fs::read_to_string(c.dir.join("rationale.md")).unwrap_or_default();
+    let d = decide(&c.input.rule, floor, bpb, &rationale);
     let mut outcome = d.outcome;
 
     // The same change submitted again (reformatted or not) earns nothing new:
     // neither a second meaningful failure nor a crown bought by re-rolling seeds.
-    let key = super::duplicate::normalized_diff_digest(&repo, king.tree, head_tree)?;
-    if let Claim::Taken(other) = input.ledger.claim(Kind::Diff, &key, manifest.digest().as_str())? {
+    let key = super::duplicate::normalized_diff_digest(c.repo, c.king.tree, c.head_tree)?;
+    if let Claim::Taken(other) = c.input.ledger.claim(Kind::Diff, &key, c.manifest.digest().as_str())? {
         run.decision = Some(d);
         run.findings.push(Finding::info(
             "decision.duplicate",
             "patch.diff",
             format!("the same change (normalised) was submitted before in bundle {other}"),
         ));
-        return Ok(run.verdict(VerdictClass::Failure, format!("{bpb:.4} bpb, but this change was submitted before")));
+        return stop(VerdictClass::Failure, format!("{bpb:.4} bpb, but this change was submitted before"));
     }
 
     // The seed-hacking guard: a run that passes the gate earns confirmation runs,
     // trained here with seeds we pick; their mean decides the crown.
-    let guarded = input.rule.confirmation_runs > 0;
-    if guarded && (input.rule.gate(floor, bpb) || outcome == Outcome::Crowned) {
-        let t = Instant::now();
-        let digest = manifest.digest().to_string();
-        let challenger = Challenger {
-            sandbox: &sandbox,
-            setup,
-            bin: &bin,
-            protocol: &protocol,
-            digest: &digest,
-            king: &king.tag,
-            aim_at,
-            work: work.path(),
+    let guarded = c.input.rule.confirmation_runs > 0;
+    if guarded && (c.input.rule.gate(floor, bpb) || outcome == Outcome::Crowned) {
+        outcome = match confirmation(c, run, e, floor, &rationale)? {
+            ControlFlow::Continue(decided) => decided,
+            ControlFlow::Break(end) => return Ok(ControlFlow::Break(end)),
         };
-        let stage = |passed| StageReport { stage: "confirmation".into(), passed, seconds: t.elapsed().as_secs_f64() };
-        match guard(input.confirmations.as_ref(), &challenger, (&input.rule, floor, &rationale)) {
-            Ok(Guard::Waiting(why)) => return Ok(run.verdict(VerdictClass::Waiting, why)),
-            Ok(Guard::Cheated(finding, c)) => {
-                run.findings.push(finding);
-                run.stages.push(stage(false));
-                run.confirmation = Some(c);
-                return Ok(
-                    run.verdict(VerdictClass::Rejected, "a confirmation run's hidden score failed the causality check")
-                );
-            }
-            Ok(Guard::Decided(decided, c, failed)) => {
-                run.findings.extend(failed);
-                run.stages.push(stage(c.passed));
-                run.confirmation = Some(c);
-                outcome = decided;
-            }
-            Err(e) => {
-                run.findings.push(Finding::reject("eval.infrastructure", "validator", None, format!("{e:#}")));
-                return Ok(run.verdict(VerdictClass::Error, "a confirmation run could not run; it will be retried"));
-            }
+    }
+    let summary = summary(outcome, bpb, &d, run.confirmation.as_ref());
+    run.decision = Some(d);
+    Ok(ControlFlow::Continue(summary))
+}
+
+/// The guard's runs: their mean decides, or a run's cheat refuses.
+fn confirmation(c: &Case<'_>, run: &mut Run, e: &Evaluated<'_>, floor: &NoiseFloor, rationale: &str) -> Step<Outcome> {
+    let t = Instant::now();
+    let digest = c.manifest.digest().to_string();
+    let challenger = Challenger {
+        sandbox: &e.sandbox,
+        setup: e.setup,
+        bin: &e.bin,
+        protocol: &e.protocol,
+        digest: &digest,
+        king: &c.king.tag,
+        aim_at: floor.reference.as_deref(),
+        work: e.work.path(),
+    };
+    let stage = |passed| StageReport { stage: "confirmation".into(), passed, seconds: t.elapsed().as_secs_f64() };
+    match guard(c.input.confirmations.as_ref(), &challenger, (&c.input.rule, floor, rationale)) {
+        Ok(Guard::Waiting(why)) => stop(VerdictClass::Waiting, why),
+        Ok(Guard::Cheated(finding, conf)) => {
+            run.findings.push(finding);
+            run.stages.push(stage(false));
+            run.confirmation = Some(conf);
+            stop(VerdictClass::Rejected, "a confirmation run's hidden score failed the causality check")
+        }
+        Ok(Guard::Decided(decided, conf, failed)) => {
+            run.findings.extend(failed);
+            run.stages.push(stage(conf.passed));
+            run.confirmation = Some(conf);
+            Ok(ControlFlow::Continue(decided))
+        }
+        Err(err) => {
+            run.findings.push(Finding::reject("eval.infrastructure", "validator", None, format!("{err:#}")));
+            stop(VerdictClass::Error, "a confirmation run could not run; it will be retried")
         }
     }
-    run.decision = Some(d);
-    let (class, summary) = match outcome {
+}
+
+/// The verdict's class and one-line summary for the decided `outcome`.
+fn summary(
+    outcome: Outcome,
+    bpb: f64,
+    d: &super::decision::Decision,
+    confirmation: Option<&Confirmation>,
+) -> (VerdictClass, String) {
+    let (mean, threshold) = (d.king_mean, d.threshold);
+    match outcome {
         Outcome::Crowned => (
             VerdictClass::Crowned,
-            match &run.confirmation {
+            match confirmation {
                 Some(c) => format!(
                     "crowned: {bpb:.4} bpb, confirmed at {:.4} over {} validator runs; beats {mean:.4} by {:.4} (threshold {:.4})",
                     c.mean,
@@ -341,7 +445,7 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
                 None => format!("crowned: {bpb:.4} bpb beats {mean:.4} by {:.4} (threshold {threshold:.4})", mean - bpb),
             },
         ),
-        _ if run.confirmation.as_ref().is_some_and(|c| !c.passed) => (
+        _ if confirmation.is_some_and(|c| !c.passed) => (
             if outcome == Outcome::MeaningfulFailure { VerdictClass::MeaningfulFailure } else { VerdictClass::Failure },
             format!("{bpb:.4} bpb beat {mean:.4}, but the validator's confirmation runs did not"),
         ),
@@ -349,6 +453,5 @@ pub fn judge(input: &JudgeInput) -> Result<Verdict> {
             (VerdictClass::MeaningfulFailure, format!("{bpb:.4} bpb against {mean:.4}: close, not decisive"))
         }
         Outcome::Failure => (VerdictClass::Failure, format!("{bpb:.4} bpb against the king's {mean:.4}")),
-    };
-    Ok(run.verdict(class, summary))
+    }
 }

@@ -97,16 +97,19 @@ pub fn verify_from(clone: &Path, genesis: Option<&str>) -> Result<Report> {
     // The release before, once one is a commit: the king each link is checked against.
     let mut king: Option<King> = None;
     for tag in repo.release_tags()? {
-        let release = match repo.king(Some(&tag)) {
-            Ok(release) => release,
-            // A release tag on a blob or a tree names nothing that could be a king.
-            Err(e) => {
-                let mut link = Link::new(tag, String::new());
-                link.problems.push(Problem { code: "lineage.tag-target", message: format!("{e:#}") });
-                links.push(link);
-                continue;
-            }
-        };
+        // A release tag on a blob or a tree names nothing that could be a king;
+        // any other failure to read the clone is an error, not a finding.
+        let target = repo.git().revparse_single(&format!("refs/tags/{tag}"))?;
+        if target.peel_to_commit().is_err() {
+            let what =
+                target.peel(git2::ObjectType::Any).ok().and_then(|o| o.kind()).map_or("?".into(), |k| k.to_string());
+            let mut link = Link::new(tag.clone(), String::new());
+            let message = format!("{tag} points at a {what}, not a commit: it names nothing that could be a king");
+            link.problems.push(Problem { code: "lineage.tag-target", message });
+            links.push(link);
+            continue;
+        }
+        let release = repo.king(Some(&tag))?;
         let mut link = Link::new(release.tag.clone(), release.commit.to_string());
         if let Some(king) = &king {
             link.king = Some(king.tag.clone());

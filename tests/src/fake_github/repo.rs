@@ -134,12 +134,20 @@ async fn get_content(
         match l.repos.get(slug).and_then(|r| r.file(&path)) {
             Some((sha, text)) => Json(json!({
                 "path": path, "sha": sha, "encoding": "base64",
-                "content": base64::engine::general_purpose::STANDARD.encode(text),
+                "content": wrapped_base64(text.as_bytes()),
             }))
             .into_response(),
             None => error(StatusCode::NOT_FOUND, "Not Found"),
         }
     })
+}
+
+/// Base64 as the contents API sends it: a line break after every 60 characters.
+fn wrapped_base64(bytes: &[u8]) -> String {
+    let flat = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let lines: Vec<&str> =
+        flat.as_bytes().chunks(60).map(|c| std::str::from_utf8(c).expect("base64 is ASCII")).collect();
+    lines.join("\n") + "\n"
 }
 
 fn blob_sha(text: &str) -> String {

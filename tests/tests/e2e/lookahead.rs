@@ -20,14 +20,17 @@ use std::path::Path;
 #[path = "../../fixtures/lookahead.rs"]
 mod catalog;
 
-/// Every cheat of the catalog but the dearest-positions one, whose power needs
-/// the aimed pairs of a measured floor (tests/tests/causality_catalog.rs):
-/// everywhere, by shape (rows), by position (part of the window), slightly, at
-/// a few percent of positions, by content, across rows, by state across calls,
+/// Every cheat of the catalog that buys a real gain and is refused in every
+/// judgment: everywhere, by shape (rows), by position (part of the window),
+/// slightly, at a few percent of positions, by content, by state across calls,
 /// by call order, by arithmetic instead of indexing, and by telling the check
-/// from the scoring pass.
+/// from the scoring pass. Not here (tests/tests/causality_catalog.rs measures
+/// them over many judgments): the dearest-positions cheat, whose power needs a
+/// measured floor's aimed pairs, and the next row's first token, which buys
+/// nothing (scored windows are not neighbours) and is seen in 98 % of
+/// judgments, only when a cut falls on the last position.
 fn cheats() -> impl Iterator<Item = &'static str> {
-    catalog::CATALOG.into_iter().filter(|c| *c != "dearest")
+    catalog::CATALOG.into_iter().filter(|c| !["dearest", "across-rows"].contains(c))
 }
 
 /// Writes the catalog into the recipe of the worktree at `repo`.

@@ -43,6 +43,8 @@ pub struct Context<'a> {
     pub king_tree: git2::Oid,
     pub best_tree: git2::Oid,
     pub state: &'a State,
+    /// This trial's number (a round of several workers proposes several at once).
+    pub number: u32,
     /// This trial's folder (the agent's log and prompt go here).
     pub trial_dir: &'a Path,
     /// The prompt an external agent reads (program.md).

@@ -64,7 +64,7 @@ impl Agent for External {
         cmd.arg("-c").arg(&self.command).current_dir(&worktree).env_clear();
         cmd.env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()));
         cmd.env("HOME", &home).env("LANG", "C.UTF-8").env("KARPA_PROGRAM", &program);
-        cmd.env("KARPA_TRIAL", cx.state.next_number().to_string()).env("KARPA_CONFIG", cx.config);
+        cmd.env("KARPA_TRIAL", cx.number.to_string()).env("KARPA_CONFIG", cx.config);
         for name in &self.options.pass_env {
             if let Some(value) = std::env::var_os(name) {
                 cmd.env(name, value);
@@ -74,7 +74,7 @@ impl Agent for External {
         let finished = run_bounded(&mut cmd, self.options.timeout)?;
         let (edits, dropped) = edits(&worktree, &before)?;
         let rationale = rationale(&edits);
-        let description = description(&rationale).unwrap_or_else(|| format!("agent trial {}", cx.state.next_number()));
+        let description = description(&rationale).unwrap_or_else(|| format!("agent trial {}", cx.number));
         let failed = |status, note: String| {
             Ok(Proposed::Failed { status, description: description.clone(), note, dropped: dropped.clone() })
         };

@@ -95,8 +95,8 @@ pub fn mine(args: &MineArgs) -> Result<State> {
         if state.next_number() % NETWORK_EVERY == 1 || m.network_king.as_deref() != Some(state.king.as_str()) {
             m.refresh_network(&state);
         }
-        let (trials, exhausted) = m.round(agent.as_mut(), &state, room)?;
-        for trial in trials {
+        let round = m.round(agent.as_mut(), &state, room)?;
+        for trial in round.trials {
             let line = format!(
                 "trial {}: {} {}{}",
                 trial.number,
@@ -112,11 +112,14 @@ pub fn mine(args: &MineArgs) -> Result<State> {
             progress.inc(1);
             m.settle(&mut state, trial)?;
         }
-        if exhausted {
+        if let Some(e) = round.failed {
+            return Err(e);
+        }
+        submit::maybe_submit(&mut m, &mut state)?;
+        if round.exhausted {
             eprintln!("karpa mine: the agent has nothing left to try");
             break;
         }
-        submit::maybe_submit(&mut m, &mut state)?;
     }
     progress.finish_and_clear();
     print_summary(&state);

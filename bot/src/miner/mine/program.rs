@@ -13,12 +13,16 @@ pub struct Facts<'a> {
     pub gate: f64,
     pub margin: f64,
     pub network: &'a [Judged],
+    /// The trial this prompt is for.
+    pub number: u32,
+    /// Trials proposed earlier in this round (several workers), not yet in the table.
+    pub this_round: &'a [String],
 }
 
 pub fn write(f: &Facts<'_>) -> String {
     let s = f.state;
     let mut out = String::new();
-    let _ = writeln!(out, "# Karpa mining: trial {}\n", s.next_number());
+    let _ = writeln!(out, "# Karpa mining: trial {}\n", f.number);
     let _ = writeln!(
         out,
         "You are improving a small language model's training recipe. The working directory is a git \
@@ -74,6 +78,13 @@ pub fn write(f: &Facts<'_>) -> String {
         if let Some(last) = s.trials.last().filter(|t| matches!(t.status, Status::Refused | Status::Crash)) {
             let _ = writeln!(out, "The last trial was {}: {}\n", last.status.as_str(), last.note);
         }
+    }
+    if !f.this_round.is_empty() {
+        let _ = writeln!(out, "## Proposed since, trained beside this trial (do not repeat these)\n");
+        for line in f.this_round {
+            let _ = writeln!(out, "- {}", cell(line));
+        }
+        out.push('\n');
     }
     if !f.network.is_empty() {
         let _ = writeln!(out, "## Already judged by the network on this king (do not repeat these)\n");

@@ -27,6 +27,14 @@ struct Pending {
     proposal: Proposal,
 }
 
+/// A round's trials to record, in number order (those before a worker's
+/// failure), whether the agent had nothing left, and the failure.
+pub(super) struct Round {
+    pub trials: Vec<Trial>,
+    pub exhausted: bool,
+    pub failed: Option<anyhow::Error>,
+}
+
 /// What a proposal became before any training.
 enum Planned {
     /// The agent failed, or the change is a duplicate or refused: no training.
@@ -40,19 +48,27 @@ impl Miner<'_> {
     /// tree to score; those changes in flight count as tried, so that no two
     /// workers train the same one. A first proposal that needs no training is
     /// a round of its own, recorded before anything else runs.
-    pub(super) fn round(&mut self, agent: &mut dyn Agent, state: &State, room: usize) -> Result<(Vec<Trial>, bool)> {
+    pub(super) fn round(&mut self, agent: &mut dyn Agent, state: &State, room: usize) -> Result<Round> {
         let workers = self.benches.len();
-        let (mut done, mut pending, mut in_flight) = (Vec::new(), Vec::new(), HashSet::new());
+        let (mut done, mut pending, mut in_flight, mut so_far) = (Vec::new(), Vec::new(), HashSet::new(), Vec::new());
         let mut exhausted = false;
         while pending.len() < workers && done.len() + pending.len() < room.min(PROPOSALS_PER_WORKER * workers) {
             let number = state.next_number() + (done.len() + pending.len()) as u32;
-            match self.plan(agent, state, number, &in_flight)? {
+            match self.plan(agent, state, number, &in_flight, &so_far)? {
                 None => {
-                    exhausted = true;
+                    // Out of ideas only while nothing is in flight: a kept change opens new ones.
+                    exhausted = done.is_empty() && pending.is_empty();
                     break;
                 }
                 Some(Planned::Done(trial)) => {
                     in_flight.extend(trial.digest.clone());
+                    so_far.push(format!(
+                        "trial {}: {} {} ({})",
+                        trial.number,
+                        trial.status.as_str(),
+                        trial.description,
+                        trial.note
+                    ));
                     done.push(trial);
                     // Recorded at once when nothing is in flight before it.
                     if pending.is_empty() {
@@ -61,21 +77,33 @@ impl Miner<'_> {
                 }
                 Some(Planned::Score(p)) => {
                     in_flight.extend(p.log.digest.clone());
+                    so_far.push(format!("trial {}: being trained: {}", p.number, p.proposal.description));
                     pending.push(p);
                 }
             }
         }
         let (rule, best, sigma) = (&self.rule, mean(&state.best.runs), state.sigma());
+        let numbers: Vec<u32> = pending.iter().map(|p| p.number).collect();
         let scored = on_workers(&mut self.benches, pending, |bench, p| p.score(bench, rule, best, sigma));
-        let mut trials = done;
-        trials.extend(scored.into_iter().collect::<Result<Vec<_>>>()?);
-        trials.sort_by_key(|t| t.number);
+        let mut results: Vec<(u32, Result<Trial>)> = done.into_iter().map(|t| (t.number, Ok(t))).collect();
+        results.extend(numbers.into_iter().zip(scored));
+        results.sort_by_key(|(n, _)| *n);
+        // The trials before a worker's failure are recorded; the failure then stops the run.
+        let mut trials = Vec::new();
+        let mut failed = None;
+        for (_, r) in results {
+            match r {
+                Ok(t) if failed.is_none() => trials.push(t),
+                Ok(_) => {}
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
         for t in demote_second_bests(&self.rule, &mut trials, sigma) {
             let log = self.record.trial_dir_path(t.number).join("log.txt");
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             std::fs::write(&log, format!("{text}discard: {}\n", t.note))?;
         }
-        Ok((trials, exhausted))
+        Ok(Round { trials, exhausted, failed })
     }
 
     /// Trial `number`'s proposal and the checks that cost no training; None
@@ -86,6 +114,7 @@ impl Miner<'_> {
         state: &State,
         number: u32,
         in_flight: &HashSet<String>,
+        this_round: &[String],
     ) -> Result<Option<Planned>> {
         let started = Instant::now();
         let dir = self.record.trial_dir(number)?;
@@ -96,6 +125,8 @@ impl Miner<'_> {
             gate: keep::gate(&self.rule, sigma),
             margin: keep::margin(&self.rule, sigma, 2),
             network: &self.network,
+            number,
+            this_round,
         });
         let mut seen = self.seen(state);
         seen.extend(in_flight.iter().cloned());
@@ -105,6 +136,7 @@ impl Miner<'_> {
             king_tree,
             best_tree,
             state,
+            number,
             trial_dir: &dir,
             program: &program,
             seen: &seen,
