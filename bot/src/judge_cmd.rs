@@ -326,6 +326,7 @@ pub fn run(t: JudgeTarget, eval: Option<EvalPaths>, json: bool) -> Result<bool> 
         floors: Box::new(noise_floor.into_iter().collect::<Vec<_>>()),
         confirmations: Box::new(crate::judge::confirmation::InProcess),
         rule,
+        prior: None,
     })?;
     let mut released = None;
     if let Some((forge, mut pull)) = local {

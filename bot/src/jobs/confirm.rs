@@ -58,7 +58,7 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<Next> {
         let c = Challenger {
             sandbox: &sandbox,
             setup: &setup,
-            bin: &bin,
+            bin: Some(&bin),
             protocol: &protocol,
             digest: &j.bundle_digest,
             king: &j.king,

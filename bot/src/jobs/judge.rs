@@ -20,7 +20,7 @@ use crate::forge::loss_curve::Curve;
 use crate::forge::mirror::publish_note;
 use crate::judge::decision::{DecisionRule, NoiseFloor};
 use crate::judge::evaluate::EvalSetup;
-use crate::judge::pipeline::{judge, JudgeInput};
+use crate::judge::pipeline::{judge, JudgeInput, PriorEval};
 use crate::judge::verdict::{Verdict, VerdictClass};
 use crate::judge::Finding;
 use crate::lineage::note::{CrownFacts, CrownNote};
@@ -29,6 +29,9 @@ use anyhow::{bail, Result};
 use proof::locator::Locator;
 use serde::Deserialize;
 use std::path::PathBuf;
+
+/// The job payload's key for a hidden evaluation kept across looks.
+const PRIOR_EVAL: &str = "prior_eval";
 
 pub struct Settings {
     /// mirrors/ and bundles/ live here.
@@ -83,7 +86,10 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<super::Next> {
     gh.check_progress(&repo, check, "intake").await?;
     let (mut verdict, bundle) = match resumed {
         Some(v) => (v, fetch_bundle(s, &pr.body).await?.ok()),
-        None => intake_and_judge(s, &gh, (&repo, p.installation), p.pr, &head, &pr.body).await?,
+        None => {
+            let prior = lease.payload.get(PRIOR_EVAL).and_then(|v| serde_json::from_value(v.clone()).ok());
+            intake_and_judge(s, &gh, (&repo, p.installation), p.pr, &head, &pr.body, prior).await?
+        }
     };
     if verdict.class == VerdictClass::Waiting {
         // Each look re-verifies the bundle, so the looks thin out: the poll
@@ -94,6 +100,12 @@ pub async fn run(s: &Services, lease: &Lease) -> Result<super::Next> {
         }
         let mut payload = lease.payload.clone();
         payload["waits"] = (waits + 1).into();
+        // Waiting for its confirmation runs, the judgment has its hidden
+        // evaluation: the next look takes it instead of running it again.
+        if let (Some(eval), Some(digest), Some(king)) = (&verdict.eval, &verdict.bundle_digest, &verdict.king) {
+            let prior = PriorEval { bundle_digest: digest.clone(), king: king.clone(), eval: eval.clone() };
+            payload[PRIOR_EVAL] = serde_json::to_value(prior)?;
+        }
         payload["waiting"] = verdict.summary.clone().into();
         return Ok(super::Next::Later(s.judge.floor_poll * (1 << waits.min(6)) as u32, Some(payload)));
     }
@@ -314,6 +326,7 @@ async fn intake_and_judge(
     pr: u64,
     head: &CommitSha,
     body: &str,
+    prior: Option<PriorEval>,
 ) -> Result<(Verdict, Option<(PathBuf, String)>)> {
     let (bundle, bundle_url) = match fetch_bundle(s, body).await? {
         Ok(b) => b,
@@ -353,6 +366,7 @@ async fn intake_and_judge(
             },
         }),
         rule: s.judge.rule.clone(),
+        prior,
     };
     let verdict = tokio::task::spawn_blocking(move || {
         crate::forge::mirror::fetch(&mirror, &url, Some(pr), token.as_deref())?;

@@ -29,8 +29,9 @@ pub enum RunsLookup {
 pub struct Challenger<'a> {
     pub sandbox: &'a Sandbox,
     pub setup: &'a EvalSetup,
-    /// The challenger's built harness.
-    pub bin: &'a Path,
+    /// The challenger's built harness (None where this process did not build
+    /// it: runs are then the queue's, each built by its runner).
+    pub bin: Option<&'a Path>,
     pub protocol: &'a ProtocolConfig,
     pub digest: &'a str,
     /// The king whose floor decides, and its per-token nats (aims the causality pairs).
@@ -65,7 +66,8 @@ impl Confirmations for InProcess {
 pub fn run_one(c: &Challenger, i: u32) -> Result<RunOutcome> {
     let seed = confirmation_seed(&c.setup.secret, c.digest, i);
     let key = format!("{}/confirm-{i}", c.digest);
-    Ok(seeded_bpb(c.sandbox, c.setup, c.bin, c.protocol, seed, (&key, c.aim_at), c.work)?.map(|s| s.bpb))
+    let bin = anyhow::Context::context(c.bin, "the challenger's harness was not built in this process")?;
+    Ok(seeded_bpb(c.sandbox, c.setup, bin, c.protocol, seed, (&key, c.aim_at), c.work)?.map(|s| s.bpb))
 }
 
 /// What the guard concluded.

@@ -32,6 +32,17 @@ pub struct JudgeInput {
     /// Where the guard's confirmation runs are trained.
     pub confirmations: Box<dyn Confirmations>,
     pub rule: DecisionRule,
+    /// This judgment's own hidden evaluation from an earlier look (a job that
+    /// waited for its confirmation runs): taken as it was, not run again.
+    pub prior: Option<PriorEval>,
+}
+
+/// A hidden evaluation kept for the same bundle against the same king.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PriorEval {
+    pub bundle_digest: String,
+    pub king: String,
+    pub eval: EvalResult,
 }
 
 /// The stages that ran, the findings so far, and the facts later stages need.
@@ -284,8 +295,8 @@ struct Evaluated<'a> {
     work: tempfile::TempDir,
     protocol: proof::config::ProtocolConfig,
     floor: Option<NoiseFloor>,
-    /// The challenger's built harness.
-    bin: PathBuf,
+    /// The challenger's harness, built here (None: the evaluation was an earlier look's).
+    bin: Option<PathBuf>,
     bpb: f64,
 }
 
@@ -315,9 +326,19 @@ fn hidden_eval<'a>(c: &Case<'a>, run: &mut Run) -> Step<Evaluated<'a>> {
             return stop(VerdictClass::Error, "the sandbox is unavailable; nothing was run");
         }
     };
-    let t = std::time::Instant::now();
     let work = tempfile::Builder::new().prefix("karpa-judge-").tempdir()?;
     let protocol = c.repo.protocol_config(c.king.tree, &c.manifest.config)?;
+    let digest = c.manifest.digest().to_string();
+    if let Some(prior) = c.input.prior.as_ref().filter(|p| p.bundle_digest == digest && p.king == c.king.tag) {
+        let e = &prior.eval;
+        let seconds = e.build_s + e.probe_s + e.eval_s + e.causality_s + e.replay_s;
+        run.stages.push(StageReport { stage: "hidden-eval".into(), passed: true, seconds });
+        run.stages.push(StageReport { stage: "causality-check".into(), passed: true, seconds: e.causality_s });
+        run.eval = Some(e.clone());
+        let bpb = e.hidden_bpb;
+        return Ok(ControlFlow::Continue(Evaluated { setup, sandbox, work, protocol, floor, bin: None, bpb }));
+    }
+    let t = std::time::Instant::now();
     let aim_at = floor.as_ref().and_then(|f| f.reference.as_deref());
     let what = (c.manifest, &protocol, aim_at);
     let evaluated = evaluate(&sandbox, setup, c.repo, (c.head_tree, c.king.tree), c.dir, what, work.path());
@@ -345,7 +366,7 @@ fn hidden_eval<'a>(c: &Case<'a>, run: &mut Run) -> Step<Evaluated<'a>> {
     };
     let bpb = result.hidden_bpb;
     run.eval = Some(result);
-    Ok(ControlFlow::Continue(Evaluated { setup, sandbox, work, protocol, floor, bin, bpb }))
+    Ok(ControlFlow::Continue(Evaluated { setup, sandbox, work, protocol, floor, bin: Some(bin), bpb }))
 }
 
 /// 7. Decision against the king's noise floor, a change submitted before
@@ -394,7 +415,7 @@ fn confirmation(c: &Case<'_>, run: &mut Run, e: &Evaluated<'_>, floor: &NoiseFlo
     let challenger = Challenger {
         sandbox: &e.sandbox,
         setup: e.setup,
-        bin: &e.bin,
+        bin: e.bin.as_deref(),
         protocol: &e.protocol,
         digest: &digest,
         king: &c.king.tag,

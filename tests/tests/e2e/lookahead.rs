@@ -22,7 +22,8 @@ mod catalog;
 
 /// Every cheat of the catalog that buys a real gain and is refused in every
 /// judgment: everywhere, by shape (rows), by position (part of the window),
-/// slightly, at a few percent of positions, by content, by state across calls,
+/// slightly, at a few percent of positions, by content, by the other rows of a
+/// call, by state across calls,
 /// by call order, by arithmetic instead of indexing, and by telling the check
 /// from the scoring pass. Not here (tests/tests/causality_catalog.rs measures
 /// them over many judgments): the dearest-positions cheat, whose power needs a

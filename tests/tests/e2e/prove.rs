@@ -489,6 +489,18 @@ fn bot_crowns_the_pr(repo: &Path, bundle_file: &Path, data: &Path, secret: &Path
                 .await
                 .unwrap();
         assert_eq!((state.as_str(), attempts), ("done", 2), "{err:?}");
+        // It waited for the guard's run with its hidden evaluation kept in the
+        // job, and the verdict is that evaluation, not a second one.
+        let payload: serde_json::Value =
+            sqlx::query_scalar("SELECT payload FROM jobs WHERE kind = 'judge'").fetch_one(&pool).await.unwrap();
+        let kept = &payload["prior_eval"];
+        assert_eq!(kept["king"], "recipe-v0.1.0", "{payload:#}");
+        assert_eq!(kept["bundle_digest"], manifest.digest().to_string());
+        let text = gh.check_runs()[0].state["output"]["text"].as_str().unwrap().to_string();
+        let verdict: serde_json::Value =
+            serde_json::from_str(text.split("```json\n").nth(1).and_then(|t| t.split("\n```").next()).unwrap())
+                .unwrap();
+        assert_eq!(verdict["eval"], kept["eval"], "the evaluation ran again");
         // The new king's floor is queued for the runners, one job per seed of the rule.
         let floor_jobs: Vec<(String,)> =
             sqlx::query_as("SELECT dedupe_key FROM jobs WHERE kind = 'floor-run' AND state = 'queued' ORDER BY id")
