@@ -100,7 +100,7 @@ pub fn verify_from(clone: &Path, genesis: Option<&str>) -> Result<Report> {
         // A release tag on a blob or a tree names nothing that could be a king;
         // any other failure to read the clone is an error, not a finding.
         let target = repo.git().revparse_single(&format!("refs/tags/{tag}"))?;
-        if target.peel_to_commit().is_err() {
+        let Ok(commit) = target.peel_to_commit() else {
             let what =
                 target.peel(git2::ObjectType::Any).ok().and_then(|o| o.kind()).map_or("?".into(), |k| k.to_string());
             let mut link = Link::new(tag.clone(), String::new());
@@ -108,8 +108,8 @@ pub fn verify_from(clone: &Path, genesis: Option<&str>) -> Result<Report> {
             link.problems.push(Problem { code: "lineage.tag-target", message });
             links.push(link);
             continue;
-        }
-        let release = repo.king(Some(&tag))?;
+        };
+        let release = King { tag, commit: commit.id(), tree: commit.tree_id() };
         let mut link = Link::new(release.tag.clone(), release.commit.to_string());
         if let Some(king) = &king {
             link.king = Some(king.tag.clone());

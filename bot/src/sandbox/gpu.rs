@@ -80,6 +80,16 @@ pub fn gpu_nodes(index: u32, dev: &Path) -> Result<Vec<PathBuf>> {
     Ok(nodes)
 }
 
+/// As `--device` takes it: `cpu`, `cuda:N`.
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
 impl Device {
     pub fn is_cuda(self) -> bool {
         matches!(self, Device::Cuda(_))

@@ -116,6 +116,16 @@ fn check_title(gh: &FakeGitHub, n: usize) -> String {
     runs[n - 1].state["output"]["title"].as_str().unwrap_or_default().to_string()
 }
 
+/// PR `n`'s finished check run: a success released as `tag`, decided against
+/// the floor mean `floor`. Its summary and its verdict's text.
+fn crowned(gh: &FakeGitHub, n: usize, tag: &str, floor: f64) -> (String, String) {
+    let done = gh.check_runs()[n - 1].state.clone();
+    assert_eq!(done["conclusion"], "success", "{done:#}");
+    let summary = done["output"]["summary"].as_str().unwrap().to_string();
+    assert!(summary.contains(&format!("released as {tag}")) && summary.contains(&format!("{floor:.4}")), "{summary}");
+    (summary, done["output"]["text"].as_str().unwrap_or_default().to_string())
+}
+
 #[test]
 fn two_crowns_in_a_row_through_the_app_each_decided_against_its_kings_floor_measured_by_runner_jobs() {
     let tmp = tempfile::tempdir().unwrap();
@@ -153,13 +163,7 @@ fn two_crowns_in_a_row_through_the_app_each_decided_against_its_kings_floor_meas
         assert_eq!(check_title(&gh, 1), format!("waiting for recipe-v0.1.0's noise floor on micro: 0 of {SEEDS} runs"));
         drain_until_judged(&services, 1).await;
         let floor0 = floor_mean(&pool, "recipe-v0.1.0").await;
-        let done = &gh.check_runs()[0].state;
-        assert_eq!(done["conclusion"], "success", "{done:#}");
-        let summary = done["output"]["summary"].as_str().unwrap();
-        assert!(
-            summary.contains("released as recipe-v0.1.1") && summary.contains(&format!("{floor0:.4}")),
-            "{summary}"
-        );
+        let (summary, _) = crowned(&gh, 1, "recipe-v0.1.1", floor0);
         assert!(summary.contains("(64 aimed)"), "pairs aimed by the floor's nats: {summary}");
 
         // PR 2, proved against the new king a fresh clone of the remote sees. It
@@ -175,13 +179,10 @@ fn two_crowns_in_a_row_through_the_app_each_decided_against_its_kings_floor_meas
         drain_until_judged(&services, 2).await;
         let floor1 = floor_mean(&pool, "recipe-v0.1.1").await;
         assert!(floor1 < floor0, "the first crown's king is better: {floor1} vs {floor0}");
-        let done = &gh.check_runs()[1].state;
-        assert_eq!(done["conclusion"], "success", "{done:#}");
-        let summary = done["output"]["summary"].as_str().unwrap();
-        assert!(
-            summary.contains("released as recipe-v0.1.2") && summary.contains(&format!("{floor1:.4}")),
-            "{summary}"
-        );
+        let (summary, verdict) = crowned(&gh, 2, "recipe-v0.1.2", floor1);
+        // Against the new king and its floor, not the old one's.
+        assert!(!summary.contains(&format!("{floor0:.4}")), "{summary}");
+        assert!(verdict.contains("\"king\": \"recipe-v0.1.1\""), "{verdict}");
         let kings: Vec<(String,)> =
             sqlx::query_as("SELECT tag FROM kings ORDER BY crowned_at").fetch_all(&pool).await.unwrap();
         let kings: Vec<&str> = kings.iter().map(|k| k.0.as_str()).collect();

@@ -50,7 +50,7 @@ struct Miner<'a> {
     repo: &'a RecipeRepo,
     rule: DecisionRule,
     record: Record,
-    /// One per worker; the first also measures the king and the best.
+    /// One per worker; trials and the seeds of the king and the best are spread over them.
     benches: Vec<Bench<'a>>,
     network: Vec<network::Judged>,
     /// The king `network` was read for (None: not read yet).
@@ -77,7 +77,7 @@ pub fn mine(args: &MineArgs) -> Result<State> {
         .into_iter()
         .enumerate()
         .map(|(i, setup)| {
-            let label = format!("worker {} of {count} ({})", i + 1, device_name(setup.device));
+            let label = format!("worker {} of {count} ({})", i + 1, setup.device);
             Bench::new(&sandbox, setup, &args.repo, &args.config, &work.path().join(format!("worker-{i}")), label)
         })
         .collect::<Result<Vec<_>>>()?;
@@ -161,8 +161,7 @@ impl Miner<'_> {
 
     /// `--seeds` public-val runs of `tree` (`what` names it), seed offsets from
     /// `first` on. Every one must succeed: the king or a kept best failing is the
-    /// miner's problem.
-    /// The seeds run side by side, one per worker.
+    /// miner's problem. The seeds run side by side, one per worker.
     fn runs_of(&mut self, what: &str, tree: git2::Oid, first: u64) -> Result<Vec<f64>> {
         let seeds: Vec<u64> = (first..first + self.args.seeds as u64).collect();
         let scored = measure::on_workers(&mut self.benches, seeds.clone(), |bench, seed| bench.score(tree, seed));
@@ -263,13 +262,6 @@ fn worker_setups(args: &MineArgs) -> Result<Vec<crate::judge::evaluate::EvalSetu
             sandbox.setup(&args.repo)
         })
         .collect()
-}
-
-fn device_name(device: crate::sandbox::gpu::Device) -> String {
-    match device {
-        crate::sandbox::gpu::Device::Cpu => "cpu".into(),
-        crate::sandbox::gpu::Device::Cuda(n) => format!("cuda:{n}"),
-    }
 }
 
 /// The best's change carried onto a new king: None when it no longer applies,

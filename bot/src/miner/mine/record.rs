@@ -170,7 +170,6 @@ impl Record {
     }
 
     /// A fresh folder for trial `n` (an unfinished one is started over).
-    /// Trial n's folder, made afresh (a trial redone after a kill starts clean).
     pub fn trial_dir(&self, n: u32) -> Result<PathBuf> {
         let dir = self.trial_dir_path(n);
         if dir.exists() {
