@@ -39,6 +39,10 @@ pub enum LineageCommand {
         /// the trusted set. Without it, the clone's own genesis is taken on trust.
         #[arg(long)]
         genesis: Option<String>,
+        /// Fail (exit 1) when a release is trusted to a public dev key such as
+        /// `//Alice`, whose signatures anyone can make; without it, a warning.
+        #[arg(long)]
+        deny_dev_keys: bool,
         #[arg(long)]
         json: bool,
     },
@@ -78,8 +82,8 @@ pub fn pr(command: PrCommand) -> Result<bool> {
 }
 
 pub fn lineage(command: LineageCommand) -> Result<bool> {
-    let (clone, genesis, json) = match command {
-        LineageCommand::Verify { clone, genesis, json } => (clone, genesis, json),
+    let (clone, genesis, deny_dev_keys, json) = match command {
+        LineageCommand::Verify { clone, genesis, deny_dev_keys, json } => (clone, genesis, deny_dev_keys, json),
         LineageCommand::Keys { keys, name } => {
             print!("{}", keys.load("karpa lineage keys")?.entry(&name));
             return Ok(true);
@@ -89,12 +93,12 @@ pub fn lineage(command: LineageCommand) -> Result<bool> {
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print(&report);
+        print(&report, deny_dev_keys);
     }
-    Ok(report.holds())
+    Ok(report.holds() && !(deny_dev_keys && report.dev_keyed()))
 }
 
-fn print(report: &Report) {
+fn print(report: &Report, deny_dev_keys: bool) {
     println!(
         "  {:<16} {:<9} {:>10} {:>10} {:>8}  {:<16}  signed by",
         "release", "commit", "hidden bpb", "king bpb", "gain", "bundle"
@@ -128,6 +132,18 @@ fn print(report: &Report) {
         for p in &l.problems {
             println!("    {:<24} {}", p.code, p.message);
         }
+        if !l.dev_keys.is_empty() {
+            println!(
+                "  ⚠ {:<22} {} is trusted to public dev keys ({}): anyone can sign as them",
+                "lineage.dev-key",
+                l.tag,
+                l.dev_keys.join(", ")
+            );
+        }
+    }
+    if report.dev_keyed() {
+        let then = if deny_dev_keys { "--deny-dev-keys fails it" } else { "fine for a test, never for a real network" };
+        println!("\nwarning: this lineage's signatures are by public dev keys; {then}");
     }
     let broken = report.links.iter().filter(|l| !l.problems.is_empty()).count();
     if let Some(g) = report.links.first() {

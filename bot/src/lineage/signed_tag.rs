@@ -96,6 +96,11 @@ impl SignedTag {
     }
 }
 
+/// The public half of the dev tag key `//name`.
+pub fn dev_public_key(name: &str) -> PublicKey {
+    dev_key(name).public_key().clone()
+}
+
 /// A dev key, derived from its name: public, so for tests and the demo only.
 fn dev_key(name: &str) -> PrivateKey {
     let seed = proof::sha256_bytes(format!("karpa-dev-tag-key://{name}").as_bytes());

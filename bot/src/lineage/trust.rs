@@ -15,6 +15,8 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 
 pub const TRUST_FILE: &str = "validators.toml";
+/// The well-known dev accounts (`//Alice` …): their secrets are public.
+const DEV_NAMES: [&str; 6] = ["Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie"];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +66,30 @@ impl TrustedSet {
     /// The set `tree` carries, or None when it has no [`TRUST_FILE`].
     pub fn of_tree(repo: &RecipeRepo, tree: git2::Oid) -> Result<Option<Self>> {
         repo.file(tree, TRUST_FILE)?.map(|bytes| Self::from_bytes(&bytes)).transpose()
+    }
+
+    /// The trusted validators whose hotkey or tag key is a public dev key
+    /// (`//Alice` and the other well-known dev names): anyone can sign as them,
+    /// so a set naming one protects nothing. Fine for tests and the demo, never
+    /// for a real network.
+    pub fn dev_keyed(&self) -> Vec<String> {
+        let dev_hotkeys: Vec<[u8; 32]> = DEV_NAMES
+            .iter()
+            .filter_map(|n| proof::hotkey::keypair_from_uri(&format!("//{n}")).ok())
+            .filter_map(|k| proof::hotkey::public_key_of(&proof::hotkey::ss58(&k)).ok().map(|p| p.0))
+            .collect();
+        let dev_tag_keys: Vec<_> =
+            DEV_NAMES.iter().map(|n| super::signed_tag::dev_public_key(n).key_data().clone()).collect();
+        self.validators
+            .iter()
+            .filter(|v| {
+                let hot = proof::hotkey::public_key_of(&v.ss58).is_ok_and(|k| dev_hotkeys.contains(&k.0));
+                let tag =
+                    super::signed_tag::parse_public_key(&v.tag_key).is_ok_and(|k| dev_tag_keys.contains(k.key_data()));
+                hot || tag
+            })
+            .map(|v| v.name.clone())
+            .collect()
     }
 
     /// The set a [`TRUST_FILE`]'s bytes name.
@@ -136,6 +162,28 @@ mod tests {
     /// //Alice's hotkey with Kusama's SS58 prefix.
     const ALICE_ON_KUSAMA: &str = "HNZata7iMYWmk5RvZRTiAsSDhV8366zq2YGb3tLH5Upf74F";
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs";
+
+    #[test]
+    fn a_set_trusting_a_public_dev_key_is_named_and_one_of_private_keys_is_not() {
+        let entry = |name: &str, hot: &str, tag: &str| {
+            let ss58 = proof::hotkey::ss58(&proof::hotkey::keypair_from_uri(hot).unwrap());
+            let tag = crate::lineage::signed_tag::TagSigner::load(tag, "k <k@l>").unwrap().public_key();
+            format!("[[validator]]\nname = \"{name}\"\nss58 = \"{ss58}\"\ntag_key = \"{tag}\"\n")
+        };
+        let dev = TrustedSet::parse(include_str!("../../../deploy/validators.dev.toml")).unwrap();
+        assert_eq!(dev.dev_keyed(), ["dev validator (//Alice)"]);
+        // Keys no dev name derives: nothing to flag.
+        let private = format!("signatures_needed = 1\n{}", entry("v", "//KarpaPrivate1", "//KarpaPrivate2"));
+        assert!(TrustedSet::parse(&private).unwrap().dev_keyed().is_empty());
+        // A private hotkey with a dev tag key, and a dev hotkey under another prefix, are both dev-keyed.
+        let mixed = format!(
+            "signatures_needed = 1\n{}{}{}",
+            entry("tag", "//KarpaPrivate3", "//Bob"),
+            entry("private", "//KarpaPrivate4", "//KarpaPrivate5"),
+            format!("[[validator]]\nname = \"kusama\"\nss58 = \"{ALICE_ON_KUSAMA}\"\ntag_key = \"{KEY}\"\n"),
+        );
+        assert_eq!(TrustedSet::parse(&mixed).unwrap().dev_keyed(), ["tag", "kusama"]);
+    }
 
     #[test]
     fn the_dev_set_parses_and_broken_sets_are_refused() {

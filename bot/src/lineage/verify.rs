@@ -48,6 +48,9 @@ pub struct Link {
     pub tag_signer: Option<String>,
     /// Whether this release put a new trusted set in force.
     pub trusted_set_changed: bool,
+    /// The validators of the set in force here trusted through a public dev
+    /// key: their signatures prove nothing (a warning; `--deny-dev-keys` fails it).
+    pub dev_keys: Vec<String>,
     pub problems: Vec<Problem>,
 }
 
@@ -59,6 +62,11 @@ pub struct Report {
 impl Report {
     pub fn holds(&self) -> bool {
         self.links.iter().all(|l| l.problems.is_empty())
+    }
+
+    /// Whether any release is trusted to a public dev key.
+    pub fn dev_keyed(&self) -> bool {
+        self.links.iter().any(|l| !l.dev_keys.is_empty())
     }
 }
 
@@ -74,6 +82,7 @@ impl Link {
             signers: Vec::new(),
             tag_signer: None,
             trusted_set_changed: false,
+            dev_keys: Vec::new(),
             problems: Vec::new(),
         }
     }
@@ -165,6 +174,7 @@ fn check_link(repo: &RecipeRepo, king: &King, release: &King, has_notes: bool, l
                 });
             }
             link.signers = signers;
+            link.dev_keys = set.dev_keyed();
             problems.extend(found);
             match check_tag(repo, &set, release) {
                 Ok(signer) => link.tag_signer = Some(signer),

@@ -234,6 +234,19 @@ fn crowns_on_the_local_forge_verify_from_a_clone_and_tampering_is_caught() {
     // The CLI says the same, and exits 0.
     let cli = run(&binary("karpa"), &[&"lineage", &"verify", &clone]).ok();
     assert!(cli.stdout.contains("lineage holds: 3 releases"), "{}", cli.stdout);
+    // Its signers are the public dev keys: a warning by default, a failure when denied.
+    assert!(
+        report.links[1..].iter().all(|l| l.dev_keys.contains(&"dev validator (//Alice)".to_string())),
+        "{report:#?}"
+    );
+    assert!(
+        cli.stdout.contains("lineage.dev-key") && cli.stdout.contains("never for a real network"),
+        "{}",
+        cli.stdout
+    );
+    let strict = run(&binary("karpa"), &[&"lineage", &"verify", &clone, &"--deny-dev-keys"]);
+    assert_eq!(strict.code, 1, "{}{}", strict.stdout, strict.stderr);
+    assert!(strict.stdout.contains("--deny-dev-keys fails it"), "{}", strict.stdout);
     // Pinned to its genesis it holds; pinned to another (a clone served with another
     // history and another trusted set) it does not.
     let genesis = git(&clone, &["rev-parse", "recipe-v0.1.0^{commit}"]).trim().to_string();
