@@ -145,7 +145,9 @@ fn print(report: &Report, deny_dev_keys: bool) {
         let then = if deny_dev_keys { "--deny-dev-keys fails it" } else { "fine for a test, never for a real network" };
         println!("\nwarning: this lineage's signatures are by public dev keys; {then}");
     }
-    let broken = report.links.iter().filter(|l| !l.problems.is_empty()).count();
+    // Denied, a release trusted to a dev key does not hold either.
+    let broken =
+        report.links.iter().filter(|l| !l.problems.is_empty() || (deny_dev_keys && !l.dev_keys.is_empty())).count();
     if let Some(g) = report.links.first() {
         println!("\ngenesis {} is commit {} (pin it: --genesis {})", g.tag, g.commit, g.commit);
     }

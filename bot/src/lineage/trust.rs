@@ -17,6 +17,16 @@ use std::collections::BTreeSet;
 pub const TRUST_FILE: &str = "validators.toml";
 /// The well-known dev accounts (`//Alice` …): their secrets are public.
 const DEV_NAMES: [&str; 6] = ["Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie"];
+/// Their hotkeys and tag keys, derived once.
+static DEV_KEYS: std::sync::LazyLock<(Vec<[u8; 32]>, Vec<ssh_key::public::KeyData>)> = std::sync::LazyLock::new(|| {
+    let hotkeys = DEV_NAMES
+        .iter()
+        .filter_map(|n| proof::hotkey::keypair_from_uri(&format!("//{n}")).ok())
+        .filter_map(|k| proof::hotkey::public_key_of(&proof::hotkey::ss58(&k)).ok().map(|p| p.0))
+        .collect();
+    let tag_keys = DEV_NAMES.iter().map(|n| super::signed_tag::dev_public_key(n).key_data().clone()).collect();
+    (hotkeys, tag_keys)
+});
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,13 +83,7 @@ impl TrustedSet {
     /// so a set naming one protects nothing. Fine for tests and the demo, never
     /// for a real network.
     pub fn dev_keyed(&self) -> Vec<String> {
-        let dev_hotkeys: Vec<[u8; 32]> = DEV_NAMES
-            .iter()
-            .filter_map(|n| proof::hotkey::keypair_from_uri(&format!("//{n}")).ok())
-            .filter_map(|k| proof::hotkey::public_key_of(&proof::hotkey::ss58(&k)).ok().map(|p| p.0))
-            .collect();
-        let dev_tag_keys: Vec<_> =
-            DEV_NAMES.iter().map(|n| super::signed_tag::dev_public_key(n).key_data().clone()).collect();
+        let (dev_hotkeys, dev_tag_keys) = &*DEV_KEYS;
         self.validators
             .iter()
             .filter(|v| {
